@@ -1,0 +1,170 @@
+// airlock: the command-line front end. `airlock run` runs code in a fresh
+// microVM, streams its output and exits with the program's exit code.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "engine/engine.h"
+
+namespace {
+
+using airlock::Error;
+using airlock::ErrorCode;
+namespace engine = airlock::engine;
+
+constexpr int kAirlockErrorExit = 125;
+
+const engine::CancelToken* g_cancel = nullptr;
+
+void on_terminating_signal(int) {
+  if (g_cancel) g_cancel->cancel();
+}
+
+void install_signal_handlers(const engine::CancelToken& token) {
+  g_cancel = &token;
+  struct sigaction action {};
+  action.sa_handler = on_terminating_signal;
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &action, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+// Streams the program's output to our own stdout/stderr, byte for byte. A
+// reader that goes away (`| head -1`) stops the copying, not the run.
+class TerminalSink final : public engine::OutputSink {
+ public:
+  void on_stdout(std::string_view bytes) override { copy(1, bytes, stdout_open_); }
+  void on_stderr(std::string_view bytes) override { copy(2, bytes, stderr_open_); }
+
+ private:
+  static void copy(int fd, std::string_view bytes, bool& open) {
+    if (!open) return;
+    try {
+      airlock::write_all(fd, bytes);
+    } catch (const Error&) {
+      open = false;
+    }
+  }
+  bool stdout_open_ = true;
+  bool stderr_open_ = true;
+};
+
+struct RunOptions {
+  std::string language;
+  std::string code;
+  std::string file;
+  std::vector<std::string> env;
+  int timeout_s = engine::Limits::kDefaultTimeoutS;
+  int memory_mb = engine::Limits::kDefaultMemoryMb;
+  uint64_t stdout_limit = engine::Limits::kDefaultStdoutLimit;
+  uint64_t stderr_limit = engine::Limits::kDefaultStderrLimit;
+  bool json = false;
+  std::string accel = "auto";
+  std::string kernel;
+  std::string images;
+};
+
+int run_command(const RunOptions& options) {
+  engine::RunRequest request;
+  request.language = options.language;
+  if (!options.file.empty()) {
+    if (!options.code.empty()) {
+      throw Error(ErrorCode::invalid_argument, "give the code either as an argument or with --file, not both");
+    }
+    request.code = airlock::read_file(options.file == "-" ? "/dev/stdin" : options.file,
+                                      engine::Limits::kMaxCodeBytes);
+  } else {
+    if (options.code.empty()) throw Error(ErrorCode::invalid_argument, "no code given (an argument or --file)");
+    request.code = options.code;
+  }
+  for (const auto& assignment : options.env) request.env.push_back(engine::parse_env_assignment(assignment));
+  request.timeout_s = options.timeout_s;
+  request.memory_mb = options.memory_mb;
+  request.stdout_limit = options.stdout_limit;
+  request.stderr_limit = options.stderr_limit;
+  request.kernel = options.kernel;
+  request.accel = airlock::vmm::parse_accel_choice(options.accel);
+  // A terminal is not input: a program waiting on it would only hang.
+  if (options.file != "-" && !::isatty(0)) request.stdin_source.fd = 0;
+
+  engine::EngineOptions engine_options;
+  engine_options.manifest_path = options.images;
+  engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
+  engine::Engine sandbox_engine(engine_options);
+
+  engine::CancelToken cancel;
+  install_signal_handlers(cancel);
+  TerminalSink terminal;
+  engine::RunResult result = sandbox_engine.run(request, options.json ? nullptr : &terminal, &cancel);
+
+  if (options.json) {
+    std::string text = engine::to_json(result).dump() + "\n";
+    airlock::write_all(1, text);
+  } else if (result.status != engine::RunStatus::ok && result.status != engine::RunStatus::error) {
+    spdlog::error("{}", result.error.empty() ? std::string(engine::to_string(result.status)) : result.error);
+  }
+  return engine::exit_code_for(result);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("airlock");
+  logger->set_pattern("airlock: %^%v%$");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::info);
+
+  CLI::App app{"Airlock: run untrusted code in throwaway microVMs"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("airlock ") + AIRLOCK_VERSION);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "Log what Airlock is doing");
+
+  RunOptions options;
+  CLI::App* run = app.add_subcommand("run", "Run code in a fresh microVM and stream its output");
+  run->add_option("code", options.code, "The code to run");
+  run->add_option("-l,--lang,--language", options.language, "python, javascript or shell")->required();
+  run->add_option("-f,--file", options.file, "Read the code from this file ('-' for stdin)");
+  run->add_option("-e,--env", options.env, "Environment variable NAME=value for the program (repeatable)");
+  run->add_option("-t,--timeout", options.timeout_s, "Time limit in seconds (1-300)")->capture_default_str();
+  run->add_option("-m,--memory", options.memory_mb, "Guest memory in MiB (128-2048)")->capture_default_str();
+  run->add_option("--stdout-limit", options.stdout_limit, "Bytes of stdout kept before the run is stopped")
+      ->capture_default_str();
+  run->add_option("--stderr-limit", options.stderr_limit, "Bytes of stderr kept before the run is stopped")
+      ->capture_default_str();
+  run->add_flag("--json", options.json, "Print one JSON result object instead of streaming");
+  run->add_option("--accel", options.accel, "Accelerator: auto, kvm or tcg")->capture_default_str();
+  run->add_option("--kernel", options.kernel, "Guest kernel from the image manifest (default: its default)");
+  run->add_option("--images", options.images, "Path of the image manifest (default: beside the binary)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kAirlockErrorExit;
+  }
+  if (verbose) spdlog::set_level(spdlog::level::debug);
+
+  try {
+    if (run->parsed()) return run_command(options);
+  } catch (const Error& e) {
+    spdlog::error("error: {}", e.what());
+    return kAirlockErrorExit;
+  } catch (const std::exception& e) {
+    spdlog::error("internal error: {}", e.what());
+    return kAirlockErrorExit;
+  }
+  return kAirlockErrorExit;
+}

@@ -1,0 +1,29 @@
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "common/unique_fd.h"
+
+namespace airlock {
+
+// Writes all of data, retrying on EINTR and short writes (blocking fds only).
+void write_all(int fd, std::string_view data);
+
+// One read(2), retrying on EINTR. Returns bytes read (0 at EOF), or nullopt
+// when a non-blocking fd has nothing to read.
+std::optional<size_t> read_some(int fd, char* buffer, size_t size);
+
+std::string read_file(const std::string& path, size_t max_size);
+void write_file(const std::string& path, std::string_view data, int mode = 0644);
+
+void set_nonblocking(int fd, bool nonblocking = true);
+void set_cloexec(int fd, bool cloexec = true);
+
+std::pair<UniqueFd, UniqueFd> make_pipe();         // {read end, write end}, CLOEXEC
+std::pair<UniqueFd, UniqueFd> make_socket_pair();  // AF_UNIX stream, CLOEXEC
+
+}  // namespace airlock

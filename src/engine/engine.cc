@@ -1,0 +1,169 @@
+#include "engine/engine.h"
+
+#include "common/error.h"
+#include "common/temp_dir.h"
+#include "engine/languages.h"
+#include "engine/paths.h"
+#include "vmm/qemu_backend.h"
+
+namespace airlock::engine {
+
+namespace {
+
+// Generous even for the fallback kernel under TCG on a loaded machine.
+constexpr auto kBootTimeout = std::chrono::seconds(30);
+constexpr uint32_t kSandboxUid = 1000;
+constexpr const char* kWorkDir = "/home/sandbox";
+
+std::vector<std::string> guest_environment(const Language& language, const RunRequest& request) {
+  std::vector<std::pair<std::string, std::string>> merged = {
+      {"PATH", "/usr/local/bin:/usr/bin:/bin"},
+      {"HOME", kWorkDir},
+      {"USER", "sandbox"},
+      {"LANG", "C.UTF-8"},
+  };
+  auto set = [&merged](const std::string& name, const std::string& value) {
+    for (auto& entry : merged) {
+      if (entry.first == name) {
+        entry.second = value;
+        return;
+      }
+    }
+    merged.emplace_back(name, value);
+  };
+  for (const auto& assignment : language.env) {
+    auto [name, value] = parse_env_assignment(assignment);
+    set(name, value);
+  }
+  for (const auto& [name, value] : request.env) set(name, value);
+  std::vector<std::string> env;
+  for (const auto& [name, value] : merged) env.push_back(name + "=" + value);
+  return env;
+}
+
+RunResult classify(const ExecOutcome& outcome, const protocol::Exec& exec) {
+  RunResult result;
+  result.stdout_data = outcome.stdout_data;
+  result.stderr_data = outcome.stderr_data;
+  const auto* report = outcome.report ? &*outcome.report : nullptr;
+  result.stdout_truncated = outcome.stdout_truncated || (report && report->stdout_truncated);
+  result.stderr_truncated = outcome.stderr_truncated || (report && report->stderr_truncated);
+  if (report) {
+    result.exit_code = report->exit_code;
+    result.signal = report->signal;
+  }
+  if (outcome.host_timeout || (report && report->timed_out)) {
+    result.status = RunStatus::timeout;
+    result.error = "timed out after " + std::to_string(exec.timeout_ms / 1000) + " s";
+  } else if (outcome.cancelled) {
+    result.status = RunStatus::killed;
+    result.signal = result.signal.value_or(9);
+    result.exit_code.reset();
+    result.error = "cancelled";
+  } else if (outcome.host_output_limit || (report && report->output_limit)) {
+    result.status = RunStatus::output_limit;
+    result.error = std::string("output limit exceeded (") +
+                   (result.stdout_truncated ? "stdout limit " + std::to_string(exec.stdout_limit)
+                                            : "stderr limit " + std::to_string(exec.stderr_limit)) +
+                   " bytes)";
+  } else if (!outcome.failure.empty() || !report) {
+    result.status = RunStatus::internal_error;
+    result.error = outcome.failure.empty() ? "the guest never reported an exit" : outcome.failure;
+  } else if (report->oom) {
+    result.status = RunStatus::oom;
+    result.error = "killed by the guest's out-of-memory killer";
+  } else if (report->signal) {
+    result.status = RunStatus::killed;
+    result.error = "killed by signal " + std::to_string(*report->signal);
+  } else {
+    result.status = *report->exit_code == 0 ? RunStatus::ok : RunStatus::error;
+  }
+  return result;
+}
+
+}  // namespace
+
+Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
+    : options_(std::move(options)), backend_(std::move(backend)) {
+  if (!backend_) backend_ = std::make_unique<vmm::QemuBackend>();
+  if (options_.cache_dir.empty()) options_.cache_dir = default_cache_dir();
+  if (options_.runtime_dir.empty()) options_.runtime_dir = default_runtime_dir();
+  // Directories of runs whose owner was killed outright (SIGKILL) go now.
+  reap_stale_dirs(options_.runtime_dir, "run-");
+}
+
+vmm::AccelDecision Engine::accel_for(vmm::AccelChoice choice, const vmm::KernelImage& kernel) {
+  if (choice == vmm::AccelChoice::automatic && automatic_accel_) return *automatic_accel_;
+  TempDir scratch = TempDir::create(options_.runtime_dir, "run-");
+  auto decision = vmm::choose_accel(choice, kernel, options_.cache_dir, scratch.path());
+  if (decision.probed_now && options_.notice) options_.notice(decision.reason);
+  if (choice == vmm::AccelChoice::automatic) automatic_accel_ = decision;
+  return decision;
+}
+
+RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelToken* cancel) {
+  const auto accepted = SteadyClock::now();
+  validate(request);
+  const Language& language = find_language(request.language);
+  if (!catalog_) catalog_ = ImageCatalog::load(find_manifest(options_.manifest_path));
+  const vmm::KernelImage& kernel = catalog_->kernel(request.kernel);
+  const std::string& rootfs = catalog_->rootfs(language.name);
+  const vmm::AccelDecision accel = accel_for(request.accel, kernel);
+
+  TempDir run_dir = TempDir::create(options_.runtime_dir, "run-");
+  vmm::VmConfig config;
+  config.name = "airlock-" + run_dir.path().substr(run_dir.path().rfind('/') + 1);
+  config.accel = accel.accel;
+  config.kernel = kernel;
+  config.rootfs = rootfs;
+  config.memory_mb = request.memory_mb;
+  config.work_dir = run_dir.path();
+
+  RunResult result;
+  std::unique_ptr<vmm::Vm> vm;
+  try {
+    vm = backend_->start(config);
+    const auto spawned = SteadyClock::now();
+    result.timing.setup_ms = elapsed_ms(accepted, spawned);
+
+    GuestSession session(*vm, cancel);
+    session.await_hello(spawned + kBootTimeout);
+    const auto ready = SteadyClock::now();
+    result.timing.boot_ms = elapsed_ms(spawned, ready);
+
+    protocol::Exec exec;
+    exec.argv = language.command;
+    exec.env = guest_environment(language, request);
+    exec.cwd = kWorkDir;
+    exec.uid = kSandboxUid;
+    exec.gid = kSandboxUid;
+    exec.stdout_limit = request.stdout_limit;
+    exec.stderr_limit = request.stderr_limit;
+    exec.timeout_ms = static_cast<uint64_t>(request.timeout_s) * 1000;
+    session.queue_file(language.code_path, request.code, 0644);
+    ExecOutcome outcome = session.execute(exec, request.stdin_source, sink,
+                                          std::chrono::seconds(request.timeout_s));
+    RunTiming timing = result.timing;
+    result = classify(outcome, exec);
+    result.timing = timing;
+    result.timing.execute_ms = elapsed_ms(outcome.started, outcome.ended);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::invalid_argument) throw;
+    if (e.code() == ErrorCode::cancelled) {
+      result.status = RunStatus::killed;
+      result.signal = 9;
+      result.error = e.what();
+    } else {
+      result.status = RunStatus::internal_error;
+      result.error = e.what();
+    }
+  }
+  if (vm) vm->destroy();
+  vm.reset();
+  run_dir.remove();
+  result.accel = std::string(vmm::to_string(accel.accel));
+  result.timing.total_ms = elapsed_ms(accepted, SteadyClock::now());
+  return result;
+}
+
+}  // namespace airlock::engine

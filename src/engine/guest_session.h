@@ -1,0 +1,93 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/clock.h"
+#include "common/unique_fd.h"
+#include "engine/run_request.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
+#include "vmm/vm_backend.h"
+
+namespace airlock::engine {
+
+// Receives a run's output as the guest produces it.
+class OutputSink {
+ public:
+  virtual ~OutputSink() = default;
+  virtual void on_stdout(std::string_view bytes) = 0;
+  virtual void on_stderr(std::string_view bytes) = 0;
+};
+
+// Lets another thread, or a signal handler, stop a run.
+class CancelToken {
+ public:
+  CancelToken();
+  void cancel() const noexcept;  // async-signal-safe
+  bool cancelled() const;
+  int fd() const { return event_.get(); }
+
+ private:
+  UniqueFd event_;
+};
+
+struct ExecOutcome {
+  std::optional<protocol::ExitReport> report;  // the guest's account, if it gave one
+  bool host_timeout = false;       // the host's deadline passed
+  bool cancelled = false;          // the caller cancelled
+  bool host_output_limit = false;  // the guest sent more than the limit allowed
+  std::string failure;             // non-empty: the run broke (VM died, protocol violation)
+  std::string stdout_data;
+  std::string stderr_data;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+  SteadyClock::time_point started;
+  SteadyClock::time_point ended;
+};
+
+// The host's side of the conversation with one guest agent. Every byte from
+// the guest is untrusted: frames are decoded with bounded memory, output is
+// capped on the host whatever the guest claims, and a guest that stops
+// reading or talking can only make the run hit its deadline, never hang us.
+class GuestSession {
+ public:
+  GuestSession(vmm::Vm& vm, const CancelToken* cancel);
+
+  // Waits for the agent's hello and acknowledges it. Throws Error(vm) if the
+  // VM dies or stays silent until `deadline` (with the console's last words),
+  // Error(protocol) for a bad hello, Error(cancelled) if cancelled.
+  protocol::Hello await_hello(SteadyClock::time_point deadline);
+
+  // Queues a file for the guest; it is sent before anything queued later.
+  void queue_file(const std::string& path, std::string_view content, uint32_t mode);
+
+  // Runs the program and streams its output to `sink` (may be null); output
+  // is also kept in the outcome, up to the limits in `exec`.
+  ExecOutcome execute(const protocol::Exec& exec, const StdinSource& stdin_source, OutputSink* sink,
+                      std::chrono::milliseconds timeout);
+
+ private:
+  struct Wakeup {
+    bool channel_readable = false;
+    bool vm_stopped = false;
+    bool cancel = false;
+    bool stdin_readable = false;
+  };
+  Wakeup wait(SteadyClock::time_point deadline, int stdin_fd);
+  // Reads what the channel has into the decoder; false at end of stream.
+  bool read_channel();
+  void flush();
+  void queue(protocol::FrameType type, uint32_t stream, std::string_view payload);
+  std::string describe_stop();
+
+  vmm::Vm& vm_;
+  const CancelToken* cancel_;
+  protocol::FrameDecoder decoder_;
+  std::string outbox_;
+  bool channel_open_ = true;
+};
+
+}  // namespace airlock::engine

@@ -1,0 +1,86 @@
+#include "engine/images.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/io.h"
+
+namespace airlock::engine {
+
+using nlohmann::json;
+
+namespace {
+
+std::string required_string(const json& object, const char* key, const std::string& where) {
+  if (!object.is_object() || !object.contains(key) || !object[key].is_string()) {
+    throw Error(ErrorCode::invalid_argument, where + ": missing string field '" + key + "'");
+  }
+  return object[key].get<std::string>();
+}
+
+void require_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw Error(ErrorCode::not_found, what + " " + path + " does not exist; rebuild the images (images/build)");
+  }
+}
+
+}  // namespace
+
+ImageCatalog ImageCatalog::load(const std::string& manifest_path) {
+  json manifest = json::parse(read_file(manifest_path, 1 << 20), nullptr, false);
+  if (manifest.is_discarded() || !manifest.is_object()) {
+    throw Error(ErrorCode::invalid_argument, "image manifest " + manifest_path + " is not a JSON object");
+  }
+  if (manifest.value("version", 0) != 1) {
+    throw Error(ErrorCode::invalid_argument, "image manifest " + manifest_path + " has an unknown version");
+  }
+  ImageCatalog catalog;
+  catalog.manifest_path_ = manifest_path;
+  catalog.default_kernel_ = required_string(manifest, "default_kernel", manifest_path);
+  const json kernels = manifest.contains("kernels") ? manifest["kernels"] : json::object();
+  const json rootfs = manifest.contains("rootfs") ? manifest["rootfs"] : json::object();
+  for (auto& [name, entry] : kernels.items()) {
+    const std::string where = manifest_path + " kernels." + name;
+    vmm::KernelImage image;
+    image.path = required_string(entry, "path", where);
+    image.initramfs = required_string(entry, "initramfs", where);
+    image.machine = required_string(entry, "machine", where);
+    image.cmdline_extra = entry.value("cmdline", "");
+    catalog.kernels_[name] = image;
+  }
+  for (auto& [name, entry] : rootfs.items()) {
+    catalog.rootfs_[name] = required_string(entry, "path", manifest_path + " rootfs." + name);
+  }
+  if (!catalog.kernels_.count(catalog.default_kernel_)) {
+    throw Error(ErrorCode::invalid_argument,
+                manifest_path + ": default kernel '" + catalog.default_kernel_ + "' is not listed");
+  }
+  return catalog;
+}
+
+const vmm::KernelImage& ImageCatalog::kernel(const std::string& name) const {
+  const std::string& wanted = name.empty() ? default_kernel_ : name;
+  auto it = kernels_.find(wanted);
+  if (it == kernels_.end()) {
+    std::string known;
+    for (const auto& [known_name, image] : kernels_) known += (known.empty() ? "" : ", ") + known_name;
+    throw Error(ErrorCode::invalid_argument, "unknown kernel '" + wanted + "' (available: " + known + ")");
+  }
+  require_file(it->second.path, "kernel");
+  require_file(it->second.initramfs, "initramfs");
+  return it->second;
+}
+
+const std::string& ImageCatalog::rootfs(const std::string& language) const {
+  auto it = rootfs_.find(language);
+  if (it == rootfs_.end()) {
+    throw Error(ErrorCode::not_found, "no root filesystem image for language '" + language + "' in " +
+                                          manifest_path_ + "; rebuild the images (images/build)");
+  }
+  require_file(it->second, "root filesystem image");
+  return it->second;
+}
+
+}  // namespace airlock::engine

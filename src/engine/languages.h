@@ -1,0 +1,21 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace airlock::engine {
+
+// How a language's code is placed and started inside its image.
+struct Language {
+  std::string name;                  // canonical: "python", "javascript", "shell"
+  std::string code_path;             // where the code file is written in the guest
+  std::vector<std::string> command;  // argv; the code file's path is its last element
+  std::vector<std::string> env;      // language-specific defaults, overridable by the user
+};
+
+// Accepts the canonical names and common aliases (py, js, node, sh, bash).
+// Throws Error(invalid_argument) listing the supported languages.
+const Language& find_language(const std::string& name);
+std::string supported_languages();
+
+}  // namespace airlock::engine

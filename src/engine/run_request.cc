@@ -1,0 +1,110 @@
+#include "engine/run_request.h"
+
+#include "common/error.h"
+#include "engine/languages.h"
+
+namespace airlock::engine {
+
+namespace {
+
+[[noreturn]] void reject(const std::string& message) { throw Error(ErrorCode::invalid_argument, message); }
+
+bool is_valid_env_name(const std::string& name) {
+  if (name.empty() || name.size() > 256) return false;
+  if (!(std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_')) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool is_valid_utf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t length;
+    uint32_t code_point;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      length = 2;
+      code_point = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      length = 3;
+      code_point = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      length = 4;
+      code_point = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) return false;
+    for (size_t k = 1; k < length; ++k) {
+      unsigned char continuation = static_cast<unsigned char>(text[i + k]);
+      if ((continuation & 0xC0) != 0x80) return false;
+      code_point = (code_point << 6) | (continuation & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (code_point < kMinForLength[length] || code_point > 0x10FFFF ||
+        (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
+std::pair<std::string, std::string> parse_env_assignment(const std::string& text) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos) reject("environment variable '" + text + "' is not of the form NAME=value");
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+void validate(const RunRequest& request) {
+  find_language(request.language);
+  if (request.code.empty()) reject("code is empty");
+  if (request.code.size() > Limits::kMaxCodeBytes) {
+    reject("code is " + std::to_string(request.code.size()) + " bytes; the limit is " +
+           std::to_string(Limits::kMaxCodeBytes) + " bytes (1 MiB)");
+  }
+  if (request.timeout_s < Limits::kMinTimeoutS || request.timeout_s > Limits::kMaxTimeoutS) {
+    reject("timeout " + std::to_string(request.timeout_s) + " s is out of range (" +
+           std::to_string(Limits::kMinTimeoutS) + "-" + std::to_string(Limits::kMaxTimeoutS) + " s)");
+  }
+  if (request.memory_mb < Limits::kMinMemoryMb || request.memory_mb > Limits::kMaxMemoryMb) {
+    reject("memory " + std::to_string(request.memory_mb) + " MiB is out of range (" +
+           std::to_string(Limits::kMinMemoryMb) + "-" + std::to_string(Limits::kMaxMemoryMb) + " MiB)");
+  }
+  if (request.stdout_limit > Limits::kMaxOutputLimit) {
+    reject("stdout limit " + std::to_string(request.stdout_limit) + " bytes exceeds the maximum of " +
+           std::to_string(Limits::kMaxOutputLimit));
+  }
+  if (request.stderr_limit > Limits::kMaxOutputLimit) {
+    reject("stderr limit " + std::to_string(request.stderr_limit) + " bytes exceeds the maximum of " +
+           std::to_string(Limits::kMaxOutputLimit));
+  }
+  if (request.env.size() > Limits::kMaxEnvVars) {
+    reject("too many environment variables (" + std::to_string(request.env.size()) + "; the limit is " +
+           std::to_string(Limits::kMaxEnvVars) + ")");
+  }
+  size_t env_bytes = 0;
+  for (const auto& [name, value] : request.env) {
+    if (!is_valid_env_name(name)) {
+      reject("environment variable name '" + name + "' is invalid (letters, digits and _, not starting with a digit)");
+    }
+    if (value.find('\0') != std::string::npos || !is_valid_utf8(value)) {
+      reject("environment variable " + name + " has a value that is not NUL-free UTF-8");
+    }
+    env_bytes += name.size() + value.size() + 2;
+  }
+  if (env_bytes > Limits::kMaxEnvBytes) {
+    reject("environment is " + std::to_string(env_bytes) + " bytes; the limit is " +
+           std::to_string(Limits::kMaxEnvBytes));
+  }
+}
+
+}  // namespace airlock::engine

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vmm/accel_probe.h"
+
+namespace airlock::engine {
+
+// Limits every request is checked against before any VM starts.
+struct Limits {
+  static constexpr size_t kMaxCodeBytes = 1 << 20;
+  static constexpr int kMinTimeoutS = 1;
+  static constexpr int kMaxTimeoutS = 300;
+  static constexpr int kDefaultTimeoutS = 30;
+  static constexpr int kMinMemoryMb = 128;
+  static constexpr int kMaxMemoryMb = 2048;
+  static constexpr int kDefaultMemoryMb = 256;
+  static constexpr uint64_t kDefaultStdoutLimit = 1 << 20;
+  static constexpr uint64_t kDefaultStderrLimit = 100 << 10;
+  static constexpr uint64_t kMaxOutputLimit = 64 << 20;
+  static constexpr size_t kMaxEnvVars = 256;
+  static constexpr size_t kMaxEnvBytes = 64 << 10;
+};
+
+// Where a run's standard input comes from: a host fd streamed as the program
+// reads (the CLI's stdin), or bytes given up front (the API). Neither: empty.
+struct StdinSource {
+  int fd = -1;
+  std::string data;
+};
+
+struct RunRequest {
+  std::string language;
+  std::string code;
+  std::vector<std::pair<std::string, std::string>> env;
+  int timeout_s = Limits::kDefaultTimeoutS;
+  int memory_mb = Limits::kDefaultMemoryMb;
+  uint64_t stdout_limit = Limits::kDefaultStdoutLimit;
+  uint64_t stderr_limit = Limits::kDefaultStderrLimit;
+  StdinSource stdin_source;
+  std::string kernel;  // empty: the manifest's default
+  vmm::AccelChoice accel = vmm::AccelChoice::automatic;
+};
+
+// Throws Error(invalid_argument) naming the first field that is out of bounds.
+void validate(const RunRequest& request);
+
+// "NAME=value" -> {NAME, value}; throws Error(invalid_argument) if malformed.
+std::pair<std::string, std::string> parse_env_assignment(const std::string& text);
+
+bool is_valid_utf8(std::string_view text);
+
+}  // namespace airlock::engine

@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace airlock::engine {
+
+// Every run ends in exactly one of these.
+enum class RunStatus {
+  ok,              // exited with code 0
+  error,           // exited with a non-zero code
+  timeout,         // killed at the time limit
+  oom,             // killed by the guest's out-of-memory killer
+  output_limit,    // killed for passing the stdout or stderr limit
+  killed,          // ended by a signal (its own doing, or cancelled by the caller)
+  internal_error,  // Airlock could not run it: VM failure, protocol violation
+};
+
+std::string_view to_string(RunStatus status);
+
+struct RunTiming {
+  int64_t setup_ms = 0;    // request accepted -> VM process started
+  int64_t boot_ms = 0;     // VM process started -> agent ready
+  int64_t execute_ms = 0;  // program started -> program ended
+  int64_t total_ms = 0;    // request accepted -> everything torn down
+};
+
+struct RunResult {
+  RunStatus status = RunStatus::internal_error;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  std::string stdout_data;
+  std::string stderr_data;
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+  RunTiming timing;
+  std::string accel;
+  std::string error;  // what went wrong, for timeout / internal_error / killed
+};
+
+// The `--json` / API form. Output bytes are carried exactly: as a string when
+// they are valid UTF-8 (`stdout_encoding: "utf-8"`), else base64
+// (`stdout_encoding: "base64"`).
+nlohmann::json to_json(const RunResult& result);
+
+// The CLI's exit code for a result: the program's own code; 128+signal when
+// killed by a signal; 124 timeout; 137 oom; 125 output_limit / internal_error.
+int exit_code_for(const RunResult& result);
+
+std::string base64_encode(std::string_view bytes);
+
+}  // namespace airlock::engine

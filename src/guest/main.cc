@@ -1,0 +1,168 @@
+// airlock-agent: PID 1 of every Airlock guest. It prepares the guest, says
+// hello to the host over the virtio-serial port named "airlock", then serves
+// requests (write_file, exec) until the host goes away. See docs/protocol.md.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/reboot.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "guest/channel.h"
+#include "guest/file_writer.h"
+#include "guest/program_runner.h"
+#include "guest/system_setup.h"
+#include "protocol/messages.h"
+
+#ifndef AIRLOCK_VERSION
+#define AIRLOCK_VERSION "unknown"
+#endif
+
+namespace airlock::guest {
+namespace {
+
+using protocol::FrameType;
+
+void log_line(const std::string& line) {
+  std::string text = "airlock-agent: " + line + "\n";
+  ssize_t ignored = ::write(2, text.data(), text.size());
+  (void)ignored;
+}
+
+void open_console() {
+  int fd = ::open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::dup2(fd, 0);
+  ::dup2(fd, 1);
+  ::dup2(fd, 2);
+  if (fd > 2) ::close(fd);
+}
+
+// A guest can only end itself by resetting: with QEMU's -no-reboot that makes
+// QEMU exit, which the host sees at once.
+[[noreturn]] void halt_vm() {
+  ::sync();
+  ::reboot(RB_AUTOBOOT);
+  for (;;) ::pause();
+}
+
+void harden_kernel() {
+  // Refuse symlinks and hard links that a program could plant for the agent.
+  const char* settings[][2] = {{"/proc/sys/fs/protected_symlinks", "1"},
+                               {"/proc/sys/fs/protected_hardlinks", "1"},
+                               {"/proc/sys/kernel/kptr_restrict", "2"},
+                               {"/proc/sys/kernel/dmesg_restrict", "1"}};
+  for (auto& setting : settings) {
+    try {
+      write_file(setting[0], setting[1]);
+    } catch (const Error&) {
+      // Not every kernel has every knob; none of them is essential.
+    }
+  }
+}
+
+void receive_file(Channel& channel, const protocol::Frame& header_frame) {
+  auto header = protocol::WriteFile::parse(header_frame.payload);
+  UniqueFd file;
+  std::string failure;
+  try {
+    file = create_file_in_root(kRootfsMount, header.path, header.mode, 1000, 1000);
+  } catch (const Error& e) {
+    failure = e.what();
+  }
+  uint64_t remaining = header.size;
+  while (remaining > 0) {
+    auto frame = channel.receive();
+    if (!frame) return;
+    if (frame->type != FrameType::file_data || frame->stream != header_frame.stream) {
+      throw Error(ErrorCode::protocol, "expected file_data, got " +
+                                           std::string(protocol::to_string(frame->type)));
+    }
+    if (frame->payload.size() > remaining) throw Error(ErrorCode::protocol, "file_data overruns size");
+    remaining -= frame->payload.size();
+    if (file && failure.empty()) {
+      try {
+        write_all(file.get(), frame->payload);
+      } catch (const Error& e) {
+        failure = e.what();
+      }
+    }
+  }
+  if (!failure.empty()) {
+    channel.send(FrameType::error, header_frame.stream,
+                 protocol::ErrorReport{"write_file " + header.path + ": " + failure}.to_payload());
+  }
+}
+
+int serve() {
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &blocked, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  mount_early_filesystems();
+  open_console();
+  harden_kernel();
+  load_modules();
+  auto parameters = kernel_parameters();
+  const bool probe_only = parameters.count("airlock.probe") != 0;
+  if (!probe_only) {
+    auto root = parameters.find("airlock.root");
+    mount_root(root != parameters.end() ? root->second : "/dev/vda", 5000);
+  }
+
+  Channel channel(open_named_port("airlock", 5000));
+  protocol::Hello hello;
+  hello.agent_version = AIRLOCK_VERSION;
+  hello.uptime_ms = uptime_ms();
+  channel.send(FrameType::hello, 0, hello.to_payload());
+  auto ack_frame = channel.receive();
+  if (!ack_frame || ack_frame->type != FrameType::hello_ack) {
+    log_line("host did not acknowledge hello");
+    return 1;
+  }
+  auto ack = protocol::HelloAck::parse(ack_frame->payload);
+  if (ack.protocol != protocol::kProtocolVersion) {
+    log_line("host speaks protocol " + std::to_string(ack.protocol) + ", agent speaks " +
+             std::to_string(protocol::kProtocolVersion));
+    return 1;
+  }
+
+  while (auto frame = channel.receive()) {
+    switch (frame->type) {
+      case FrameType::write_file:
+        receive_file(channel, *frame);
+        break;
+      case FrameType::exec: {
+        auto request = protocol::Exec::parse(frame->payload);
+        if (!run_program(channel, frame->stream, request)) return 0;
+        break;
+      }
+      case FrameType::stdin_data:
+      case FrameType::stdin_close:
+      case FrameType::cancel:
+        break;  // late frames for a run that already ended
+      default:
+        throw Error(ErrorCode::protocol,
+                    "unexpected frame " + std::string(protocol::to_string(frame->type)));
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace airlock::guest
+
+int main() {
+  try {
+    airlock::guest::serve();
+  } catch (const std::exception& e) {
+    airlock::guest::log_line(std::string("fatal: ") + e.what());
+  }
+  airlock::guest::halt_vm();
+}

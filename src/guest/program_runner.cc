@@ -1,0 +1,279 @@
+#include "guest/program_runner.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "guest/system_setup.h"
+
+namespace airlock::guest {
+
+using protocol::FrameType;
+
+namespace {
+
+long long read_oom_kill_count() {
+  try {
+    std::string vmstat = read_file("/proc/vmstat", 1 << 20);
+    size_t pos = vmstat.find("\noom_kill ");
+    if (pos == std::string::npos) return 0;
+    return std::stoll(vmstat.substr(pos + 10));
+  } catch (...) {
+    return 0;
+  }
+}
+
+struct OutputStream {
+  UniqueFd pipe;
+  FrameType type;
+  uint64_t limit;
+  uint64_t sent = 0;
+  bool truncated = false;
+};
+
+// Child side of fork: only async-signal-safe calls until execve.
+[[noreturn]] void exec_in_sandbox(const protocol::Exec& request, char* const argv[],
+                                  char* const envp[], int stdin_fd, int stdout_fd, int stderr_fd,
+                                  int error_fd) {
+  auto fail = [error_fd](const char* step) {
+    int err = errno;
+    char message[256];
+    int length = snprintf(message, sizeof message, "airlock-agent: %s: %s\n", step, strerror(err));
+    ssize_t ignored = ::write(error_fd, message, static_cast<size_t>(length));
+    (void)ignored;
+    ::_exit(127);
+  };
+  sigset_t empty;
+  sigemptyset(&empty);
+  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  if (::setsid() < 0) fail("setsid");
+  if (::dup2(stdin_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0) fail("dup2");
+  if (::chroot(kRootfsMount) < 0) fail("chroot");
+  if (::chdir(request.cwd.c_str()) < 0 && ::chdir("/") < 0) fail("chdir");
+  if (::setgroups(0, nullptr) < 0) fail("setgroups");
+  if (::setresgid(request.gid, request.gid, request.gid) < 0) fail("setresgid");
+  if (::setresuid(request.uid, request.uid, request.uid) < 0) fail("setresuid");
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("prctl(PR_SET_NO_NEW_PRIVS)");
+  ::umask(022);
+  ::execve(argv[0], argv, envp);
+  fail(argv[0]);
+  ::_exit(127);
+}
+
+}  // namespace
+
+bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& request) {
+  const auto started = std::chrono::steady_clock::now();
+  const long long oom_kills_before = read_oom_kill_count();
+
+  auto [stdin_read, stdin_write] = make_pipe();
+  auto [stdout_read, stdout_write] = make_pipe();
+  auto [stderr_read, stderr_write] = make_pipe();
+  set_nonblocking(stdin_write.get());
+  set_nonblocking(stdout_read.get());
+  set_nonblocking(stderr_read.get());
+
+  std::vector<char*> argv;
+  for (const auto& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& entry : request.env) envp.push_back(const_cast<char*>(entry.c_str()));
+  envp.push_back(nullptr);
+
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  UniqueFd child_signals(::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!child_signals) throw_errno("signalfd");
+
+  pid_t child = ::fork();
+  if (child < 0) throw_errno("fork");
+  if (child == 0) {
+    exec_in_sandbox(request, argv.data(), envp.data(), stdin_read.get(), stdout_write.get(),
+                    stderr_write.get(), stderr_write.get());
+  }
+  stdin_read.reset();
+  stdout_write.reset();
+  stderr_write.reset();
+
+  UniqueFd backstop(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!backstop) throw_errno("timerfd_create");
+  itimerspec when{};
+  when.it_value.tv_sec = static_cast<time_t>(request.timeout_ms / 1000);
+  when.it_value.tv_nsec = static_cast<long>((request.timeout_ms % 1000) * 1'000'000);
+  if (request.timeout_ms == 0) when.it_value.tv_nsec = 1;
+  ::timerfd_settime(backstop.get(), 0, &when, nullptr);
+
+  OutputStream outputs[2] = {
+      {std::move(stdout_read), FrameType::stdout_data, request.stdout_limit},
+      {std::move(stderr_read), FrameType::stderr_data, request.stderr_limit},
+  };
+  std::string stdin_pending;
+  bool stdin_close_requested = false;
+  uint64_t stdin_unacked = 0;
+  std::optional<int> child_status;
+  bool killed_everything = false;
+  protocol::ExitReport report;
+  bool host_alive = true;
+  // Once the program itself has exited, stragglers holding its pipes get a
+  // moment to finish writing, then are killed.
+  constexpr auto kNoDeadline = std::chrono::steady_clock::time_point::max();
+  auto drain_deadline = kNoDeadline;
+
+  auto kill_everything = [&]() {
+    if (!killed_everything) ::kill(-1, SIGKILL);
+    killed_everything = true;
+  };
+  auto ack_stdin = [&]() {
+    if (stdin_unacked == 0) return;
+    channel.send(FrameType::stdin_ack, stream, protocol::StdinAck{stdin_unacked}.to_payload());
+    stdin_unacked = 0;
+  };
+
+  while (outputs[0].pipe || outputs[1].pipe || !child_status) {
+    std::vector<pollfd> fds;
+    fds.push_back({channel.fd(), host_alive ? short(POLLIN) : short(0), 0});
+    fds.push_back({child_signals.get(), POLLIN, 0});
+    fds.push_back({backstop.get(), POLLIN, 0});
+    fds.push_back({outputs[0].pipe.get(), POLLIN, 0});
+    fds.push_back({outputs[1].pipe.get(), POLLIN, 0});
+    fds.push_back({stdin_write.get(), stdin_pending.empty() ? short(0) : short(POLLOUT), 0});
+    int timeout = -1;
+    if (drain_deadline != kNoDeadline) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          drain_deadline - std::chrono::steady_clock::now());
+      timeout = std::max<int>(0, static_cast<int>(left.count()));
+    }
+    int ready = ::poll(fds.data(), fds.size(), timeout);
+    if (ready < 0 && errno != EINTR) throw_errno("poll");
+    if (drain_deadline != kNoDeadline && std::chrono::steady_clock::now() >= drain_deadline) {
+      kill_everything();
+      drain_deadline = kNoDeadline;
+    }
+
+    // Frames from the host: stdin, cancel.
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      if (!channel.pump()) {
+        host_alive = false;
+        kill_everything();
+      }
+      while (auto frame = channel.next()) {
+        if (frame->stream != stream) continue;
+        if (frame->type == FrameType::stdin_data) {
+          if (stdin_write) {
+            stdin_pending += frame->payload;
+          } else {
+            stdin_unacked += frame->payload.size();
+          }
+        } else if (frame->type == FrameType::stdin_close) {
+          stdin_close_requested = true;
+        } else if (frame->type == FrameType::cancel) {
+          kill_everything();
+        }
+      }
+    }
+    // Feed the program's stdin.
+    if (stdin_write && !stdin_pending.empty() && (fds[5].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t n = ::write(stdin_write.get(), stdin_pending.data(), stdin_pending.size());
+      if (n > 0) {
+        stdin_pending.erase(0, static_cast<size_t>(n));
+        stdin_unacked += static_cast<uint64_t>(n);
+      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        // The program closed its stdin (EPIPE): the rest is discarded, but
+        // still acknowledged so the host's flow control never stalls.
+        stdin_unacked += stdin_pending.size();
+        stdin_pending.clear();
+        stdin_write.reset();
+      }
+    }
+    if (stdin_write && stdin_close_requested && stdin_pending.empty()) stdin_write.reset();
+    if (host_alive) ack_stdin();
+
+    // Forward output, enforcing the caps exactly.
+    for (int i = 0; i < 2; ++i) {
+      OutputStream& out = outputs[i];
+      if (!out.pipe || !(fds[3 + i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buffer[protocol::kDataChunk];
+      for (int reads = 0; reads < 16; ++reads) {
+        auto n = read_some(out.pipe.get(), buffer, sizeof buffer);
+        if (!n) break;
+        if (*n == 0) {
+          out.pipe.reset();
+          break;
+        }
+        uint64_t room = out.limit > out.sent ? out.limit - out.sent : 0;
+        size_t forward = static_cast<size_t>(std::min<uint64_t>(room, *n));
+        if (forward > 0 && host_alive) {
+          channel.send(out.type, stream, std::string_view(buffer, forward));
+        }
+        out.sent += forward;
+        if (forward < *n && !out.truncated) {
+          out.truncated = true;
+          report.output_limit = true;
+          kill_everything();
+        }
+      }
+    }
+
+    // Reap: the program, and any orphan re-parented to us.
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo info;
+      while (::read(child_signals.get(), &info, sizeof info) > 0) {
+      }
+    }
+    for (;;) {
+      int status = 0;
+      pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      if (pid == child) {
+        child_status = status;
+        drain_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+      }
+    }
+
+    if (fds[2].revents & POLLIN) {
+      report.timed_out = true;
+      kill_everything();
+      uint64_t expirations;
+      ssize_t ignored = ::read(backstop.get(), &expirations, sizeof expirations);
+      (void)ignored;
+    }
+  }
+  // No process of this run may outlive it.
+  if (!killed_everything) ::kill(-1, SIGKILL);
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+
+  if (WIFEXITED(*child_status)) {
+    report.exit_code = WEXITSTATUS(*child_status);
+  } else {
+    report.signal = WTERMSIG(*child_status);
+    report.oom = report.signal == SIGKILL && read_oom_kill_count() > oom_kills_before;
+  }
+  report.stdout_truncated = outputs[0].truncated;
+  report.stderr_truncated = outputs[1].truncated;
+  report.duration_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                 std::chrono::steady_clock::now() - started)
+                                                 .count());
+  if (!host_alive) return false;
+  ack_stdin();
+  channel.send(FrameType::exit, stream, report.to_payload());
+  return true;
+}
+
+}  // namespace airlock::guest

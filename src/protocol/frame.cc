@@ -1,0 +1,113 @@
+#include "protocol/frame.h"
+
+#include "common/error.h"
+
+namespace airlock::protocol {
+
+namespace {
+
+void put_u32(std::string& out, uint32_t value) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+uint32_t get_u32(const char* p) {
+  uint32_t value = 0;
+  for (int i = 3; i >= 0; --i) value = (value << 8) | static_cast<uint8_t>(p[i]);
+  return value;
+}
+
+[[noreturn]] void fail(std::string message) {
+  throw Error(ErrorCode::protocol, "malformed frame from guest: " + message);
+}
+
+}  // namespace
+
+std::string_view to_string(FrameType type) {
+  switch (type) {
+    case FrameType::hello: return "hello";
+    case FrameType::hello_ack: return "hello_ack";
+    case FrameType::write_file: return "write_file";
+    case FrameType::file_data: return "file_data";
+    case FrameType::exec: return "exec";
+    case FrameType::stdin_data: return "stdin_data";
+    case FrameType::stdin_close: return "stdin_close";
+    case FrameType::stdin_ack: return "stdin_ack";
+    case FrameType::stdout_data: return "stdout_data";
+    case FrameType::stderr_data: return "stderr_data";
+    case FrameType::exit: return "exit";
+    case FrameType::cancel: return "cancel";
+    case FrameType::error: return "error";
+  }
+  return "unknown";
+}
+
+std::string encode_frame(FrameType type, uint32_t stream, std::string_view payload) {
+  if (payload.size() > kMaxPayload) {
+    throw Error(ErrorCode::invalid_argument,
+                "frame payload of " + std::to_string(payload.size()) +
+                    " bytes exceeds the maximum of " + std::to_string(kMaxPayload));
+  }
+  std::string out;
+  out.reserve(kHeaderSize + payload.size());
+  put_u32(out, static_cast<uint32_t>(payload.size()));
+  out.push_back(static_cast<char>(type));
+  out.push_back(0);
+  out.push_back(0);
+  out.push_back(0);
+  put_u32(out, stream);
+  out.append(payload);
+  return out;
+}
+
+void FrameDecoder::feed(std::string_view bytes) {
+  if (failed_) fail("decoder used after an error");
+  // Compact before growing so the buffer never holds more than one frame plus one chunk.
+  if (consumed_ > 0) {
+    buffer_.erase(0, consumed_);
+    consumed_ = 0;
+  }
+  buffer_.append(bytes);
+}
+
+std::optional<Frame> FrameDecoder::next() {
+  if (failed_) fail("decoder used after an error");
+  const size_t available = buffer_.size() - consumed_;
+  if (available < kHeaderSize) return std::nullopt;
+  const char* header = buffer_.data() + consumed_;
+  const uint32_t length = get_u32(header);
+  const uint8_t type = static_cast<uint8_t>(header[4]);
+  const uint8_t flags = static_cast<uint8_t>(header[5]);
+  const uint8_t reserved0 = static_cast<uint8_t>(header[6]);
+  const uint8_t reserved1 = static_cast<uint8_t>(header[7]);
+  // Validate the header before waiting for the payload: a bogus length must
+  // not make us buffer gigabytes.
+  if (length > kMaxPayload) {
+    failed_ = true;
+    fail("payload length " + std::to_string(length) + " exceeds the maximum of " +
+         std::to_string(kMaxPayload));
+  }
+  if (type == 0 || type > kMaxFrameType) {
+    failed_ = true;
+    fail("unknown frame type " + std::to_string(type));
+  }
+  if (flags != 0 || reserved0 != 0 || reserved1 != 0) {
+    failed_ = true;
+    fail("reserved header bits are set");
+  }
+  if (available < kHeaderSize + length) return std::nullopt;
+  Frame frame;
+  frame.type = static_cast<FrameType>(type);
+  frame.stream = get_u32(header + 8);
+  frame.payload.assign(header + kHeaderSize, length);
+  consumed_ += kHeaderSize + length;
+  return frame;
+}
+
+void FrameDecoder::finish() const {
+  const size_t pending = buffer_.size() - consumed_;
+  if (pending != 0) {
+    fail("stream ended inside a frame (" + std::to_string(pending) + " bytes of a truncated frame)");
+  }
+}
+
+}  // namespace airlock::protocol

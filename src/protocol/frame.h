@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace airlock::protocol {
+
+// Wire format (docs/protocol.md): every frame is a 12-byte little-endian
+// header followed by `length` payload bytes.
+//   u32 length | u8 type | u8 flags (0) | u16 reserved (0) | u32 stream
+inline constexpr size_t kHeaderSize = 12;
+inline constexpr uint32_t kMaxPayload = 256 * 1024;
+// Bulk data (files, stdin, output) travels in chunks of at most this size so
+// control frames are never stuck behind a large one.
+inline constexpr size_t kDataChunk = 64 * 1024;
+
+enum class FrameType : uint8_t {
+  hello = 1,         // guest -> host, JSON, stream 0: first frame on the channel
+  hello_ack = 2,     // host -> guest, JSON, stream 0
+  write_file = 3,    // host -> guest, JSON header; `size` bytes of file_data follow
+  file_data = 4,     // host -> guest, raw bytes
+  exec = 5,          // host -> guest, JSON
+  stdin_data = 6,    // host -> guest, raw bytes
+  stdin_close = 7,   // host -> guest, empty
+  stdin_ack = 8,     // guest -> host, JSON {"bytes"}: stdin consumed, flow control credit
+  stdout_data = 9,   // guest -> host, raw bytes
+  stderr_data = 10,  // guest -> host, raw bytes
+  exit = 11,         // guest -> host, JSON: the program ended
+  cancel = 12,       // host -> guest, empty: kill the program's whole process tree
+  error = 13,        // guest -> host, JSON {"message"}: the request failed in the guest
+};
+
+inline constexpr uint8_t kMaxFrameType = 13;
+
+std::string_view to_string(FrameType type);
+
+struct Frame {
+  FrameType type;
+  uint32_t stream = 0;
+  std::string payload;
+};
+
+// Throws Error(invalid_argument) if the payload exceeds kMaxPayload.
+std::string encode_frame(FrameType type, uint32_t stream, std::string_view payload);
+
+// Incremental decoder for a byte stream from an untrusted peer. Memory stays
+// bounded by kHeaderSize + kMaxPayload plus one fed chunk; any violation (bad
+// type, non-zero reserved bits, oversized length, bytes cut off at EOF) throws
+// Error(protocol) naming what was wrong, and the decoder is then unusable.
+class FrameDecoder {
+ public:
+  void feed(std::string_view bytes);
+  std::optional<Frame> next();
+  // Call at end of stream: throws if a partial frame is pending.
+  void finish() const;
+  size_t buffered() const { return buffer_.size() - consumed_; }
+
+ private:
+  std::string buffer_;
+  size_t consumed_ = 0;
+  bool failed_ = false;
+};
+
+}  // namespace airlock::protocol

@@ -1,0 +1,201 @@
+#include "protocol/messages.h"
+
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+
+namespace airlock::protocol {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxStringField = 64 * 1024;
+constexpr size_t kMaxListLength = 4096;
+
+[[noreturn]] void fail(std::string_view message_name, std::string_view problem) {
+  throw Error(ErrorCode::protocol,
+              "invalid " + std::string(message_name) + " message: " + std::string(problem));
+}
+
+json parse_object(std::string_view payload, std::string_view message_name) {
+  json document = json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) fail(message_name, "payload is not valid JSON");
+  if (!document.is_object()) fail(message_name, "payload is not a JSON object");
+  return document;
+}
+
+const json& field(const json& object, const char* name, std::string_view message_name) {
+  auto it = object.find(name);
+  if (it == object.end()) fail(message_name, std::string("missing field '") + name + "'");
+  return *it;
+}
+
+std::string get_string(const json& object, const char* name, std::string_view message_name) {
+  const json& value = field(object, name, message_name);
+  if (!value.is_string()) fail(message_name, std::string("field '") + name + "' is not a string");
+  const auto& text = value.get_ref<const std::string&>();
+  if (text.size() > kMaxStringField) fail(message_name, std::string("field '") + name + "' is too long");
+  return text;
+}
+
+uint64_t get_unsigned(const json& object, const char* name, std::string_view message_name,
+                      uint64_t max = std::numeric_limits<uint64_t>::max()) {
+  const json& value = field(object, name, message_name);
+  if (!value.is_number_unsigned() && !(value.is_number_integer() && value.get<int64_t>() >= 0)) {
+    fail(message_name, std::string("field '") + name + "' is not a non-negative integer");
+  }
+  uint64_t number = value.get<uint64_t>();
+  if (number > max) fail(message_name, std::string("field '") + name + "' is out of range");
+  return number;
+}
+
+bool get_bool(const json& object, const char* name, std::string_view message_name) {
+  const json& value = field(object, name, message_name);
+  if (!value.is_boolean()) fail(message_name, std::string("field '") + name + "' is not a boolean");
+  return value.get<bool>();
+}
+
+std::optional<int> get_optional_int(const json& object, const char* name,
+                                    std::string_view message_name, int min, int max) {
+  const json& value = field(object, name, message_name);
+  if (value.is_null()) return std::nullopt;
+  if (!value.is_number_integer()) fail(message_name, std::string("field '") + name + "' is not an integer");
+  int64_t number = value.get<int64_t>();
+  if (number < min || number > max) fail(message_name, std::string("field '") + name + "' is out of range");
+  return static_cast<int>(number);
+}
+
+std::vector<std::string> get_string_list(const json& object, const char* name,
+                                         std::string_view message_name) {
+  const json& value = field(object, name, message_name);
+  if (!value.is_array()) fail(message_name, std::string("field '") + name + "' is not a list");
+  if (value.size() > kMaxListLength) fail(message_name, std::string("field '") + name + "' is too long");
+  std::vector<std::string> result;
+  for (const auto& item : value) {
+    if (!item.is_string()) fail(message_name, std::string("field '") + name + "' holds a non-string");
+    result.push_back(item.get<std::string>());
+  }
+  return result;
+}
+
+// Replaces invalid UTF-8 instead of throwing: a message must always encode.
+std::string serialize(const json& document) {
+  return document.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json optional_int_json(const std::optional<int>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+}  // namespace
+
+std::string Hello::to_payload() const {
+  return serialize(json{{"protocol", protocol}, {"agent_version", agent_version}, {"uptime_ms", uptime_ms}});
+}
+
+Hello Hello::parse(std::string_view payload) {
+  json object = parse_object(payload, "hello");
+  Hello hello;
+  hello.protocol = static_cast<int>(get_unsigned(object, "protocol", "hello", 1 << 20));
+  hello.agent_version = get_string(object, "agent_version", "hello");
+  hello.uptime_ms = static_cast<int64_t>(get_unsigned(object, "uptime_ms", "hello", 1ULL << 40));
+  return hello;
+}
+
+std::string HelloAck::to_payload() const { return serialize(json{{"protocol", protocol}}); }
+
+HelloAck HelloAck::parse(std::string_view payload) {
+  json object = parse_object(payload, "hello_ack");
+  HelloAck ack;
+  ack.protocol = static_cast<int>(get_unsigned(object, "protocol", "hello_ack", 1 << 20));
+  return ack;
+}
+
+std::string WriteFile::to_payload() const {
+  return serialize(json{{"path", path}, {"size", size}, {"mode", mode}});
+}
+
+WriteFile WriteFile::parse(std::string_view payload) {
+  json object = parse_object(payload, "write_file");
+  WriteFile message;
+  message.path = get_string(object, "path", "write_file");
+  message.size = get_unsigned(object, "size", "write_file");
+  message.mode = static_cast<uint32_t>(get_unsigned(object, "mode", "write_file", 07777));
+  return message;
+}
+
+std::string Exec::to_payload() const {
+  return serialize(json{{"argv", argv},
+              {"env", env},
+              {"cwd", cwd},
+              {"uid", uid},
+              {"gid", gid},
+              {"stdout_limit", stdout_limit},
+              {"stderr_limit", stderr_limit},
+              {"timeout_ms", timeout_ms}});
+}
+
+Exec Exec::parse(std::string_view payload) {
+  json object = parse_object(payload, "exec");
+  Exec message;
+  message.argv = get_string_list(object, "argv", "exec");
+  if (message.argv.empty()) fail("exec", "argv is empty");
+  message.env = get_string_list(object, "env", "exec");
+  message.cwd = get_string(object, "cwd", "exec");
+  message.uid = static_cast<uint32_t>(get_unsigned(object, "uid", "exec", 65534));
+  message.gid = static_cast<uint32_t>(get_unsigned(object, "gid", "exec", 65534));
+  message.stdout_limit = get_unsigned(object, "stdout_limit", "exec");
+  message.stderr_limit = get_unsigned(object, "stderr_limit", "exec");
+  message.timeout_ms = get_unsigned(object, "timeout_ms", "exec");
+  return message;
+}
+
+std::string StdinAck::to_payload() const { return serialize(json{{"bytes", bytes}}); }
+
+StdinAck StdinAck::parse(std::string_view payload) {
+  json object = parse_object(payload, "stdin_ack");
+  StdinAck ack;
+  ack.bytes = get_unsigned(object, "bytes", "stdin_ack", 1ULL << 40);
+  return ack;
+}
+
+std::string ExitReport::to_payload() const {
+  return serialize(json{{"exit_code", optional_int_json(exit_code)},
+              {"signal", optional_int_json(signal)},
+              {"oom", oom},
+              {"output_limit", output_limit},
+              {"timed_out", timed_out},
+              {"stdout_truncated", stdout_truncated},
+              {"stderr_truncated", stderr_truncated},
+              {"duration_us", duration_us}});
+}
+
+ExitReport ExitReport::parse(std::string_view payload) {
+  json object = parse_object(payload, "exit");
+  ExitReport report;
+  report.exit_code = get_optional_int(object, "exit_code", "exit", 0, 255);
+  report.signal = get_optional_int(object, "signal", "exit", 1, 64);
+  if (report.exit_code.has_value() == report.signal.has_value()) {
+    fail("exit", "exactly one of exit_code and signal must be set");
+  }
+  report.oom = get_bool(object, "oom", "exit");
+  report.output_limit = get_bool(object, "output_limit", "exit");
+  report.timed_out = get_bool(object, "timed_out", "exit");
+  report.stdout_truncated = get_bool(object, "stdout_truncated", "exit");
+  report.stderr_truncated = get_bool(object, "stderr_truncated", "exit");
+  report.duration_us = get_unsigned(object, "duration_us", "exit", 1ULL << 50);
+  return report;
+}
+
+std::string ErrorReport::to_payload() const { return serialize(json{{"message", message}}); }
+
+ErrorReport ErrorReport::parse(std::string_view payload) {
+  json object = parse_object(payload, "error");
+  ErrorReport report;
+  report.message = get_string(object, "message", "error");
+  return report;
+}
+
+}  // namespace airlock::protocol

@@ -1,0 +1,78 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airlock::protocol {
+
+// Bumped on any incompatible change; host and agent must agree exactly.
+inline constexpr int kProtocolVersion = 1;
+
+// Control messages travel as JSON payloads. Each parse() treats its input as
+// hostile: wrong types, missing fields or out-of-range values throw
+// Error(protocol) naming the message and field.
+
+struct Hello {
+  int protocol = kProtocolVersion;
+  std::string agent_version;
+  int64_t uptime_ms = 0;  // guest clock at the time the agent was ready
+  std::string to_payload() const;
+  static Hello parse(std::string_view payload);
+};
+
+struct HelloAck {
+  int protocol = kProtocolVersion;
+  std::string to_payload() const;
+  static HelloAck parse(std::string_view payload);
+};
+
+struct WriteFile {
+  std::string path;  // absolute path inside the guest's root filesystem
+  uint64_t size = 0;
+  uint32_t mode = 0644;
+  std::string to_payload() const;
+  static WriteFile parse(std::string_view payload);
+};
+
+struct Exec {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "NAME=value"
+  std::string cwd = "/";
+  uint32_t uid = 1000;
+  uint32_t gid = 1000;
+  uint64_t stdout_limit = 1 << 20;
+  uint64_t stderr_limit = 100 << 10;
+  uint64_t timeout_ms = 30000;  // the guest's own backstop; the host enforces it too
+  std::string to_payload() const;
+  static Exec parse(std::string_view payload);
+};
+
+struct StdinAck {
+  uint64_t bytes = 0;
+  std::string to_payload() const;
+  static StdinAck parse(std::string_view payload);
+};
+
+struct ExitReport {
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  bool oom = false;           // the guest kernel's OOM killer ended the program
+  bool output_limit = false;  // killed because stdout or stderr passed its limit
+  bool timed_out = false;     // killed by the guest's backstop timer
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
+  uint64_t duration_us = 0;
+  std::string to_payload() const;
+  static ExitReport parse(std::string_view payload);
+};
+
+struct ErrorReport {
+  std::string message;
+  std::string to_payload() const;
+  static ErrorReport parse(std::string_view payload);
+};
+
+}  // namespace airlock::protocol

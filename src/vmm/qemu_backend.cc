@@ -1,0 +1,143 @@
+#include "vmm/qemu_backend.h"
+
+#include <signal.h>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "vmm/host_clock.h"
+
+namespace airlock::vmm {
+
+namespace {
+
+constexpr size_t kConsoleTailBytes = 16 * 1024;
+
+// The numbers QEMU sees its inherited channel fds at.
+constexpr int kConsoleFd = 3;
+constexpr int kAgentFd = 4;
+constexpr int kQmpFd = 5;
+
+void create_overlay(const std::string& base, const std::string& overlay) {
+  auto result = run_command({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay},
+                            {"PATH=/usr/local/bin:/usr/bin:/bin"}, std::chrono::seconds(10));
+  if (result.status.exit_code != 0) {
+    throw Error(ErrorCode::vm, "qemu-img create overlay on " + base + " " + result.status.describe() +
+                                   ": " + result.output);
+  }
+}
+
+}  // namespace
+
+std::string guest_cmdline(const VmConfig& config) {
+  std::string cmdline =
+      "console=ttyS0 quiet loglevel=1 panic=-1 reboot=t rdinit=/init random.trust_cpu=on "
+      "cryptomgr.notests";
+  // Without the TSC rate the guest calibrates against the emulated PIT and may hang.
+  cmdline += " tsc_early_khz=" + std::to_string(host_tsc_khz());
+  if (config.probe_only) cmdline += " airlock.probe=1";
+  if (!config.kernel.cmdline_extra.empty()) cmdline += " " + config.kernel.cmdline_extra;
+  return cmdline;
+}
+
+QemuVm::QemuVm(ChildProcess process, UniqueFd channel, UniqueFd console, UniqueFd qmp)
+    : process_(std::move(process)),
+      channel_(std::move(channel)),
+      console_(std::move(console)),
+      qmp_socket_(std::move(qmp)) {
+  set_nonblocking(console_.get());
+}
+
+QemuVm::~QemuVm() { destroy(); }
+
+void QemuVm::drain_console() {
+  if (!console_) return;
+  char buffer[16384];
+  for (int i = 0; i < 64; ++i) {
+    std::optional<size_t> n;
+    try {
+      n = read_some(console_.get(), buffer, sizeof buffer);
+    } catch (const Error&) {
+      n = 0;
+    }
+    if (!n) return;
+    if (*n == 0) {
+      console_.reset();
+      return;
+    }
+    console_tail_.append(buffer, *n);
+    if (console_tail_.size() > kConsoleTailBytes) {
+      console_tail_.erase(0, console_tail_.size() - kConsoleTailBytes);
+    }
+  }
+}
+
+std::optional<std::string> QemuVm::exit_reason() {
+  auto status = process_.poll();
+  if (!status) return std::nullopt;
+  return "qemu " + status->describe();
+}
+
+QmpClient& QemuVm::qmp(std::chrono::milliseconds timeout) {
+  if (!qmp_) {
+    if (!qmp_socket_) throw Error(ErrorCode::vm, "QMP connection already used up");
+    qmp_ = std::make_unique<QmpClient>(std::move(qmp_socket_), timeout);
+  }
+  return *qmp_;
+}
+
+void QemuVm::destroy() {
+  // A throwaway VM has nothing worth a graceful shutdown: its disk layer is
+  // discarded with it. SIGKILL is immediate and cannot be refused.
+  if (process_.running()) {
+    process_.kill(SIGKILL);
+    try {
+      process_.wait();
+    } catch (const Error&) {
+    }
+  }
+  drain_console();
+  channel_.reset();
+  console_.reset();
+  qmp_.reset();
+  qmp_socket_.reset();
+}
+
+std::unique_ptr<Vm> QemuBackend::start(const VmConfig& config) { return start_qemu(config); }
+
+std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
+  QemuSpec spec;
+  spec.name = config.name;
+  spec.accel = config.accel;
+  spec.machine = config.kernel.machine;
+  spec.vcpus = config.vcpus;
+  spec.memory_mb = config.memory_mb;
+  spec.kernel = config.kernel.path;
+  spec.initramfs = config.kernel.initramfs;
+  spec.kernel_cmdline = guest_cmdline(config);
+  if (!config.rootfs.empty()) {
+    const std::string overlay = config.work_dir + "/rootfs-overlay.qcow2";
+    create_overlay(config.rootfs, overlay);
+    spec.drives.push_back({"root", overlay, "qcow2", false, true});
+  }
+  auto [console_host, console_vm] = make_socket_pair();
+  auto [agent_host, agent_vm] = make_socket_pair();
+  auto [qmp_host, qmp_vm] = make_socket_pair();
+  spec.console_fd = kConsoleFd;
+  spec.agent_fd = kAgentFd;
+  spec.qmp_fd = kQmpFd;
+
+  SpawnOptions options;
+  options.fds = {{kConsoleFd, console_vm.get()},
+                 {kAgentFd, agent_vm.get()},
+                 {kQmpFd, qmp_vm.get()},
+                 // QEMU's own complaints land beside the guest console, so a
+                 // failed start can be explained with its last words.
+                 {1, console_vm.get()},
+                 {2, console_vm.get()}};
+  options.env = {};
+  ChildProcess process = ChildProcess::spawn(spec.to_argv(), options);
+  return std::make_unique<QemuVm>(std::move(process), std::move(agent_host), std::move(console_host),
+                                  std::move(qmp_host));
+}
+
+}  // namespace airlock::vmm

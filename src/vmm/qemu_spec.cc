@@ -1,0 +1,69 @@
+#include "vmm/qemu_spec.h"
+
+#include "common/error.h"
+
+namespace airlock::vmm {
+
+std::string_view to_string(Accel accel) { return accel == Accel::kvm ? "kvm" : "tcg"; }
+
+namespace {
+
+// QEMU option values are comma-separated; a literal comma is written twice.
+std::string escape_option_value(const std::string& value) {
+  std::string escaped;
+  for (char c : value) {
+    escaped += c;
+    if (c == ',') escaped += ',';
+  }
+  return escaped;
+}
+
+}  // namespace
+
+std::vector<std::string> QemuSpec::to_argv() const {
+  if (kernel.empty()) throw Error(ErrorCode::internal, "QemuSpec: no kernel");
+  if (agent_fd < 0 || qmp_fd < 0 || console_fd < 0) {
+    throw Error(ErrorCode::internal, "QemuSpec: console, agent and QMP channels are required");
+  }
+  std::vector<std::string> argv = {
+      binary,
+      "-nodefaults",
+      "-no-user-config",
+      "-nographic",
+      "-no-reboot",
+      "-name", escape_option_value(name),
+      "-M", machine,
+      "-accel", std::string(to_string(accel)),
+      // Under KVM the guest sees the real CPU; under TCG "max" emulates every
+      // feature QEMU knows (rdrand included, which seeds the guest RNG).
+      "-cpu", accel == Accel::kvm ? "host" : "max",
+      "-smp", std::to_string(vcpus),
+      "-m", std::to_string(memory_mb),
+      "-kernel", escape_option_value(kernel),
+      "-append", kernel_cmdline,
+      "-chardev", "socket,id=console,fd=" + std::to_string(console_fd),
+      "-serial", "chardev:console",
+      "-device", "virtio-serial-device,max_ports=2",
+      "-chardev", "socket,id=agent,fd=" + std::to_string(agent_fd),
+      "-device", "virtserialport,chardev=agent,name=airlock",
+      "-chardev", "socket,id=qmp,fd=" + std::to_string(qmp_fd),
+      "-mon", "chardev=qmp,mode=control",
+  };
+  if (!initramfs.empty()) {
+    argv.push_back("-initrd");
+    argv.push_back(escape_option_value(initramfs));
+  }
+  for (const auto& drive : drives) {
+    std::string options = "file=" + escape_option_value(drive.path) + ",if=none,id=" + drive.id +
+                          ",format=" + drive.format;
+    if (drive.read_only) options += ",read-only=on";
+    if (drive.volatile_cache) options += ",cache=unsafe";
+    argv.push_back("-drive");
+    argv.push_back(options);
+    argv.push_back("-device");
+    argv.push_back("virtio-blk-device,drive=" + drive.id);
+  }
+  return argv;
+}
+
+}  // namespace airlock::vmm

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace airlock::vmm {
+
+enum class Accel { kvm, tcg };
+std::string_view to_string(Accel accel);
+
+struct DriveSpec {
+  std::string id;
+  std::string path;
+  std::string format;  // "qcow2" or "raw"
+  bool read_only = false;
+  // A throwaway layer: no flushes, the host may lose it on a crash and nobody cares.
+  bool volatile_cache = false;
+};
+
+// Everything that goes on a QEMU command line, as typed fields. The argv is
+// built from this and never passes through a shell.
+struct QemuSpec {
+  std::string binary = "qemu-system-x86_64";
+  std::string name;
+  Accel accel = Accel::tcg;
+  std::string machine = "microvm,acpi=off";
+  int vcpus = 1;
+  int memory_mb = 256;
+  std::string kernel;
+  std::string initramfs;
+  std::string kernel_cmdline;
+  std::vector<DriveSpec> drives;  // attached as virtio-blk in this order: vda, vdb, ...
+  // File descriptors already open in the QEMU process (inherited at these
+  // numbers), each one end of a connected socket pair held by the host.
+  int console_fd = -1;  // guest serial console (and QEMU's own stderr)
+  int agent_fd = -1;    // virtio-serial port named "airlock"
+  int qmp_fd = -1;      // QMP monitor
+
+  std::vector<std::string> to_argv() const;
+};
+
+}  // namespace airlock::vmm

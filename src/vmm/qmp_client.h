@@ -1,0 +1,34 @@
+#pragma once
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/unique_fd.h"
+
+namespace airlock::vmm {
+
+// A QMP (QEMU Machine Protocol) client over an already-connected socket.
+// Commands are synchronous with a deadline; asynchronous events that arrive
+// in between are kept for whoever asks (events()).
+class QmpClient {
+ public:
+  // Reads the greeting and negotiates capabilities.
+  QmpClient(UniqueFd socket, std::chrono::milliseconds timeout);
+
+  // Returns the "return" member; throws Error(vm) with QEMU's description
+  // when the command fails, or when QEMU does not answer in time.
+  nlohmann::json execute(const std::string& command,
+                         const nlohmann::json& arguments = nlohmann::json::object());
+  const std::vector<nlohmann::json>& events() const { return events_; }
+
+ private:
+  nlohmann::json read_message();
+
+  UniqueFd socket_;
+  std::chrono::milliseconds timeout_;
+  std::string buffer_;
+  std::vector<nlohmann::json> events_;
+};
+
+}  // namespace airlock::vmm

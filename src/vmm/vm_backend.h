@@ -1,0 +1,55 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "vmm/qemu_spec.h"
+
+namespace airlock::vmm {
+
+struct KernelImage {
+  std::string path;
+  std::string initramfs;
+  std::string machine;        // e.g. "microvm,acpi=off"
+  std::string cmdline_extra;  // kernel-specific arguments
+};
+
+struct VmConfig {
+  std::string name;
+  Accel accel = Accel::tcg;
+  KernelImage kernel;
+  std::string rootfs;  // read-only base image; empty boots without a root disk
+  int memory_mb = 256;
+  int vcpus = 1;
+  std::string work_dir;  // private directory for this VM's files (overlay)
+  bool probe_only = false;
+};
+
+// A running VM as the engine sees it: a channel to the agent, a way to notice
+// that the VM is gone, and a destructor that leaves nothing behind.
+class Vm {
+ public:
+  virtual ~Vm() = default;
+  virtual int channel_fd() const = 0;  // host end of the agent's port (stream socket)
+  virtual int exit_fd() const = 0;     // becomes readable once the VM has stopped
+  // Guest console and VMM diagnostics; -1 if none. Call drain_console() when
+  // it is readable: the VM must never block on a full pipe.
+  virtual int console_fd() const = 0;
+  virtual void drain_console() = 0;
+  virtual std::string console_tail() const = 0;
+  // Why the VM stopped ("qemu exited with code 1"), or nullopt while it runs.
+  virtual std::optional<std::string> exit_reason() = 0;
+  virtual void destroy() = 0;  // idempotent; also done by the destructor
+};
+
+class VmBackend {
+ public:
+  virtual ~VmBackend() = default;
+  virtual std::unique_ptr<Vm> start(const VmConfig& config) = 0;
+};
+
+// The kernel command line every Airlock guest gets, for the given kernel.
+std::string guest_cmdline(const VmConfig& config);
+
+}  // namespace airlock::vmm

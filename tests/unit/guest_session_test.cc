@@ -1,0 +1,239 @@
+// The host side against a fake, scripted guest: the hostile-guest cases
+// (malformed, oversized, truncated frames; floods; silence) must end the run
+// with a classified error, never crash or hang the host.
+
+#include "engine/guest_session.h"
+
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+
+#include <thread>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
+
+namespace airlock::engine {
+namespace {
+
+using protocol::FrameType;
+
+class FakeVm final : public vmm::Vm {
+ public:
+  FakeVm() : stopped_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    auto [host, guest] = make_socket_pair();
+    host_ = std::move(host);
+    guest_ = std::move(guest);
+  }
+  int channel_fd() const override { return host_.get(); }
+  int exit_fd() const override { return stopped_.get(); }
+  int console_fd() const override { return -1; }
+  void drain_console() override {}
+  std::string console_tail() const override { return "fake console"; }
+  std::optional<std::string> exit_reason() override {
+    if (!stopped_flag_) return std::nullopt;
+    return "fake VM stopped";
+  }
+  void destroy() override { stop(); }
+
+  // Test side: what the guest writes, and what it reads.
+  int guest_fd() const { return guest_.get(); }
+  void send(FrameType type, uint32_t stream, std::string_view payload) {
+    write_all(guest_.get(), protocol::encode_frame(type, stream, payload));
+  }
+  void send_raw(std::string_view bytes) { write_all(guest_.get(), bytes); }
+  void hang_up() { guest_.reset(); }
+  void stop() {
+    stopped_flag_ = true;
+    uint64_t one = 1;
+    ssize_t ignored = ::write(stopped_.get(), &one, sizeof one);
+    (void)ignored;
+  }
+  std::vector<protocol::Frame> frames_from_host() {
+    set_nonblocking(guest_.get());
+    char buffer[65536];
+    while (auto n = read_some(guest_.get(), buffer, sizeof buffer)) {
+      if (*n == 0) break;
+      decoder_.feed(std::string_view(buffer, *n));
+    }
+    std::vector<protocol::Frame> frames;
+    while (auto frame = decoder_.next()) frames.push_back(*frame);
+    return frames;
+  }
+
+ private:
+  UniqueFd host_, guest_, stopped_;
+  bool stopped_flag_ = false;
+  protocol::FrameDecoder decoder_;
+};
+
+protocol::Exec small_exec(uint64_t stdout_limit = 1 << 20) {
+  protocol::Exec exec;
+  exec.argv = {"/bin/true"};
+  exec.stdout_limit = stdout_limit;
+  exec.stderr_limit = 1024;
+  return exec;
+}
+
+std::string exit_payload(int code) {
+  protocol::ExitReport report;
+  report.exit_code = code;
+  return report.to_payload();
+}
+
+const auto kSoon = std::chrono::seconds(5);
+
+TEST(GuestSession, HappyPathStreamsOutputAndReportsExit) {
+  FakeVm vm;
+  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 10}.to_payload());
+  GuestSession session(vm, nullptr);
+  auto hello = session.await_hello(SteadyClock::now() + kSoon);
+  EXPECT_EQ(hello.agent_version, "fake");
+  vm.send(FrameType::stdout_data, 1, "out");
+  vm.send(FrameType::stderr_data, 1, "err");
+  vm.send(FrameType::exit, 1, exit_payload(4));
+  session.queue_file("/home/sandbox/main.py", "print(1)", 0644);
+  auto outcome = session.execute(small_exec(), StdinSource{-1, "input"}, nullptr, kSoon);
+  ASSERT_TRUE(outcome.report);
+  EXPECT_EQ(outcome.report->exit_code, 4);
+  EXPECT_EQ(outcome.stdout_data, "out");
+  EXPECT_EQ(outcome.stderr_data, "err");
+  EXPECT_TRUE(outcome.failure.empty());
+  // The host sent: hello_ack, write_file + data, exec, stdin + close.
+  auto frames = vm.frames_from_host();
+  std::vector<FrameType> types;
+  for (auto& frame : frames) types.push_back(frame.type);
+  EXPECT_EQ(types, (std::vector<FrameType>{FrameType::hello_ack, FrameType::write_file, FrameType::file_data,
+                                           FrameType::exec, FrameType::stdin_data, FrameType::stdin_close}));
+}
+
+TEST(GuestSession, WrongProtocolVersionIsRefused) {
+  FakeVm vm;
+  vm.send(FrameType::hello, 0, protocol::Hello{99, "future", 1}.to_payload());
+  GuestSession session(vm, nullptr);
+  EXPECT_THROW(session.await_hello(SteadyClock::now() + kSoon), Error);
+}
+
+TEST(GuestSession, SilentGuestTimesOutAtBoot) {
+  FakeVm vm;
+  GuestSession session(vm, nullptr);
+  auto start = SteadyClock::now();
+  try {
+    session.await_hello(start + std::chrono::milliseconds(200));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::vm);
+    EXPECT_NE(std::string(e.what()).find("did not start in time"), std::string::npos);
+  }
+  EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(3));
+}
+
+struct HostileCase {
+  const char* name;
+  std::function<void(FakeVm&)> misbehave;
+  const char* expected_failure;
+};
+
+class HostileGuest : public ::testing::TestWithParam<HostileCase> {};
+
+TEST_P(HostileGuest, EndsTheRunWithAClassifiedFailure) {
+  FakeVm vm;
+  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 1}.to_payload());
+  GuestSession session(vm, nullptr);
+  session.await_hello(SteadyClock::now() + kSoon);
+  GetParam().misbehave(vm);
+  auto start = SteadyClock::now();
+  auto outcome = session.execute(small_exec(), StdinSource{}, nullptr, kSoon);
+  EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(4)) << "the host must not wait for the deadline";
+  EXPECT_FALSE(outcome.report);
+  EXPECT_NE(outcome.failure.find(GetParam().expected_failure), std::string::npos) << outcome.failure;
+}
+
+std::string raw_header(uint32_t length, uint8_t type) {
+  std::string bytes = protocol::encode_frame(FrameType::stdout_data, 1, "");
+  for (int i = 0; i < 4; ++i) bytes[i] = static_cast<char>((length >> (8 * i)) & 0xff);
+  bytes[4] = static_cast<char>(type);
+  return bytes;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Frames, HostileGuest,
+    ::testing::Values(
+        HostileCase{"UnknownType", [](FakeVm& vm) { vm.send_raw(raw_header(0, 200)); }, "unknown frame type"},
+        HostileCase{"OversizedLength", [](FakeVm& vm) { vm.send_raw(raw_header(0x7fffffff, 9)); },
+                    "exceeds the maximum"},
+        HostileCase{"TruncatedThenHangUp",
+                    [](FakeVm& vm) {
+                      vm.send_raw(raw_header(100, 9) + "only-part");
+                      vm.hang_up();
+                      vm.stop();
+                    },
+                    "stopped unexpectedly"},
+        HostileCase{"GarbageExitReport", [](FakeVm& vm) { vm.send(FrameType::exit, 1, "{not json"); },
+                    "not valid JSON"},
+        HostileCase{"FrameForAnotherStream", [](FakeVm& vm) { vm.send(FrameType::stdout_data, 77, "x"); },
+                    "unknown stream"},
+        HostileCase{"HostOnlyFrameType", [](FakeVm& vm) { vm.send(FrameType::exec, 1, "{}"); },
+                    "unexpected exec frame"},
+        HostileCase{"AckForStdinNeverSent",
+                    [](FakeVm& vm) { vm.send(FrameType::stdin_ack, 1, protocol::StdinAck{1000}.to_payload()); },
+                    "never sent"},
+        HostileCase{"VmDiesMidRun", [](FakeVm& vm) { vm.hang_up(); vm.stop(); }, "stopped unexpectedly"}),
+    [](const auto& test_info) { return std::string(test_info.param.name); });
+
+TEST(GuestSession, FloodBeyondTheLimitIsCappedOnTheHost) {
+  FakeVm vm;
+  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 1}.to_payload());
+  GuestSession session(vm, nullptr);
+  session.await_hello(SteadyClock::now() + kSoon);
+  // A guest that ignores its limit and keeps sending until told to stop.
+  std::thread flooder([&vm] {
+    std::string chunk(60000, 'z');
+    for (int i = 0; i < 200; ++i) {
+      try {
+        vm.send(FrameType::stdout_data, 1, chunk);
+      } catch (const Error&) {
+        return;
+      }
+    }
+    vm.send(FrameType::exit, 1, exit_payload(0));
+  });
+  auto outcome = session.execute(small_exec(100000), StdinSource{}, nullptr, kSoon);
+  EXPECT_EQ(outcome.stdout_data.size(), 100000u);
+  EXPECT_TRUE(outcome.stdout_truncated);
+  EXPECT_TRUE(outcome.host_output_limit);
+  vm.hang_up();
+  flooder.join();
+}
+
+TEST(GuestSession, GuestThatNeverAnswersHitsTheDeadline) {
+  FakeVm vm;
+  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 1}.to_payload());
+  GuestSession session(vm, nullptr);
+  session.await_hello(SteadyClock::now() + kSoon);
+  auto start = SteadyClock::now();
+  auto outcome = session.execute(small_exec(), StdinSource{}, nullptr, std::chrono::milliseconds(300));
+  auto took = SteadyClock::now() - start;
+  EXPECT_TRUE(outcome.host_timeout);
+  EXPECT_GE(took, std::chrono::milliseconds(300));
+  EXPECT_LT(took, std::chrono::seconds(3));
+  // The host told the guest to stop.
+  bool cancel_sent = false;
+  for (auto& frame : vm.frames_from_host()) cancel_sent |= frame.type == FrameType::cancel;
+  EXPECT_TRUE(cancel_sent);
+}
+
+TEST(GuestSession, CancelStopsTheRun) {
+  FakeVm vm;
+  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 1}.to_payload());
+  CancelToken cancel;
+  GuestSession session(vm, &cancel);
+  session.await_hello(SteadyClock::now() + kSoon);
+  cancel.cancel();
+  auto outcome = session.execute(small_exec(), StdinSource{}, nullptr, kSoon);
+  EXPECT_TRUE(outcome.cancelled);
+}
+
+}  // namespace
+}  // namespace airlock::engine

@@ -1,0 +1,90 @@
+#include "engine/run_request.h"
+
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "engine/languages.h"
+
+namespace airlock::engine {
+namespace {
+
+RunRequest valid_request() {
+  RunRequest request;
+  request.language = "python";
+  request.code = "print(1)";
+  return request;
+}
+
+std::string rejection(const RunRequest& request) {
+  try {
+    validate(request);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
+    return e.what();
+  }
+  return "";
+}
+
+TEST(RunRequest, DefaultsAreValid) { EXPECT_EQ(rejection(valid_request()), ""); }
+
+TEST(RunRequest, EachLimitIsEnforcedWithAMessageNamingIt) {
+  auto request = valid_request();
+  request.language = "cobol";
+  EXPECT_NE(rejection(request).find("unknown language 'cobol'"), std::string::npos);
+
+  request = valid_request();
+  request.code = "";
+  EXPECT_NE(rejection(request).find("code is empty"), std::string::npos);
+
+  request = valid_request();
+  request.code = std::string(Limits::kMaxCodeBytes + 1, 'x');
+  EXPECT_NE(rejection(request).find("1 MiB"), std::string::npos);
+  request.code = std::string(Limits::kMaxCodeBytes, 'x');
+  EXPECT_EQ(rejection(request), "");
+
+  for (int timeout : {0, 301, -5}) {
+    request = valid_request();
+    request.timeout_s = timeout;
+    EXPECT_NE(rejection(request).find("timeout"), std::string::npos) << timeout;
+  }
+  for (int memory : {127, 2049}) {
+    request = valid_request();
+    request.memory_mb = memory;
+    EXPECT_NE(rejection(request).find("memory"), std::string::npos) << memory;
+  }
+  request = valid_request();
+  request.stdout_limit = Limits::kMaxOutputLimit + 1;
+  EXPECT_NE(rejection(request).find("stdout limit"), std::string::npos);
+}
+
+TEST(RunRequest, EnvironmentIsChecked) {
+  auto request = valid_request();
+  request.env = {{"1BAD", "x"}};
+  EXPECT_NE(rejection(request).find("'1BAD' is invalid"), std::string::npos);
+  request.env = {{"GOOD", std::string("a\0b", 3)}};
+  EXPECT_NE(rejection(request).find("NUL-free UTF-8"), std::string::npos);
+  request.env = {{"GOOD", "x y=z"}, {"_ok2", ""}};
+  EXPECT_EQ(rejection(request), "");
+  EXPECT_THROW(parse_env_assignment("NOEQUALS"), Error);
+  EXPECT_EQ(parse_env_assignment("A=b=c").second, "b=c");
+}
+
+TEST(Languages, AliasesResolve) {
+  EXPECT_EQ(find_language("py").name, "python");
+  EXPECT_EQ(find_language("node").name, "javascript");
+  EXPECT_EQ(find_language("bash").name, "shell");
+  EXPECT_THROW(find_language("Python"), Error);
+}
+
+TEST(Utf8, ValidatesStrictly) {
+  EXPECT_TRUE(is_valid_utf8("plain ascii"));
+  EXPECT_TRUE(is_valid_utf8("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(is_valid_utf8("\xff"));
+  EXPECT_FALSE(is_valid_utf8("\xc3"));              // cut short
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+}
+
+}  // namespace
+}  // namespace airlock::engine
