@@ -23,8 +23,10 @@ namespace engine = airlock::engine;
 constexpr int kAirlockErrorExit = 125;
 
 const engine::CancelToken* g_cancel = nullptr;
+volatile sig_atomic_t g_cancel_signal = 0;
 
-void on_terminating_signal(int) {
+void on_terminating_signal(int signal_number) {
+  g_cancel_signal = signal_number;
   if (g_cancel) g_cancel->cancel();
 }
 
@@ -111,6 +113,8 @@ int run_command(const RunOptions& options) {
   } else if (result.status != engine::RunStatus::ok && result.status != engine::RunStatus::error) {
     spdlog::error("{}", result.error.empty() ? std::string(engine::to_string(result.status)) : result.error);
   }
+  // Cancelled by a signal to us: exit as a shell expects of that signal (130 for Ctrl-C).
+  if (result.status == engine::RunStatus::killed && g_cancel_signal != 0) return 128 + g_cancel_signal;
   return engine::exit_code_for(result);
 }
 
@@ -123,7 +127,9 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::info);
 
   CLI::App app{"Airlock: run untrusted code in throwaway microVMs"};
-  app.require_subcommand(1);
+  // Not "required": CLI11 would then answer an unknown command with "a
+  // subcommand is required" instead of naming the word it did not expect.
+  app.require_subcommand(0, 1);
   app.set_version_flag("--version", std::string("airlock ") + AIRLOCK_VERSION);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "Log what Airlock is doing");
@@ -133,7 +139,9 @@ int main(int argc, char** argv) {
   run->add_option("code", options.code, "The code to run");
   run->add_option("-l,--lang,--language", options.language, "python, javascript or shell")->required();
   run->add_option("-f,--file", options.file, "Read the code from this file ('-' for stdin)");
-  run->add_option("-e,--env", options.env, "Environment variable NAME=value for the program (repeatable)");
+  // One value per -e, so that `-e A=1 'code'` does not swallow the code.
+  run->add_option("-e,--env", options.env, "Environment variable NAME=value for the program (repeatable)")
+      ->allow_extra_args(false);
   run->add_option("-t,--timeout", options.timeout_s, "Time limit in seconds (1-300)")->capture_default_str();
   run->add_option("-m,--memory", options.memory_mb, "Guest memory in MiB (128-2048)")->capture_default_str();
   run->add_option("--stdout-limit", options.stdout_limit, "Bytes of stdout kept before the run is stopped")
@@ -157,6 +165,10 @@ int main(int argc, char** argv) {
   }
   if (verbose) spdlog::set_level(spdlog::level::debug);
 
+  if (!run->parsed()) {
+    std::cerr << app.help() << "airlock: error: no command given (try 'airlock run --help')\n";
+    return kAirlockErrorExit;
+  }
   try {
     if (run->parsed()) return run_command(options);
   } catch (const Error& e) {

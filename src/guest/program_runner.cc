@@ -145,6 +145,25 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
     stdin_unacked = 0;
   };
 
+  auto handle_host_frames = [&]() {
+    while (auto frame = channel.next()) {
+      if (frame->stream != stream) continue;
+      if (frame->type == FrameType::stdin_data) {
+        if (stdin_write) {
+          stdin_pending += frame->payload;
+        } else {
+          stdin_unacked += frame->payload.size();
+        }
+      } else if (frame->type == FrameType::stdin_close) {
+        stdin_close_requested = true;
+      } else if (frame->type == FrameType::cancel) {
+        kill_everything();
+      }
+    }
+  };
+  // Frames that arrived in the same read as the exec are already decoded.
+  handle_host_frames();
+
   while (outputs[0].pipe || outputs[1].pipe || !child_status) {
     std::vector<pollfd> fds;
     fds.push_back({channel.fd(), host_alive ? short(POLLIN) : short(0), 0});
@@ -172,20 +191,7 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
         host_alive = false;
         kill_everything();
       }
-      while (auto frame = channel.next()) {
-        if (frame->stream != stream) continue;
-        if (frame->type == FrameType::stdin_data) {
-          if (stdin_write) {
-            stdin_pending += frame->payload;
-          } else {
-            stdin_unacked += frame->payload.size();
-          }
-        } else if (frame->type == FrameType::stdin_close) {
-          stdin_close_requested = true;
-        } else if (frame->type == FrameType::cancel) {
-          kill_everything();
-        }
-      }
+      handle_host_frames();
     }
     // Feed the program's stdin.
     if (stdin_write && !stdin_pending.empty() && (fds[5].revents & (POLLOUT | POLLERR | POLLHUP))) {

@@ -36,9 +36,10 @@ std::string probe_key(const KernelImage& kernel) {
   utsname host{};
   ::uname(&host);
   auto qemu = find_program("qemu-system-x86_64");
+  // Whether KVM works depends on the host kernel, QEMU and the guest kernel;
+  // not on the initramfs, which changes with every build of the agent.
   return std::string(host.release) + "|" + host.version + "|" + file_identity(qemu.value_or("qemu")) +
-         "|" + file_identity(kernel.path) + "|" + file_identity(kernel.initramfs) + "|" +
-         file_identity("/dev/kvm");
+         "|" + file_identity(kernel.path);
 }
 
 struct ProbeVerdict {
@@ -74,17 +75,22 @@ ProbeVerdict run_probe(const KernelImage& kernel, const std::string& work_dir) {
     pollfd fds[3] = {{vm->channel_fd(), POLLIN, 0}, {vm->exit_fd(), POLLIN, 0}, {vm->console_fd(), POLLIN, 0}};
     ::poll(fds, 3, static_cast<int>(left.count()));
     if (fds[2].revents) vm->drain_console();
-    if (fds[1].revents) {
+    // QEMU's last words (e.g. an assertion about an MSR) say why better than we can.
+    auto stopped = [&vm]() -> ProbeVerdict {
+      pollfd exited{vm->exit_fd(), POLLIN, 0};
+      ::poll(&exited, 1, 1000);
       vm->drain_console();
       std::string tail = vm->console_tail();
+      while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
       if (tail.size() > 300) tail = tail.substr(tail.size() - 300);
-      return {false, "the probe VM failed under KVM (" + vm->exit_reason().value_or("qemu stopped") +
-                         "): " + tail};
-    }
+      return {false, "the probe VM failed under KVM (" + vm->exit_reason().value_or("qemu stopped talking") +
+                         (tail.empty() ? ")" : "): " + tail)};
+    };
+    if (fds[1].revents) return stopped();
     if (fds[0].revents) {
       char buffer[4096];
       auto n = read_some(vm->channel_fd(), buffer, sizeof buffer);
-      if (n && *n == 0) return {false, "the probe VM closed its channel under KVM"};
+      if (n && *n == 0) return stopped();
       if (n) {
         try {
           decoder.feed(std::string_view(buffer, *n));

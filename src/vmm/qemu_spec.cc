@@ -29,7 +29,7 @@ std::vector<std::string> QemuSpec::to_argv() const {
       binary,
       "-nodefaults",
       "-no-user-config",
-      "-nographic",
+      "-display", "none",
       "-no-reboot",
       "-name", escape_option_value(name),
       "-M", machine,

@@ -135,6 +135,8 @@ struct HostileCase {
   const char* expected_failure;
 };
 
+void PrintTo(const HostileCase& test_case, std::ostream* out) { *out << test_case.name; }
+
 class HostileGuest : public ::testing::TestWithParam<HostileCase> {};
 
 TEST_P(HostileGuest, EndsTheRunWithAClassifiedFailure) {
