@@ -1,0 +1,164 @@
+# shellcheck shell=bash
+# Recipe for the per-language root filesystems: the dependency closure of
+# base.packages + <lang>.packages from Debian's archives, unpacked without
+# maintainer scripts, trimmed, and written into an ext4 image by mke2fs -d.
+# Needs no root: no mount, no chroot; ownership is fixed up in the image.
+# Part of every rootfs cache key, with lib/apt.sh and the package lists.
+
+ROOTFS_FREE_MIB=256 # free space beyond the content, for runs that write
+
+rootfs_lists() {
+  printf '%s\n' "$IMAGES_DIR/rootfs/base.packages" "$IMAGES_DIR/rootfs/$1.packages"
+}
+
+# rootfs_fetch DEBS RESOLVED: make sure every "name version" line of RESOLVED
+# has its .deb in DEBS. The directory is a cache shared by all images; a file
+# appears there only once fully downloaded and verified by apt.
+rootfs_fetch() {
+  local debs=$1 resolved=$2 name ver tmp
+  local -a missing=()
+  while read -r name ver; do
+    compgen -G "$debs/${name}_${ver//:/%3a}_*.deb" >/dev/null || missing+=("$name=$ver")
+  done <<<"$resolved"
+  ((${#missing[@]} > 0)) || return 0
+  log "downloading ${#missing[@]} packages"
+  make_tmp tmp "$debs" fetch
+  apt_download "$tmp" "${missing[@]}"
+  mv -- "$tmp"/*.deb "$debs"/
+}
+
+# rootfs_skeleton ROOT: what a root needs that no package provides (the
+# maintainer scripts that would make some of it are never run).
+rootfs_skeleton() {
+  local root=$1
+  mkdir -p "$root"/{proc,sys,dev,run,mnt,root,etc,home/sandbox,tmp,var/tmp}
+  chmod 1777 "$root/tmp" "$root/var/tmp"
+  chmod 0700 "$root/root"
+  chmod 0755 "$root/home/sandbox"
+  cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/bash
+sandbox:x:1000:1000:sandbox:/home/sandbox:/bin/bash
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+EOF
+  cat >"$root/etc/group" <<'EOF'
+root:x:0:
+sandbox:x:1000:
+nogroup:x:65534:
+EOF
+  cat >"$root/etc/nsswitch.conf" <<'EOF'
+passwd: files
+group: files
+shadow: files
+hosts: files dns
+networks: files
+protocols: files
+services: files
+EOF
+  echo sandbox >"$root/etc/hostname"
+  cat >"$root/etc/hosts" <<'EOF'
+127.0.0.1 localhost
+127.0.1.1 sandbox
+::1 localhost ip6-localhost ip6-loopback
+EOF
+  ln -sfn ../proc/self/mounts "$root/etc/mtab"
+  # dash's maintainer script would make /bin/sh; bash's would not be missed.
+  [[ -e $root/usr/bin/sh ]] || ln -s dash "$root/usr/bin/sh"
+  chmod 0644 "$root"/etc/{passwd,group,nsswitch.conf,hostname,hosts}
+}
+
+# rootfs_trim ROOT: drop what no program reads at run time; keep copyrights.
+rootfs_trim() {
+  local root=$1
+  rm -rf "$root"/usr/share/{man,info,locale,lintian,bug,doc-base,menu,gdb} \
+    "$root"/var/cache/* "$root"/var/lib/dpkg/* "$root"/etc/cron.daily
+  if [[ -d $root/usr/share/doc ]]; then
+    find "$root/usr/share/doc" -mindepth 1 \( -type f -o -type l \) ! -name copyright -delete
+    find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+  fi
+}
+
+# rootfs_compile_python ROOT: byte-compile the staged stdlib with the host's
+# Debian python3 when it is the same X.Y (same .pyc magic), so the guest
+# never compiles on import (slow under TCG, and its root is read-only).
+# unchecked-hash .pyc files are used without looking at the source's mtime.
+rootfs_compile_python() {
+  local root=$1 host=/usr/bin/python3 dir ver hostver
+  local -a dirs=()
+  dir=$(find "$root/usr/lib" -maxdepth 1 -type d -name 'python3.*' | sort | tail -n1)
+  [[ -n $dir ]] || return 0
+  ver=${dir##*/python}
+  hostver=$("$host" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
+  if [[ $hostver != "$ver" ]]; then
+    log "warning: host $host is '${hostver:-missing}', guest is $ver: stdlib not precompiled"
+    return 0
+  fi
+  dirs=("$dir")
+  [[ -d $root/usr/lib/python3/dist-packages ]] && dirs+=("$root/usr/lib/python3/dist-packages")
+  "$host" -m compileall -q -j 0 -s "$root" -p / --invalidation-mode unchecked-hash \
+    -x '/(test|tests|idle_test)/' "${dirs[@]}" >/dev/null ||
+    die "compileall failed on $dir"
+}
+
+# rootfs_fix_owners IMAGE ROOT: mke2fs -d copies the builder's uid/gid; make
+# every file root's (only needed when not building as root), and hand the
+# sandbox user its home.
+rootfs_fix_owners() {
+  local image=$1 root=$2 path
+  {
+    if ((EUID != 0)); then
+      while IFS= read -r -d '' path; do
+        [[ $path != *'"'* && $path != *$'\n'* ]] || die "unsupported file name: $path"
+        printf 'sif "/%s" uid 0\nsif "/%s" gid 0\n' "$path" "$path"
+      done < <(cd "$root" && find . -mindepth 1 -printf '%P\0')
+    fi
+    printf 'sif /home/sandbox uid 1000\nsif /home/sandbox gid 1000\n'
+  } >"$root.debugfs"
+  debugfs -w -f "$root.debugfs" "$image" >/dev/null 2>"$root.debugfs.err" ||
+    die "debugfs failed: $(tail -n 5 "$root.debugfs.err")"
+  if grep -v '^debugfs ' "$root.debugfs.err" | grep -q .; then
+    die "debugfs: $(grep -v '^debugfs ' "$root.debugfs.err" | head -n 5)"
+  fi
+}
+
+# rootfs_build OUT WORK LANG DEBS: OUT gets rootfs.ext4 and packages.txt.
+# apt_init must have been called.
+rootfs_build() {
+  local out=$1 work=$2 lang=$3 debs=$4
+  local root=$work/root image=$out/rootfs.ext4 resolved deb content_kib inodes size_mib
+  local -a pkgs lists
+  need_tools apt-get dpkg-deb tar mke2fs debugfs e2fsck
+  mapfile -t lists < <(rootfs_lists "$lang")
+  mapfile -t pkgs < <(read_list "${lists[@]}")
+  resolved=$(apt_resolve "${pkgs[@]}")
+  printf '%s\n' "$resolved" >"$out/packages.txt"
+  rootfs_fetch "$debs" "$resolved"
+
+  # Merged /usr, as Debian 12 itself is installed.
+  mkdir -p "$root"/usr/{bin,sbin,lib,lib64}
+  ln -s usr/bin "$root/bin"
+  ln -s usr/sbin "$root/sbin"
+  ln -s usr/lib "$root/lib"
+  ln -s usr/lib64 "$root/lib64"
+  local name ver
+  while read -r name ver; do
+    for deb in "$debs/${name}_${ver//:/%3a}"_*.deb; do
+      deb_extract "$deb" "$root"
+    done
+  done <<<"$resolved"
+  rootfs_trim "$root"
+  rootfs_skeleton "$root"
+  rootfs_compile_python "$root"
+
+  # Size: the content, ~10% for ext4 metadata, the promised free space.
+  content_kib=$(du -sk "$root" | cut -f1)
+  inodes=$(find "$root" | wc -l)
+  size_mib=$(((content_kib * 11 / 10 + inodes / 4) / 1024 + ROOTFS_FREE_MIB + 16))
+  truncate -s "${size_mib}M" "$image" # sparse
+  mke2fs -q -F -t ext4 -O ^has_journal -b 4096 -m 0 -L "$lang" \
+    -N $((inodes + 16384)) -E root_owner=0:0,lazy_itable_init=0 \
+    -d "$root" "$image" ||
+    die "mke2fs failed for $lang"
+  rootfs_fix_owners "$image" "$root"
+  e2fsck -fn "$image" >"$work/e2fsck.log" 2>&1 ||
+    die "e2fsck found problems in $image: $(tail -n 5 "$work/e2fsck.log")"
+}
