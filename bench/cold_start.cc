@@ -21,11 +21,19 @@
 #include "engine/paths.h"
 #include "vmm/host_clock.h"
 
+extern char** environ;
+
 namespace fs = std::filesystem;
 using airlock::SteadyClock;
 using nlohmann::json;
 
 namespace {
+
+std::vector<std::string> current_environment() {
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry; ++entry) env.emplace_back(*entry);
+  return env;
+}
 
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
@@ -69,28 +77,30 @@ double boot_trivial(const airlock::vmm::KernelImage& kernel, const std::string& 
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_benchmark(int argc, char** argv) {
   const int runs = argc > 1 ? std::max(5, std::atoi(argv[1])) : 7;
   const fs::path bin_dir = fs::read_symlink("/proc/self/exe").parent_path();
   const std::string airlock_bin = (bin_dir / "airlock").string();
   auto catalog = airlock::engine::ImageCatalog::load(airlock::engine::find_manifest(""));
   const auto& kernel = catalog.kernel("");
-  airlock::TempDir scratch = airlock::TempDir::create(airlock::engine::default_runtime_dir(), "bench-");
+  airlock::TempDir scratch = airlock::TempDir::create(airlock::engine::default_runtime_dir(), "run-bench-");
   const std::string initramfs = make_trivial_initramfs(scratch, (bin_dir / "bench_trivial_init").string());
 
   std::vector<double> baseline, cold, setup, boot, execute, total;
   // One untimed run each: the accelerator probe verdict and page cache warm up.
   boot_trivial(kernel, initramfs);
-  airlock::run_command({airlock_bin, "run", "--lang", "python", "print(1)"}, {}, std::chrono::seconds(60));
+  airlock::run_command({airlock_bin, "run", "--lang", "python", "print(1)"}, current_environment(),
+                       std::chrono::seconds(60));
   for (int i = 0; i < runs; ++i) {
     baseline.push_back(boot_trivial(kernel, initramfs));
     auto start = SteadyClock::now();
     auto result = airlock::run_command({airlock_bin, "run", "--json", "--lang", "python", "print(1)"},
-                                       {"HOME=" + std::string(getenv("HOME") ? getenv("HOME") : "/root")},
+                                       current_environment(),
                                        std::chrono::seconds(60));
     cold.push_back(ms_since(start));
-    json parsed = json::parse(result.output.substr(result.output.find('{')));
-    if (parsed["stdout"] != "1\n") throw airlock::Error(airlock::ErrorCode::internal, "bad run: " + result.output);
+    const size_t brace = result.output.find('{');
+    json parsed = json::parse(brace == std::string::npos ? "" : result.output.substr(brace), nullptr, false);
+    if (parsed.is_discarded() || parsed["stdout"] != "1\n") throw airlock::Error(airlock::ErrorCode::internal, "bad run: " + result.output);
     setup.push_back(parsed["timing"]["setup_ms"].get<double>());
     boot.push_back(parsed["timing"]["boot_ms"].get<double>());
     execute.push_back(parsed["timing"]["execute_ms"].get<double>());
@@ -109,4 +119,13 @@ int main(int argc, char** argv) {
   std::printf("    total (engine)                                    %8.1f ms\n", median(total));
   std::printf("    CLI process overhead (wall - engine total)        %8.1f ms\n", median(cold) - median(total));
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_benchmark(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_cold_start: %s\n", e.what());
+    return 1;
+  }
 }

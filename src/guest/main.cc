@@ -108,6 +108,8 @@ int serve() {
   mount_early_filesystems();
   open_console();
   harden_kernel();
+  const char hostname[] = "sandbox";
+  ::sethostname(hostname, sizeof hostname - 1);
   load_modules();
   auto parameters = kernel_parameters();
   const bool probe_only = parameters.count("airlock.probe") != 0;
