@@ -58,14 +58,32 @@ std::string make_trivial_initramfs(const airlock::TempDir& dir, const std::strin
 }
 
 double boot_trivial(const airlock::vmm::KernelImage& kernel, const std::string& initramfs) {
-  const std::string cmdline = "console=ttyS0 quiet panic=-1 reboot=t rdinit=/init random.trust_cpu=on "
-                              "cryptomgr.notests tsc_early_khz=" +
-                              std::to_string(airlock::vmm::host_tsc_khz()) +
-                              (kernel.cmdline_extra.empty() ? "" : " " + kernel.cmdline_extra);
+  const std::string cmdline =
+      "console=ttyS0 quiet panic=-1 reboot=t rdinit=/init random.trust_cpu=on "
+      "cryptomgr.notests tsc_early_khz=" +
+      std::to_string(airlock::vmm::host_tsc_khz()) +
+      (kernel.cmdline_extra.empty() ? "" : " " + kernel.cmdline_extra);
   auto start = SteadyClock::now();
-  auto result = airlock::run_command({"qemu-system-x86_64", "-nodefaults", "-no-user-config", "-nographic",
-                                      "-no-reboot", "-M", kernel.machine, "-accel", "tcg", "-cpu", "max", "-m", "256",
-                                      "-kernel", kernel.path, "-initrd", initramfs, "-append", cmdline, "-serial",
+  auto result = airlock::run_command({"qemu-system-x86_64",
+                                      "-nodefaults",
+                                      "-no-user-config",
+                                      "-nographic",
+                                      "-no-reboot",
+                                      "-M",
+                                      kernel.machine,
+                                      "-accel",
+                                      "tcg",
+                                      "-cpu",
+                                      "max",
+                                      "-m",
+                                      "256",
+                                      "-kernel",
+                                      kernel.path,
+                                      "-initrd",
+                                      initramfs,
+                                      "-append",
+                                      cmdline,
+                                      "-serial",
                                       "stdio"},
                                      {}, std::chrono::seconds(60));
   double elapsed = ms_since(start);
@@ -95,29 +113,32 @@ int run_benchmark(int argc, char** argv) {
     baseline.push_back(boot_trivial(kernel, initramfs));
     auto start = SteadyClock::now();
     auto result = airlock::run_command({airlock_bin, "run", "--json", "--lang", "python", "print(1)"},
-                                       current_environment(),
-                                       std::chrono::seconds(60));
+                                       current_environment(), std::chrono::seconds(60));
     cold.push_back(ms_since(start));
     const size_t brace = result.output.find('{');
     json parsed = json::parse(brace == std::string::npos ? "" : result.output.substr(brace), nullptr, false);
-    if (parsed.is_discarded() || parsed["stdout"] != "1\n") throw airlock::Error(airlock::ErrorCode::internal, "bad run: " + result.output);
+    if (parsed.is_discarded() || parsed["stdout"] != "1\n")
+      throw airlock::Error(airlock::ErrorCode::internal, "bad run: " + result.output);
     setup.push_back(parsed["timing"]["setup_ms"].get<double>());
     boot.push_back(parsed["timing"]["boot_ms"].get<double>());
     execute.push_back(parsed["timing"]["execute_ms"].get<double>());
     total.push_back(parsed["timing"]["total_ms"].get<double>());
   }
   const double teardown = median(total) - median(setup) - median(boot) - median(execute);
-  std::printf("cold start, %d runs each, medians (kernel: %s, accel: tcg baseline)\n", runs, kernel.path.c_str());
+  std::printf("cold start, %d runs each, medians (kernel: %s, accel: tcg baseline)\n", runs,
+              kernel.path.c_str());
   std::printf("  baseline: plain QEMU boot, trivial init, to exit   %8.1f ms\n", median(baseline));
   std::printf("  airlock run --lang python 'print(1)', wall time    %8.1f ms\n", median(cold));
-  std::printf("  ratio airlock / baseline                            %8.2fx\n", median(cold) / median(baseline));
+  std::printf("  ratio airlock / baseline                            %8.2fx\n",
+              median(cold) / median(baseline));
   std::printf("  breakdown (engine timing, medians):\n");
   std::printf("    setup   (validate, images, overlay, spawn)       %8.1f ms\n", median(setup));
   std::printf("    boot    (QEMU start -> agent hello)               %8.1f ms\n", median(boot));
   std::printf("    execute (exec sent -> exit report: python start)  %8.1f ms\n", median(execute));
   std::printf("    teardown and rest of total                        %8.1f ms\n", teardown);
   std::printf("    total (engine)                                    %8.1f ms\n", median(total));
-  std::printf("    CLI process overhead (wall - engine total)        %8.1f ms\n", median(cold) - median(total));
+  std::printf("    CLI process overhead (wall - engine total)        %8.1f ms\n",
+              median(cold) - median(total));
   return 0;
 }
 

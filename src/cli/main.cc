@@ -2,13 +2,13 @@
 // microVM, streams its output and exits with the program's exit code.
 
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -79,12 +79,14 @@ int run_command(const RunOptions& options) {
   request.language = options.language;
   if (!options.file.empty()) {
     if (!options.code.empty()) {
-      throw Error(ErrorCode::invalid_argument, "give the code either as an argument or with --file, not both");
+      throw Error(ErrorCode::invalid_argument,
+                  "give the code either as an argument or with --file, not both");
     }
-    request.code = airlock::read_file(options.file == "-" ? "/dev/stdin" : options.file,
-                                      engine::Limits::kMaxCodeBytes);
+    request.code =
+        airlock::read_file(options.file == "-" ? "/dev/stdin" : options.file, engine::Limits::kMaxCodeBytes);
   } else {
-    if (options.code.empty()) throw Error(ErrorCode::invalid_argument, "no code given (an argument or --file)");
+    if (options.code.empty())
+      throw Error(ErrorCode::invalid_argument, "no code given (an argument or --file)");
     request.code = options.code;
   }
   for (const auto& assignment : options.env) request.env.push_back(engine::parse_env_assignment(assignment));

@@ -73,8 +73,8 @@ ExitStatus decode_wait_status(int status) {
     if (!keep && fd != error_pipe) ::close(fd);
   }
   // The error pipe sits above every target; it is CLOEXEC, so execve closes it.
-  ::syscall(SYS_close_range, static_cast<unsigned>(max_target + 1),
-            static_cast<unsigned>(error_pipe - 1), 0U);
+  ::syscall(SYS_close_range, static_cast<unsigned>(max_target + 1), static_cast<unsigned>(error_pipe - 1),
+            0U);
   ::syscall(SYS_close_range, static_cast<unsigned>(error_pipe + 1), ~0U, 0U);
   ::execve(path, argv, envp);
   fail(errno);
@@ -110,8 +110,7 @@ std::optional<std::string> find_program(const std::string& name) {
   return std::nullopt;
 }
 
-ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv,
-                                 const SpawnOptions& options) {
+ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
   if (argv.empty()) throw Error(ErrorCode::internal, "spawn: empty argv");
   auto resolved = find_program(argv[0]);
   if (!resolved) {
@@ -140,8 +139,8 @@ ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv,
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork");
   if (pid == 0) {
-    exec_child(resolved->c_str(), argv_ptrs.data(), env_ptrs.data(), options.fds, high_base,
-               options, error_write.get());
+    exec_child(resolved->c_str(), argv_ptrs.data(), env_ptrs.data(), options.fds, high_base, options,
+               error_write.get());
   }
   ChildProcess child;
   child.pid_ = pid;
@@ -242,8 +241,7 @@ ExitStatus ChildProcess::wait_or_kill(std::chrono::milliseconds timeout) {
   return wait();
 }
 
-CommandResult run_command(const std::vector<std::string>& argv,
-                          const std::vector<std::string>& env,
+CommandResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                           std::chrono::milliseconds timeout) {
   auto [read_end, write_end] = make_pipe();
   SpawnOptions options;
@@ -256,13 +254,13 @@ CommandResult run_command(const std::vector<std::string>& argv,
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   constexpr size_t kMaxOutput = 64 * 1024;
   for (;;) {
-    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    auto remaining =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (remaining.count() <= 0) {
       child.kill(SIGKILL);
       child.wait();
-      throw Error(ErrorCode::io, "'" + argv[0] + "' did not finish within " +
-                                     std::to_string(timeout.count()) + " ms");
+      throw Error(ErrorCode::io,
+                  "'" + argv[0] + "' did not finish within " + std::to_string(timeout.count()) + " ms");
     }
     pollfd p{read_end.get(), POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(remaining.count()));

@@ -41,8 +41,7 @@ std::string read_file(const std::string& path, size_t max_size) {
     if (!n || *n == 0) break;
     if (content.size() + *n > max_size) {
       throw Error(ErrorCode::invalid_argument,
-                  "file " + path + " is larger than the limit of " + std::to_string(max_size) +
-                      " bytes");
+                  "file " + path + " is larger than the limit of " + std::to_string(max_size) + " bytes");
     }
     content.append(buffer, *n);
   }

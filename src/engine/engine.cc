@@ -141,8 +141,8 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
     exec.stderr_limit = request.stderr_limit;
     exec.timeout_ms = static_cast<uint64_t>(request.timeout_s) * 1000;
     session.queue_file(language.code_path, request.code, 0644);
-    ExecOutcome outcome = session.execute(exec, request.stdin_source, sink,
-                                          std::chrono::seconds(request.timeout_s));
+    ExecOutcome outcome =
+        session.execute(exec, request.stdin_source, sink, std::chrono::seconds(request.timeout_s));
     RunTiming timing = result.timing;
     result = classify(outcome, exec);
     result.timing = timing;

@@ -1,8 +1,8 @@
 #include "engine/guest_session.h"
 
 #include <poll.h>
-#include <sys/socket.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,8 +56,7 @@ void GuestSession::queue(FrameType type, uint32_t stream, std::string_view paylo
 }
 
 void GuestSession::queue_file(const std::string& path, std::string_view content, uint32_t mode) {
-  queue(FrameType::write_file, kExecStream,
-        protocol::WriteFile{path, content.size(), mode}.to_payload());
+  queue(FrameType::write_file, kExecStream, protocol::WriteFile{path, content.size(), mode}.to_payload());
   for (size_t offset = 0; offset < content.size(); offset += protocol::kDataChunk) {
     queue(FrameType::file_data, kExecStream, content.substr(offset, protocol::kDataChunk));
   }
@@ -95,7 +94,8 @@ bool GuestSession::read_channel() {
 GuestSession::Wakeup GuestSession::wait(SteadyClock::time_point deadline, int stdin_fd) {
   flush();
   pollfd fds[5] = {
-      {channel_open_ ? vm_.channel_fd() : -1, static_cast<short>(POLLIN | (outbox_.empty() ? 0 : POLLOUT)), 0},
+      {channel_open_ ? vm_.channel_fd() : -1, static_cast<short>(POLLIN | (outbox_.empty() ? 0 : POLLOUT)),
+       0},
       {vm_.exit_fd(), POLLIN, 0},
       {vm_.console_fd(), POLLIN, 0},
       {cancel_ ? cancel_->fd() : -1, POLLIN, 0},
@@ -226,12 +226,13 @@ ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource&
             outcome.ended = SteadyClock::now();
             return outcome;
           case FrameType::error:
-            outcome.failure = "the guest agent reported: " + protocol::ErrorReport::parse(frame->payload).message;
+            outcome.failure =
+                "the guest agent reported: " + protocol::ErrorReport::parse(frame->payload).message;
             outcome.ended = SteadyClock::now();
             return outcome;
           default:
-            throw Error(ErrorCode::protocol,
-                        "unexpected " + std::string(protocol::to_string(frame->type)) + " frame during a run");
+            throw Error(ErrorCode::protocol, "unexpected " + std::string(protocol::to_string(frame->type)) +
+                                                 " frame during a run");
         }
       }
       auto now = SteadyClock::now();
@@ -252,7 +253,8 @@ ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource&
         stop(SteadyClock::now());
       }
       if (wakeup.stdin_readable && stdin_fd >= 0) {
-        const uint64_t room = std::min<uint64_t>(protocol::kDataChunk, kStdinWindow - (stdin_sent - stdin_acked));
+        const uint64_t room =
+            std::min<uint64_t>(protocol::kDataChunk, kStdinWindow - (stdin_sent - stdin_acked));
         std::string chunk(room, '\0');
         ssize_t n;
         do {

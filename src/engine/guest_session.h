@@ -36,10 +36,10 @@ class CancelToken {
 
 struct ExecOutcome {
   std::optional<protocol::ExitReport> report;  // the guest's account, if it gave one
-  bool host_timeout = false;       // the host's deadline passed
-  bool cancelled = false;          // the caller cancelled
-  bool host_output_limit = false;  // the guest sent more than the limit allowed
-  std::string failure;             // non-empty: the run broke (VM died, protocol violation)
+  bool host_timeout = false;                   // the host's deadline passed
+  bool cancelled = false;                      // the caller cancelled
+  bool host_output_limit = false;              // the guest sent more than the limit allowed
+  std::string failure;                         // non-empty: the run broke (VM died, protocol violation)
   std::string stdout_data;
   std::string stderr_data;
   bool stdout_truncated = false;

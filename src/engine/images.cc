@@ -22,7 +22,8 @@ std::string required_string(const json& object, const char* key, const std::stri
 void require_file(const std::string& path, const std::string& what) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
-    throw Error(ErrorCode::not_found, what + " " + path + " does not exist; rebuild the images (images/build)");
+    throw Error(ErrorCode::not_found,
+                what + " " + path + " does not exist; rebuild the images (images/build)");
   }
 }
 

@@ -11,7 +11,9 @@ namespace {
 
 const std::array<Language, 3>& languages() {
   static const std::array<Language, 3> table = {{
-      {"python", "/home/sandbox/main.py", {"/usr/bin/python3", "/home/sandbox/main.py"},
+      {"python",
+       "/home/sandbox/main.py",
+       {"/usr/bin/python3", "/home/sandbox/main.py"},
        // Unbuffered, so output streams as it is printed rather than at exit.
        {"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"}},
       {"javascript", "/home/sandbox/main.js", {"/usr/bin/node", "/home/sandbox/main.js"}, {}},
@@ -21,8 +23,8 @@ const std::array<Language, 3>& languages() {
 }
 
 const std::pair<const char*, const char*> kAliases[] = {
-    {"py", "python"},  {"python3", "python"}, {"js", "javascript"}, {"node", "javascript"},
-    {"nodejs", "javascript"}, {"sh", "shell"}, {"bash", "shell"},
+    {"py", "python"},         {"python3", "python"}, {"js", "javascript"}, {"node", "javascript"},
+    {"nodejs", "javascript"}, {"sh", "shell"},       {"bash", "shell"},
 };
 
 }  // namespace

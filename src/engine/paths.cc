@@ -65,9 +65,8 @@ std::string find_manifest(const std::string& explicit_path) {
     std::string beside = (exe.parent_path().parent_path() / "images" / "manifest.json").string();
     if (candidate(beside)) return beside;
   }
-  throw Error(ErrorCode::not_found,
-              "no guest images found (looked for " + tried +
-                  "); build them with scripts/setup or images/build, or pass --images");
+  throw Error(ErrorCode::not_found, "no guest images found (looked for " + tried +
+                                        "); build them with scripts/setup or images/build, or pass --images");
 }
 
 }  // namespace airlock::engine

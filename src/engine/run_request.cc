@@ -94,7 +94,8 @@ void validate(const RunRequest& request) {
   size_t env_bytes = 0;
   for (const auto& [name, value] : request.env) {
     if (!is_valid_env_name(name)) {
-      reject("environment variable name '" + name + "' is invalid (letters, digits and _, not starting with a digit)");
+      reject("environment variable name '" + name +
+             "' is invalid (letters, digits and _, not starting with a digit)");
     }
     if (value.find('\0') != std::string::npos || !is_valid_utf8(value)) {
       reject("environment variable " + name + " has a value that is not NUL-free UTF-8");

@@ -10,8 +10,8 @@
 
 namespace airlock::guest {
 
-UniqueFd create_file_in_root(const std::string& root_dir, const std::string& path, mode_t mode,
-                             uid_t uid, gid_t gid) {
+UniqueFd create_file_in_root(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
+                             gid_t gid) {
   if (path.empty() || path[0] != '/') {
     throw Error(ErrorCode::invalid_argument, "file path '" + path + "' is not absolute");
   }
@@ -41,8 +41,8 @@ UniqueFd create_file_in_root(const std::string& root_dir, const std::string& pat
     if (!next) throw_errno("open", path);
     dir = std::move(next);
   }
-  UniqueFd file(::openat(dir.get(), parts.back().c_str(),
-                         O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
+  UniqueFd file(
+      ::openat(dir.get(), parts.back().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
   if (!file) throw_errno("open", path);
   struct stat info {};
   if (::fstat(file.get(), &info) < 0) throw_errno("fstat", path);

@@ -79,8 +79,8 @@ void receive_file(Channel& channel, const protocol::Frame& header_frame) {
     auto frame = channel.receive();
     if (!frame) return;
     if (frame->type != FrameType::file_data || frame->stream != header_frame.stream) {
-      throw Error(ErrorCode::protocol, "expected file_data, got " +
-                                           std::string(protocol::to_string(frame->type)));
+      throw Error(ErrorCode::protocol,
+                  "expected file_data, got " + std::string(protocol::to_string(frame->type)));
     }
     if (frame->payload.size() > remaining) throw Error(ErrorCode::protocol, "file_data overruns size");
     remaining -= frame->payload.size();
@@ -137,9 +137,7 @@ int serve() {
 
   while (auto frame = channel.receive()) {
     switch (frame->type) {
-      case FrameType::write_file:
-        receive_file(channel, *frame);
-        break;
+      case FrameType::write_file: receive_file(channel, *frame); break;
       case FrameType::exec: {
         auto request = protocol::Exec::parse(frame->payload);
         if (!run_program(channel, frame->stream, request)) return 0;
@@ -147,11 +145,9 @@ int serve() {
       }
       case FrameType::stdin_data:
       case FrameType::stdin_close:
-      case FrameType::cancel:
-        break;  // late frames for a run that already ended
+      case FrameType::cancel: break;  // late frames for a run that already ended
       default:
-        throw Error(ErrorCode::protocol,
-                    "unexpected frame " + std::string(protocol::to_string(frame->type)));
+        throw Error(ErrorCode::protocol, "unexpected frame " + std::string(protocol::to_string(frame->type)));
     }
   }
   return 0;

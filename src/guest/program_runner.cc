@@ -26,16 +26,30 @@ using protocol::FrameType;
 
 namespace {
 
-long long read_oom_kill_count() {
-  try {
-    std::string vmstat = read_file("/proc/vmstat", 1 << 20);
-    size_t pos = vmstat.find("\noom_kill ");
-    if (pos == std::string::npos) return 0;
-    return std::stoll(vmstat.substr(pos + 10));
-  } catch (...) {
-    return 0;
+// Notices OOM kills during a run from the kernel log: /proc/vmstat's
+// oom_kill counter needs VM_EVENT_COUNTERS, which a minimal kernel lacks.
+class OomWatch {
+ public:
+  OomWatch() : kmsg_(::open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)) {
+    if (kmsg_) ::lseek(kmsg_.get(), 0, SEEK_END);  // only what happens from now on
   }
-}
+  bool saw_oom_kill() {
+    if (!kmsg_) return false;
+    char record[2048];
+    for (int i = 0; i < 10000; ++i) {
+      ssize_t n = ::read(kmsg_.get(), record, sizeof record - 1);
+      if (n < 0 && errno == EPIPE) continue;  // overwritten while we read: skip ahead
+      if (n <= 0) break;
+      record[n] = '\0';
+      if (std::strstr(record, "Out of memory") || std::strstr(record, "oom-kill")) seen_ = true;
+    }
+    return seen_;
+  }
+
+ private:
+  UniqueFd kmsg_;
+  bool seen_ = false;
+};
 
 struct OutputStream {
   UniqueFd pipe;
@@ -46,9 +60,8 @@ struct OutputStream {
 };
 
 // Child side of fork: only async-signal-safe calls until execve.
-[[noreturn]] void exec_in_sandbox(const protocol::Exec& request, char* const argv[],
-                                  char* const envp[], int stdin_fd, int stdout_fd, int stderr_fd,
-                                  int error_fd) {
+[[noreturn]] void exec_in_sandbox(const protocol::Exec& request, char* const argv[], char* const envp[],
+                                  int stdin_fd, int stdout_fd, int stderr_fd, int error_fd) {
   auto fail = [error_fd](const char* step) {
     int err = errno;
     char message[256];
@@ -79,7 +92,7 @@ struct OutputStream {
 
 bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& request) {
   const auto started = std::chrono::steady_clock::now();
-  const long long oom_kills_before = read_oom_kill_count();
+  OomWatch oom_watch;
 
   auto [stdin_read, stdin_write] = make_pipe();
   auto [stdout_read, stdout_write] = make_pipe();
@@ -174,8 +187,8 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
     fds.push_back({stdin_write.get(), stdin_pending.empty() ? short(0) : short(POLLOUT), 0});
     int timeout = -1;
     if (drain_deadline != kNoDeadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          drain_deadline - std::chrono::steady_clock::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_deadline -
+                                                                        std::chrono::steady_clock::now());
       timeout = std::max<int>(0, static_cast<int>(left.count()));
     }
     int ready = ::poll(fds.data(), fds.size(), timeout);
@@ -269,13 +282,13 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
     report.exit_code = WEXITSTATUS(*child_status);
   } else {
     report.signal = WTERMSIG(*child_status);
-    report.oom = report.signal == SIGKILL && read_oom_kill_count() > oom_kills_before;
+    report.oom = report.signal == SIGKILL && oom_watch.saw_oom_kill();
   }
   report.stdout_truncated = outputs[0].truncated;
   report.stderr_truncated = outputs[1].truncated;
-  report.duration_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                 std::chrono::steady_clock::now() - started)
-                                                 .count());
+  report.duration_us = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started)
+          .count());
   if (!host_alive) return false;
   ack_stdin();
   channel.send(FrameType::exit, stream, report.to_payload());

@@ -20,8 +20,8 @@ namespace airlock::guest {
 
 namespace {
 
-void mount_or_throw(const char* source, const std::string& target, const char* type,
-                    unsigned long flags, const char* data) {
+void mount_or_throw(const char* source, const std::string& target, const char* type, unsigned long flags,
+                    const char* data) {
   ::mkdir(target.c_str(), 0755);
   if (::mount(source, target.c_str(), type, flags, data) < 0) throw_errno("mount", target);
 }

@@ -43,9 +43,9 @@ std::string_view to_string(FrameType type) {
 
 std::string encode_frame(FrameType type, uint32_t stream, std::string_view payload) {
   if (payload.size() > kMaxPayload) {
-    throw Error(ErrorCode::invalid_argument,
-                "frame payload of " + std::to_string(payload.size()) +
-                    " bytes exceeds the maximum of " + std::to_string(kMaxPayload));
+    throw Error(ErrorCode::invalid_argument, "frame payload of " + std::to_string(payload.size()) +
+                                                 " bytes exceeds the maximum of " +
+                                                 std::to_string(kMaxPayload));
   }
   std::string out;
   out.reserve(kHeaderSize + payload.size());

@@ -57,8 +57,8 @@ bool get_bool(const json& object, const char* name, std::string_view message_nam
   return value.get<bool>();
 }
 
-std::optional<int> get_optional_int(const json& object, const char* name,
-                                    std::string_view message_name, int min, int max) {
+std::optional<int> get_optional_int(const json& object, const char* name, std::string_view message_name,
+                                    int min, int max) {
   const json& value = field(object, name, message_name);
   if (value.is_null()) return std::nullopt;
   if (!value.is_number_integer()) fail(message_name, std::string("field '") + name + "' is not an integer");
@@ -85,9 +85,7 @@ std::string serialize(const json& document) {
   return document.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-json optional_int_json(const std::optional<int>& value) {
-  return value ? json(*value) : json(nullptr);
-}
+json optional_int_json(const std::optional<int>& value) { return value ? json(*value) : json(nullptr); }
 
 }  // namespace
 
@@ -128,13 +126,13 @@ WriteFile WriteFile::parse(std::string_view payload) {
 
 std::string Exec::to_payload() const {
   return serialize(json{{"argv", argv},
-              {"env", env},
-              {"cwd", cwd},
-              {"uid", uid},
-              {"gid", gid},
-              {"stdout_limit", stdout_limit},
-              {"stderr_limit", stderr_limit},
-              {"timeout_ms", timeout_ms}});
+                        {"env", env},
+                        {"cwd", cwd},
+                        {"uid", uid},
+                        {"gid", gid},
+                        {"stdout_limit", stdout_limit},
+                        {"stderr_limit", stderr_limit},
+                        {"timeout_ms", timeout_ms}});
 }
 
 Exec Exec::parse(std::string_view payload) {
@@ -163,13 +161,13 @@ StdinAck StdinAck::parse(std::string_view payload) {
 
 std::string ExitReport::to_payload() const {
   return serialize(json{{"exit_code", optional_int_json(exit_code)},
-              {"signal", optional_int_json(signal)},
-              {"oom", oom},
-              {"output_limit", output_limit},
-              {"timed_out", timed_out},
-              {"stdout_truncated", stdout_truncated},
-              {"stderr_truncated", stderr_truncated},
-              {"duration_us", duration_us}});
+                        {"signal", optional_int_json(signal)},
+                        {"oom", oom},
+                        {"output_limit", output_limit},
+                        {"timed_out", timed_out},
+                        {"stdout_truncated", stdout_truncated},
+                        {"stderr_truncated", stderr_truncated},
+                        {"duration_us", duration_us}});
 }
 
 ExitReport ExitReport::parse(std::string_view payload) {

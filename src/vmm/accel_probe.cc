@@ -38,8 +38,8 @@ std::string probe_key(const KernelImage& kernel) {
   auto qemu = find_program("qemu-system-x86_64");
   // Whether KVM works depends on the host kernel, QEMU and the guest kernel;
   // not on the initramfs, which changes with every build of the agent.
-  return std::string(host.release) + "|" + host.version + "|" + file_identity(qemu.value_or("qemu")) +
-         "|" + file_identity(kernel.path);
+  return std::string(host.release) + "|" + host.version + "|" + file_identity(qemu.value_or("qemu")) + "|" +
+         file_identity(kernel.path);
 }
 
 struct ProbeVerdict {
@@ -68,11 +68,13 @@ ProbeVerdict run_probe(const KernelImage& kernel, const std::string& work_dir) {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
     if (left.count() <= 0) {
-      return {false, "the probe VM did not boot within " +
-                         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kProbeTimeout).count()) +
-                         " s under KVM"};
+      return {false,
+              "the probe VM did not boot within " +
+                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kProbeTimeout).count()) +
+                  " s under KVM"};
     }
-    pollfd fds[3] = {{vm->channel_fd(), POLLIN, 0}, {vm->exit_fd(), POLLIN, 0}, {vm->console_fd(), POLLIN, 0}};
+    pollfd fds[3] = {
+        {vm->channel_fd(), POLLIN, 0}, {vm->exit_fd(), POLLIN, 0}, {vm->console_fd(), POLLIN, 0}};
     ::poll(fds, 3, static_cast<int>(left.count()));
     if (fds[2].revents) vm->drain_console();
     // QEMU's last words (e.g. an assertion about an MSR) say why better than we can.
@@ -149,7 +151,8 @@ AccelDecision choose_accel(AccelChoice choice, const KernelImage& kernel, const 
       try {
         make_directories(cache_dir);
         const std::string temp = cache_file + ".tmp" + std::to_string(::getpid());
-        write_file(temp, json{{"key", key}, {"kvm_usable", verdict.usable}, {"reason", verdict.reason}}.dump(-1, ' ', false, json::error_handler_t::replace));
+        write_file(temp, json{{"key", key}, {"kvm_usable", verdict.usable}, {"reason", verdict.reason}}.dump(
+                             -1, ' ', false, json::error_handler_t::replace));
         if (::rename(temp.c_str(), cache_file.c_str()) < 0) ::unlink(temp.c_str());
       } catch (const Error&) {
         // An unwritable cache only means probing again next time.

@@ -12,8 +12,8 @@ AccelChoice parse_accel_choice(const std::string& text);  // "auto" | "kvm" | "t
 
 struct AccelDecision {
   Accel accel = Accel::tcg;
-  std::string reason;        // why this accelerator, for the user's notice
-  bool probed_now = false;   // a probe VM was booted for this decision
+  std::string reason;       // why this accelerator, for the user's notice
+  bool probed_now = false;  // a probe VM was booted for this decision
 };
 
 // KVM is used only if a probe VM with our real kernel and agent actually
@@ -22,7 +22,7 @@ struct AccelDecision {
 // verdict is cached under cache_dir, keyed by host kernel, QEMU binary and
 // guest kernel, because a failed probe can cost seconds.
 // `work_dir` is a scratch directory for the probe VM.
-AccelDecision choose_accel(AccelChoice choice, const KernelImage& kernel,
-                           const std::string& cache_dir, const std::string& work_dir);
+AccelDecision choose_accel(AccelChoice choice, const KernelImage& kernel, const std::string& cache_dir,
+                           const std::string& work_dir);
 
 }  // namespace airlock::vmm

@@ -51,8 +51,8 @@ uint64_t measure_tsc_khz() {
   ::nanosleep(&pause, nullptr);
   ::clock_gettime(CLOCK_MONOTONIC_RAW, &end);
   uint64_t tsc_end = __rdtsc();
-  double ns = static_cast<double>(end.tv_sec - start.tv_sec) * 1e9 +
-              static_cast<double>(end.tv_nsec - start.tv_nsec);
+  double ns =
+      static_cast<double>(end.tv_sec - start.tv_sec) * 1e9 + static_cast<double>(end.tv_nsec - start.tv_nsec);
   return static_cast<uint64_t>(static_cast<double>(tsc_end - tsc_start) / ns * 1e6 + 0.5);
 }
 

@@ -21,8 +21,8 @@ void create_overlay(const std::string& base, const std::string& overlay) {
   auto result = run_command({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay},
                             {"PATH=/usr/local/bin:/usr/bin:/bin"}, std::chrono::seconds(10));
   if (result.status.exit_code != 0) {
-    throw Error(ErrorCode::vm, "qemu-img create overlay on " + base + " " + result.status.describe() +
-                                   ": " + result.output);
+    throw Error(ErrorCode::vm,
+                "qemu-img create overlay on " + base + " " + result.status.describe() + ": " + result.output);
   }
 }
 

@@ -29,33 +29,49 @@ std::vector<std::string> QemuSpec::to_argv() const {
       binary,
       "-nodefaults",
       "-no-user-config",
-      "-display", "none",
+      "-display",
+      "none",
       "-no-reboot",
-      "-name", escape_option_value(name),
-      "-M", machine,
-      "-accel", std::string(to_string(accel)),
+      "-name",
+      escape_option_value(name),
+      "-M",
+      machine,
+      "-accel",
+      std::string(to_string(accel)),
       // Under KVM the guest sees the real CPU; under TCG "max" emulates every
       // feature QEMU knows (rdrand included, which seeds the guest RNG).
-      "-cpu", accel == Accel::kvm ? "host" : "max",
-      "-smp", std::to_string(vcpus),
-      "-m", std::to_string(memory_mb),
-      "-kernel", escape_option_value(kernel),
-      "-append", kernel_cmdline,
-      "-chardev", "socket,id=console,fd=" + std::to_string(console_fd),
-      "-serial", "chardev:console",
-      "-device", "virtio-serial-device,max_ports=2",
-      "-chardev", "socket,id=agent,fd=" + std::to_string(agent_fd),
-      "-device", "virtserialport,chardev=agent,name=airlock",
-      "-chardev", "socket,id=qmp,fd=" + std::to_string(qmp_fd),
-      "-mon", "chardev=qmp,mode=control",
+      "-cpu",
+      accel == Accel::kvm ? "host" : "max",
+      "-smp",
+      std::to_string(vcpus),
+      "-m",
+      std::to_string(memory_mb),
+      "-kernel",
+      escape_option_value(kernel),
+      "-append",
+      kernel_cmdline,
+      "-chardev",
+      "socket,id=console,fd=" + std::to_string(console_fd),
+      "-serial",
+      "chardev:console",
+      "-device",
+      "virtio-serial-device,max_ports=2",
+      "-chardev",
+      "socket,id=agent,fd=" + std::to_string(agent_fd),
+      "-device",
+      "virtserialport,chardev=agent,name=airlock",
+      "-chardev",
+      "socket,id=qmp,fd=" + std::to_string(qmp_fd),
+      "-mon",
+      "chardev=qmp,mode=control",
   };
   if (!initramfs.empty()) {
     argv.push_back("-initrd");
     argv.push_back(escape_option_value(initramfs));
   }
   for (const auto& drive : drives) {
-    std::string options = "file=" + escape_option_value(drive.path) + ",if=none,id=" + drive.id +
-                          ",format=" + drive.format;
+    std::string options =
+        "file=" + escape_option_value(drive.path) + ",if=none,id=" + drive.id + ",format=" + drive.format;
     if (drive.read_only) options += ",read-only=on";
     if (drive.volatile_cache) options += ",cache=unsafe";
     argv.push_back("-drive");

@@ -39,7 +39,8 @@ json QmpClient::read_message() {
     if (buffer_.size() > kMaxQmpMessage) throw Error(ErrorCode::vm, "QMP: message too large");
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
     if (left.count() <= 0) {
-      throw Error(ErrorCode::vm, "QMP: QEMU did not answer within " + std::to_string(timeout_.count()) + " ms");
+      throw Error(ErrorCode::vm,
+                  "QMP: QEMU did not answer within " + std::to_string(timeout_.count()) + " ms");
     }
     pollfd p{socket_.get(), POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left.count()));

@@ -23,8 +23,9 @@ using nlohmann::json;
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
-    runtime_dir_ = fs::temp_directory_path() / ("airlock-it-" + std::to_string(::getpid()) + "-" +
-                                                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    runtime_dir_ =
+        fs::temp_directory_path() / ("airlock-it-" + std::to_string(::getpid()) + "-" +
+                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(runtime_dir_);
     fs::create_directories(runtime_dir_);
   }
@@ -113,7 +114,8 @@ TEST_F(Cli, LargeBinaryStdinRoundTripsExactly) {
   for (auto& byte : data) byte = static_cast<char>(random());
   CliOptions options;
   options.stdin_data = data;
-  auto result = airlock({"run", "--lang", "shell", "--stdout-limit", std::to_string(4 << 20), "cat"}, options);
+  auto result =
+      airlock({"run", "--lang", "shell", "--stdout-limit", std::to_string(4 << 20), "cat"}, options);
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out.size(), data.size());
   EXPECT_TRUE(result.out == data) << "stdin came back altered";
@@ -171,7 +173,8 @@ TEST_F(Cli, UnicodeRoundTripsExactly) {
 TEST_F(Cli, ArbitraryBytesRoundTripExactly) {
   std::string all_bytes;
   for (int i = 0; i < 256; ++i) all_bytes.push_back(static_cast<char>(i));
-  const char* code = "import sys; sys.stdout.buffer.write(bytes(range(256))); sys.stderr.buffer.write(b'\\xff\\x00\\xfe')";
+  const char* code =
+      "import sys; sys.stdout.buffer.write(bytes(range(256))); sys.stderr.buffer.write(b'\\xff\\x00\\xfe')";
   auto streamed = airlock({"run", "--lang", "python", code});
   EXPECT_EQ(streamed.exit_code, 0) << streamed.err;
   EXPECT_TRUE(streamed.out == all_bytes) << "stdout bytes altered";
@@ -208,8 +211,8 @@ TEST_F(Cli, OutputStreamsAsItIsProduced) {
       first_seen = std::chrono::steady_clock::now();
     }
   };
-  auto result = airlock({"run", "--lang", "python", "import time\nprint('first')\ntime.sleep(2)\nprint('second')"},
-                        options);
+  auto result = airlock(
+      {"run", "--lang", "python", "import time\nprint('first')\ntime.sleep(2)\nprint('second')"}, options);
   auto finished = std::chrono::steady_clock::now();
   EXPECT_EQ(result.out, "first\nsecond\n");
   ASSERT_NE(first_seen, std::chrono::steady_clock::time_point{});
@@ -224,7 +227,8 @@ TEST_F(Cli, BackgroundProcessDoesNotHoldTheRunOpen) {
 }
 
 TEST_F(Cli, ProgramKilledBySignalIsReported) {
-  json result = airlock_json({"run", "--lang", "python", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)"});
+  json result =
+      airlock_json({"run", "--lang", "python", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)"});
   EXPECT_EQ(result["status"], "killed");
   EXPECT_EQ(result["signal"], 15);
   EXPECT_TRUE(result["exit_code"].is_null());
@@ -232,7 +236,8 @@ TEST_F(Cli, ProgramKilledBySignalIsReported) {
 }
 
 TEST_F(Cli, ManyZombiesAreReaped) {
-  auto result = airlock({"run", "--lang", "shell", "for i in $(seq 200); do (exit 0) & done; wait; echo reaped"});
+  auto result =
+      airlock({"run", "--lang", "shell", "for i in $(seq 200); do (exit 0) & done; wait; echo reaped"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out, "reaped\n");
 }
@@ -249,7 +254,8 @@ TEST_F(Cli, InvalidArgumentsFailBeforeAnyVmStarts) {
     std::vector<std::string> args;
     const char* message;
   };
-  const std::string big_file = (runtime_dir_.parent_path() / ("airlock-it-big-" + std::to_string(::getpid()))).string();
+  const std::string big_file =
+      (runtime_dir_.parent_path() / ("airlock-it-big-" + std::to_string(::getpid()))).string();
   write_file(big_file, std::string((1 << 20) + 1, 'x'));
   std::vector<Case> cases = {
       {{"run", "--lang", "cobol", "x"}, "unknown language 'cobol'"},
@@ -298,7 +304,8 @@ TEST_F(Cli, InterruptStopsTheRunAndCleansUp) {
       sent = true;
     }
   };
-  auto result = airlock({"run", "--lang", "python", "import time\nprint('running')\ntime.sleep(100)"}, options);
+  auto result =
+      airlock({"run", "--lang", "python", "import time\nprint('running')\ntime.sleep(100)"}, options);
   EXPECT_TRUE(sent);
   EXPECT_EQ(result.exit_code, 128 + SIGINT);
   EXPECT_NE(result.err.find("cancelled"), std::string::npos) << result.err;
@@ -310,7 +317,8 @@ TEST_F(Cli, KillingTheCliTakesQemuWithItAndTheNextRunReapsItsDirectory) {
   options.on_stdout = [](const std::string& so_far, pid_t pid) {
     if (so_far.find("running") != std::string::npos) ::kill(pid, SIGKILL);
   };
-  auto killed = airlock({"run", "--lang", "python", "import time\nprint('running')\ntime.sleep(100)"}, options);
+  auto killed =
+      airlock({"run", "--lang", "python", "import time\nprint('running')\ntime.sleep(100)"}, options);
   EXPECT_EQ(killed.exit_code, 128 + SIGKILL);
   // QEMU dies with its parent (PR_SET_PDEATHSIG); give the kernel a moment.
   for (int i = 0; i < 50 && !our_qemu_processes().empty(); ++i) ::usleep(100'000);
@@ -321,8 +329,32 @@ TEST_F(Cli, KillingTheCliTakesQemuWithItAndTheNextRunReapsItsDirectory) {
   EXPECT_EQ(next.out, "ok\n");
 }
 
+TEST_F(Cli, OutOfMemoryIsReportedAsOom) {
+  json result = airlock_json(
+      {"run", "--lang", "python", "chunks = []\nwhile True: chunks.append(bytearray(16 << 20))"});
+  EXPECT_EQ(result["status"], "oom");
+  EXPECT_EQ(result["signal"], 9);
+  EXPECT_EQ(result["cli_exit_code"], 137);
+}
+
+TEST_F(Cli, QemuKilledMidRunIsAnInternalErrorAndLeavesNothing) {
+  CliOptions options;
+  bool killed = false;
+  options.on_stdout = [&](const std::string& so_far, pid_t) {
+    if (killed || so_far.find("running") == std::string::npos) return;
+    for (pid_t pid : our_qemu_processes()) killed |= ::kill(pid, SIGKILL) == 0;
+  };
+  auto result =
+      airlock({"run", "--lang", "python", "import time\nprint('running')\ntime.sleep(100)"}, options);
+  EXPECT_TRUE(killed);
+  EXPECT_EQ(result.exit_code, 125);
+  EXPECT_NE(result.err.find("the VM stopped unexpectedly"), std::string::npos) << result.err;
+  EXPECT_LT(result.elapsed, std::chrono::seconds(20));
+}
+
 TEST_F(Cli, FallbackCloudKernelRunsPython) {
-  auto result = airlock({"run", "--kernel", "cloud", "--lang", "python", "import json; print(json.dumps({'a': 1}))"});
+  auto result =
+      airlock({"run", "--kernel", "cloud", "--lang", "python", "import json; print(json.dumps({'a': 1}))"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out, "{\"a\": 1}\n");
 }

@@ -71,7 +71,8 @@ CliResult run_cli(const std::vector<std::string>& args, const CliOptions& option
   }
   in_write.reset();
   auto status = child.wait();
-  result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  result.elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   result.exit_code = status.exit_code ? *status.exit_code : 128 + status.signal.value_or(0);
   return result;
 }
@@ -89,7 +90,8 @@ std::set<pid_t> qemu_processes(const std::string& marker) {
       std::string stat = read_file("/proc/" + std::string(entry->d_name) + "/stat", 4096);
       // Zombies are dead already; only a running QEMU is a leak.
       size_t close_paren = stat.rfind(')');
-      bool zombie = close_paren != std::string::npos && stat.size() > close_paren + 2 && stat[close_paren + 2] == 'Z';
+      bool zombie =
+          close_paren != std::string::npos && stat.size() > close_paren + 2 && stat[close_paren + 2] == 'Z';
       if (comm.rfind("qemu-system", 0) != 0 || zombie) continue;
       if (!marker.empty()) {
         std::string cmdline = read_file("/proc/" + std::string(entry->d_name) + "/cmdline", 1 << 20);

@@ -4,13 +4,13 @@
 // with arguments and stdin, collect its output, and check that nothing it
 // started (QEMU processes, run directories) outlives it.
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <sys/types.h>
 
 namespace airlock::testing {
 

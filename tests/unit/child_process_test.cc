@@ -47,7 +47,8 @@ TEST(ChildProcess, OnlyMappedDescriptorsAreInherited) {
   auto [read_end, write_end] = make_pipe();
   SpawnOptions options;
   options.fds = {{1, write_end.get()}, {7, write_end.get()}};
-  ChildProcess child = ChildProcess::spawn({"sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"}, options);
+  ChildProcess child =
+      ChildProcess::spawn({"sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"}, options);
   write_end.reset();
   std::string listing;
   char buffer[256];

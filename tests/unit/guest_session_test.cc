@@ -178,10 +178,16 @@ INSTANTIATE_TEST_SUITE_P(
                     "unknown stream"},
         HostileCase{"HostOnlyFrameType", [](FakeVm& vm) { vm.send(FrameType::exec, 1, "{}"); },
                     "unexpected exec frame"},
-        HostileCase{"AckForStdinNeverSent",
-                    [](FakeVm& vm) { vm.send(FrameType::stdin_ack, 1, protocol::StdinAck{1000}.to_payload()); },
-                    "never sent"},
-        HostileCase{"VmDiesMidRun", [](FakeVm& vm) { vm.hang_up(); vm.stop(); }, "stopped unexpectedly"}),
+        HostileCase{
+            "AckForStdinNeverSent",
+            [](FakeVm& vm) { vm.send(FrameType::stdin_ack, 1, protocol::StdinAck{1000}.to_payload()); },
+            "never sent"},
+        HostileCase{"VmDiesMidRun",
+                    [](FakeVm& vm) {
+                      vm.hang_up();
+                      vm.stop();
+                    },
+                    "stopped unexpectedly"}),
     [](const auto& test_info) { return std::string(test_info.param.name); });
 
 TEST(GuestSession, FloodBeyondTheLimitIsCappedOnTheHost) {

@@ -50,7 +50,8 @@ TEST(Messages, HostileExitReportsAreRejected) {
   expect_protocol_error([] { ExitReport::parse("{}"); }, "missing field");
   const std::string base =
       R"("oom":false,"output_limit":false,"timed_out":false,"stdout_truncated":false,"stderr_truncated":false,"duration_us":1)";
-  expect_protocol_error([&] { ExitReport::parse(R"({"exit_code":1,"signal":9,)" + base + "}"); }, "exactly one");
+  expect_protocol_error([&] { ExitReport::parse(R"({"exit_code":1,"signal":9,)" + base + "}"); },
+                        "exactly one");
   expect_protocol_error([&] { ExitReport::parse(R"({"exit_code":null,"signal":null,)" + base + "}"); },
                         "exactly one");
   expect_protocol_error([&] { ExitReport::parse(R"({"exit_code":300,"signal":null,)" + base + "}"); },

@@ -37,7 +37,8 @@ TEST(QemuSpec, BuildsAMicrovmCommandLine) {
   EXPECT_EQ(value_after(argv, "-m"), "512");
   // The kernel command line is one argv element, never split or shell-parsed.
   EXPECT_EQ(value_after(argv, "-append"), "console=ttyS0 quiet");
-  EXPECT_EQ(value_after(argv, "-drive"), "file=/run/x/overlay.qcow2,if=none,id=root,format=qcow2,cache=unsafe");
+  EXPECT_EQ(value_after(argv, "-drive"),
+            "file=/run/x/overlay.qcow2,if=none,id=root,format=qcow2,cache=unsafe");
   EXPECT_NE(std::find(argv.begin(), argv.end(), "-no-reboot"), argv.end());
   EXPECT_NE(std::find(argv.begin(), argv.end(), "virtserialport,chardev=agent,name=airlock"), argv.end());
 }
