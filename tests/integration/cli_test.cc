@@ -352,6 +352,25 @@ TEST_F(Cli, QemuKilledMidRunIsAnInternalErrorAndLeavesNothing) {
   EXPECT_LT(result.elapsed, std::chrono::seconds(20));
 }
 
+TEST_F(Cli, GuestKernelPanicIsAnInternalErrorWithTheConsoleTail) {
+  // A guest with no init panics at boot: the "guest crash" path of teardown.
+  const fs::path manifest_path =
+      fs::path(AIRLOCK_BIN).parent_path().parent_path() / "images" / "manifest.json";
+  json manifest = json::parse(read_file(manifest_path, 1 << 20));
+  const fs::path broken_dir =
+      runtime_dir_.parent_path() / ("airlock-it-broken-" + std::to_string(::getpid()));
+  fs::create_directories(broken_dir);
+  write_file(broken_dir / "empty.cpio", "");
+  manifest["kernels"]["minimal"]["initramfs"] = (broken_dir / "empty.cpio").string();
+  write_file(broken_dir / "manifest.json", manifest.dump());
+  auto result =
+      airlock({"run", "--images", (broken_dir / "manifest.json").string(), "--lang", "shell", "echo x"});
+  fs::remove_all(broken_dir);
+  EXPECT_EQ(result.exit_code, 125);
+  EXPECT_NE(result.err.find("the VM stopped unexpectedly"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("Kernel panic"), std::string::npos) << result.err;
+}
+
 TEST_F(Cli, FallbackCloudKernelRunsPython) {
   auto result =
       airlock({"run", "--kernel", "cloud", "--lang", "python", "import json; print(json.dumps({'a': 1}))"});
