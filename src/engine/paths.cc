@@ -49,6 +49,9 @@ std::string find_manifest(const std::string& explicit_path) {
     if (!tried.empty()) tried += ", ";
     tried += path;
     std::error_code ec;
+    if (fs::exists(path, ec) && !fs::is_regular_file(path, ec)) {
+      throw Error(ErrorCode::invalid_argument, "image manifest " + path + " is not a regular file");
+    }
     return fs::is_regular_file(path, ec);
   };
   if (!explicit_path.empty()) {
