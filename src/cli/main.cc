@@ -72,6 +72,7 @@ struct RunOptions {
   std::string accel = "auto";
   std::string kernel;
   std::string images;
+  bool no_snapshot = false;
 };
 
 int run_command(const RunOptions& options) {
@@ -96,6 +97,7 @@ int run_command(const RunOptions& options) {
   request.stderr_limit = options.stderr_limit;
   request.kernel = options.kernel;
   request.accel = airlock::vmm::parse_accel_choice(options.accel);
+  request.use_snapshot = !options.no_snapshot;
   // A terminal is not input: a program waiting on it would only hang.
   if (options.file != "-" && !::isatty(0)) request.stdin_source.fd = 0;
 
@@ -153,6 +155,8 @@ int main(int argc, char** argv) {
   run->add_flag("--json", options.json, "Print one JSON result object instead of streaming");
   run->add_option("--accel", options.accel, "Accelerator: auto, kvm or tcg")->capture_default_str();
   run->add_option("--kernel", options.kernel, "Guest kernel from the image manifest (default: its default)");
+  run->add_flag("--no-snapshot", options.no_snapshot,
+                "Boot a fresh kernel instead of restoring a clone of the cached template snapshot");
   run->add_option("--images", options.images, "Path of the image manifest (default: beside the binary)");
 
   try {

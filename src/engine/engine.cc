@@ -1,9 +1,14 @@
 #include "engine/engine.h"
 
+#include <unistd.h>
+
+#include "common/child_process.h"
 #include "common/error.h"
+#include "common/io.h"
 #include "common/temp_dir.h"
 #include "engine/languages.h"
 #include "engine/paths.h"
+#include "vmm/host_clock.h"
 #include "vmm/qemu_backend.h"
 
 namespace airlock::engine {
@@ -88,6 +93,7 @@ Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
   if (!backend_) backend_ = std::make_unique<vmm::QemuBackend>();
   if (options_.cache_dir.empty()) options_.cache_dir = default_cache_dir();
   if (options_.runtime_dir.empty()) options_.runtime_dir = default_runtime_dir();
+  templates_.emplace(options_.cache_dir + "/templates", "/dev/shm");
   // Directories of runs whose owner was killed outright (SIGKILL) go now.
   reap_stale_dirs(options_.runtime_dir, "run-");
 }
@@ -101,6 +107,56 @@ vmm::AccelDecision Engine::accel_for(vmm::AccelChoice choice, const vmm::KernelI
   return decision;
 }
 
+std::string Engine::template_name(const Language& language, const vmm::KernelImage& kernel,
+                                  const std::string& rootfs, vmm::Accel accel, int memory_mb) {
+  // Everything the saved state depends on: a change to any of it makes a new
+  // template rather than a clone of a guest that no longer matches.
+  std::string initramfs_digest = stable_hash(read_file(kernel.initramfs, 256 << 20));
+  std::string key = std::to_string(protocol::kProtocolVersion) + "|" + language.name + "|" +
+                    std::to_string(memory_mb) + "|" + std::string(vmm::to_string(accel)) + "|" +
+                    file_identity(kernel.path) + "|" + initramfs_digest + "|" + kernel.machine + "|" +
+                    kernel.cmdline_extra + "|" + file_identity(rootfs) + "|" +
+                    file_identity(find_program("qemu-system-x86_64").value_or("qemu")) + "|" +
+                    std::to_string(vmm::host_tsc_khz());
+  for (const auto& arg : language.warmup) key += "|" + arg;
+  return language.name + "-" + std::to_string(memory_mb) + "m-" + stable_hash(key);
+}
+
+TemplatePaths Engine::ensure_template(const std::string& name, const Language& language,
+                                      const vmm::KernelImage& kernel, const std::string& rootfs,
+                                      vmm::Accel accel, int memory_mb, const CancelToken* cancel) {
+  if (auto found = templates_->find(name)) return *found;
+  return templates_->create(name, [&](const TemplatePaths& paths) {
+    vmm::VmConfig config;
+    config.name = "airlock-template-" + name;
+    config.accel = accel;
+    config.kernel = kernel;
+    config.rootfs = rootfs;
+    config.memory_mb = memory_mb;
+    config.work_dir = paths.dir;
+    config.memory_file = vmm::MemoryFileSpec{paths.memory, true};
+    std::unique_ptr<vmm::Vm> vm = backend_->start(config);
+    GuestSession session(*vm, cancel);
+    session.await_hello(SteadyClock::now() + kBootTimeout);
+    protocol::Exec warmup;
+    warmup.argv = language.warmup;
+    warmup.env = guest_environment(language, RunRequest{});
+    warmup.cwd = kWorkDir;
+    warmup.uid = kSandboxUid;
+    warmup.gid = kSandboxUid;
+    warmup.timeout_ms = 60'000;
+    ExecOutcome outcome = session.execute(warmup, StdinSource{}, nullptr, std::chrono::seconds(60));
+    if (!outcome.report || outcome.report->exit_code != 0) {
+      throw Error(ErrorCode::vm, "warming up the " + language.name + " template failed: " +
+                                     (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));
+    }
+    vm->save_snapshot(paths.state);
+    vm->destroy();
+    const std::string overlay = paths.dir + "/rootfs-overlay.qcow2";
+    if (::rename(overlay.c_str(), paths.disk.c_str()) < 0) throw_errno("rename", overlay);
+  });
+}
+
 RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelToken* cancel) {
   const auto accepted = SteadyClock::now();
   validate(request);
@@ -110,26 +166,75 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
   const std::string& rootfs = catalog_->rootfs(language.name);
   const vmm::AccelDecision accel = accel_for(request.accel, kernel);
 
-  TempDir run_dir = TempDir::create(options_.runtime_dir, "run-");
-  vmm::VmConfig config;
-  config.name = "airlock-" + run_dir.path().substr(run_dir.path().rfind('/') + 1);
-  config.accel = accel.accel;
-  config.kernel = kernel;
-  config.rootfs = rootfs;
-  config.memory_mb = request.memory_mb;
-  config.work_dir = run_dir.path();
-
   RunResult result;
+  std::optional<TemplatePaths> snapshot;
+  std::string snapshot_name;
+  if (request.use_snapshot) {
+    try {
+      snapshot_name = template_name(language, kernel, rootfs, accel.accel, request.memory_mb);
+      snapshot =
+          ensure_template(snapshot_name, language, kernel, rootfs, accel.accel, request.memory_mb, cancel);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::cancelled) {
+        result.status = RunStatus::killed;
+        result.signal = 9;
+        result.error = e.what();
+        return result;
+      }
+      if (options_.notice) options_.notice(std::string("no snapshot (") + e.what() + "); booting a fresh VM");
+    }
+  }
+
+  TempDir run_dir = TempDir::create(options_.runtime_dir, "run-");
   std::unique_ptr<vmm::Vm> vm;
-  try {
+  std::optional<GuestSession> session;
+  auto start_guest = [&](bool from_snapshot) {
+    vmm::VmConfig config;
+    config.name = "airlock-" + run_dir.path().substr(run_dir.path().rfind('/') + 1);
+    config.accel = accel.accel;
+    config.kernel = kernel;
+    config.rootfs = rootfs;
+    config.memory_mb = request.memory_mb;
+    config.work_dir = run_dir.path();
+    if (from_snapshot) {
+      config.rootfs = snapshot->disk;
+      config.rootfs_format = "qcow2";
+      config.memory_file = vmm::MemoryFileSpec{snapshot->memory, false};
+      config.restore_state = snapshot->state;
+    }
     vm = backend_->start(config);
     const auto spawned = SteadyClock::now();
     result.timing.setup_ms = elapsed_ms(accepted, spawned);
+    session.emplace(*vm, cancel);
+    if (from_snapshot) {
+      session->resume_clone(spawned + kBootTimeout);
+    } else {
+      session->await_hello(spawned + kBootTimeout);
+    }
+    result.timing.boot_ms = elapsed_ms(spawned, SteadyClock::now());
+  };
+  auto stop_guest = [&]() {
+    session.reset();
+    if (vm) vm->destroy();
+    vm.reset();
+  };
 
-    GuestSession session(*vm, cancel);
-    session.await_hello(spawned + kBootTimeout);
-    const auto ready = SteadyClock::now();
-    result.timing.boot_ms = elapsed_ms(spawned, ready);
+  try {
+    bool from_snapshot = snapshot.has_value();
+    try {
+      start_guest(from_snapshot);
+    } catch (const Error& e) {
+      if (!from_snapshot || e.code() == ErrorCode::cancelled) throw;
+      // A snapshot that does not restore is never tried again: rebuilt on the next run.
+      if (options_.notice) {
+        options_.notice(std::string("the snapshot could not be restored (") + e.what() +
+                        "); discarding it and booting a fresh VM");
+      }
+      stop_guest();
+      templates_->discard(snapshot_name);
+      from_snapshot = false;
+      start_guest(false);
+    }
 
     protocol::Exec exec;
     exec.argv = language.command;
@@ -140,13 +245,14 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
     exec.stdout_limit = request.stdout_limit;
     exec.stderr_limit = request.stderr_limit;
     exec.timeout_ms = static_cast<uint64_t>(request.timeout_s) * 1000;
-    session.queue_file(language.code_path, request.code, 0644);
+    session->queue_file(language.code_path, request.code, 0644);
     ExecOutcome outcome =
-        session.execute(exec, request.stdin_source, sink, std::chrono::seconds(request.timeout_s));
+        session->execute(exec, request.stdin_source, sink, std::chrono::seconds(request.timeout_s));
     RunTiming timing = result.timing;
     result = classify(outcome, exec);
     result.timing = timing;
     result.timing.execute_ms = elapsed_ms(outcome.started, outcome.ended);
+    result.from_snapshot = from_snapshot;
   } catch (const Error& e) {
     if (e.code() == ErrorCode::invalid_argument) throw;
     if (e.code() == ErrorCode::cancelled) {
@@ -158,8 +264,7 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
       result.error = e.what();
     }
   }
-  if (vm) vm->destroy();
-  vm.reset();
+  stop_guest();
   run_dir.remove();
   result.accel = std::string(vmm::to_string(accel.accel));
   result.timing.total_ms = elapsed_ms(accepted, SteadyClock::now());

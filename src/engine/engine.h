@@ -7,8 +7,10 @@
 
 #include "engine/guest_session.h"
 #include "engine/images.h"
+#include "engine/languages.h"
 #include "engine/run_request.h"
 #include "engine/run_result.h"
+#include "engine/template_store.h"
 #include "vmm/accel_probe.h"
 #include "vmm/vm_backend.h"
 
@@ -35,7 +37,16 @@ class Engine {
   vmm::AccelDecision accel_for(vmm::AccelChoice choice, const vmm::KernelImage& kernel);
 
  private:
+  std::string template_name(const Language& language, const vmm::KernelImage& kernel,
+                            const std::string& rootfs, vmm::Accel accel, int memory_mb);
+  // Finds or builds the template snapshot for a profile: boot, warm the
+  // interpreter's files into the page cache, save. Throws if that fails.
+  TemplatePaths ensure_template(const std::string& name, const Language& language,
+                                const vmm::KernelImage& kernel, const std::string& rootfs, vmm::Accel accel,
+                                int memory_mb, const CancelToken* cancel);
+
   EngineOptions options_;
+  std::optional<TemplateStore> templates_;
   std::unique_ptr<vmm::VmBackend> backend_;
   std::optional<ImageCatalog> catalog_;
   std::optional<vmm::AccelDecision> automatic_accel_;

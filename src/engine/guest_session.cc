@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -127,33 +128,52 @@ std::string GuestSession::describe_stop() {
   return "the guest closed its channel unexpectedly";
 }
 
-protocol::Hello GuestSession::await_hello(SteadyClock::time_point deadline) {
+protocol::Frame GuestSession::await_frame(SteadyClock::time_point deadline, const char* waiting_for) {
   for (;;) {
-    if (auto frame = decoder_.next()) {
-      if (frame->type != FrameType::hello) {
-        throw Error(ErrorCode::protocol,
-                    "expected hello from the guest, got " + std::string(protocol::to_string(frame->type)));
-      }
-      auto hello = protocol::Hello::parse(frame->payload);
-      if (hello.protocol != protocol::kProtocolVersion) {
-        throw Error(ErrorCode::vm, "the guest agent speaks protocol " + std::to_string(hello.protocol) +
-                                       " but this host speaks " + std::to_string(protocol::kProtocolVersion) +
-                                       "; rebuild the images (images/build)");
-      }
-      queue(FrameType::hello_ack, 0, protocol::HelloAck{}.to_payload());
-      flush();
-      return hello;
-    }
+    if (auto frame = decoder_.next()) return *frame;
     if (SteadyClock::now() >= deadline) {
       std::string tail = last_lines(vm_.console_tail(), 600);
-      throw Error(ErrorCode::vm,
-                  "the guest did not start in time" + (tail.empty() ? "" : "; console: " + tail));
+      throw Error(ErrorCode::vm, std::string("the guest did not ") + waiting_for + " in time" +
+                                     (tail.empty() ? "" : "; console: " + tail));
     }
     Wakeup wakeup = wait(deadline, -1);
     if (wakeup.cancel) throw Error(ErrorCode::cancelled, "cancelled while the VM was starting");
     if (wakeup.channel_readable && !read_channel()) throw Error(ErrorCode::vm, describe_stop());
     if (wakeup.vm_stopped) throw Error(ErrorCode::vm, describe_stop());
   }
+}
+
+protocol::Hello GuestSession::await_hello(SteadyClock::time_point deadline) {
+  protocol::Frame frame = await_frame(deadline, "start");
+  if (frame.type != FrameType::hello) {
+    throw Error(ErrorCode::protocol,
+                "expected hello from the guest, got " + std::string(protocol::to_string(frame.type)));
+  }
+  auto hello = protocol::Hello::parse(frame.payload);
+  if (hello.protocol != protocol::kProtocolVersion) {
+    throw Error(ErrorCode::vm, "the guest agent speaks protocol " + std::to_string(hello.protocol) +
+                                   " but this host speaks " + std::to_string(protocol::kProtocolVersion) +
+                                   "; rebuild the images (images/build)");
+  }
+  queue(FrameType::hello_ack, 0, protocol::HelloAck{}.to_payload());
+  flush();
+  return hello;
+}
+
+void GuestSession::resume_clone(SteadyClock::time_point deadline) {
+  protocol::Resume resume;
+  resume.realtime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+  resume.entropy.resize(64);
+  if (::getrandom(resume.entropy.data(), resume.entropy.size(), 0) != 64) throw_errno("getrandom");
+  queue(FrameType::resume, 0, resume.to_payload());
+  protocol::Frame frame = await_frame(deadline, "resume");
+  if (frame.type != FrameType::resumed) {
+    throw Error(ErrorCode::protocol,
+                "expected resumed from the clone, got " + std::string(protocol::to_string(frame.type)));
+  }
+  protocol::Resumed::parse(frame.payload);
 }
 
 ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource& stdin_source,

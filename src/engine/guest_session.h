@@ -61,6 +61,10 @@ class GuestSession {
   // Error(protocol) for a bad hello, Error(cancelled) if cancelled.
   protocol::Hello await_hello(SteadyClock::time_point deadline);
 
+  // For a VM restored from a snapshot: hands the guest fresh entropy and the
+  // time, and waits for its confirmation. Throws like await_hello.
+  void resume_clone(SteadyClock::time_point deadline);
+
   // Queues a file for the guest; it is sent before anything queued later.
   void queue_file(const std::string& path, std::string_view content, uint32_t mode);
 
@@ -82,6 +86,8 @@ class GuestSession {
   void flush();
   void queue(protocol::FrameType type, uint32_t stream, std::string_view payload);
   std::string describe_stop();
+  // Waits for the first frame (hello or resumed), with await_hello's errors.
+  protocol::Frame await_frame(SteadyClock::time_point deadline, const char* waiting_for);
 
   vmm::Vm& vm_;
   const CancelToken* cancel_;

@@ -15,9 +15,20 @@ const std::array<Language, 3>& languages() {
        "/home/sandbox/main.py",
        {"/usr/bin/python3", "/home/sandbox/main.py"},
        // Unbuffered, so output streams as it is printed rather than at exit.
-       {"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"}},
-      {"javascript", "/home/sandbox/main.js", {"/usr/bin/node", "/home/sandbox/main.js"}, {}},
-      {"shell", "/home/sandbox/main.sh", {"/bin/bash", "/home/sandbox/main.sh"}, {}},
+       {"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"},
+       {"/usr/bin/python3", "-c",
+        "import json, re, os, sys, math, random, collections, itertools, functools, datetime, "
+        "pathlib, subprocess, io, base64, hashlib, string, time"}},
+      {"javascript",
+       "/home/sandbox/main.js",
+       {"/usr/bin/node", "/home/sandbox/main.js"},
+       {},
+       {"/usr/bin/node", "-e", "require('fs'); require('path'); require('util')"}},
+      {"shell",
+       "/home/sandbox/main.sh",
+       {"/bin/bash", "/home/sandbox/main.sh"},
+       {},
+       {"/bin/bash", "-c", "cat /dev/null; ls / >/dev/null"}},
   }};
   return table;
 }

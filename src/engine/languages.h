@@ -11,6 +11,10 @@ struct Language {
   std::string code_path;             // where the code file is written in the guest
   std::vector<std::string> command;  // argv; the code file's path is its last element
   std::vector<std::string> env;      // language-specific defaults, overridable by the user
+  // Run once in a template before its snapshot, so every clone starts with
+  // the interpreter and common modules in the guest's page cache. Our own
+  // code, never the user's; it writes nothing.
+  std::vector<std::string> warmup;
 };
 
 // Accepts the canonical names and common aliases (py, js, node, sh, bash).

@@ -43,6 +43,9 @@ struct RunRequest {
   StdinSource stdin_source;
   std::string kernel;  // empty: the manifest's default
   vmm::AccelChoice accel = vmm::AccelChoice::automatic;
+  // Restore a clone of the profile's template snapshot (built on first use)
+  // instead of booting a kernel; false always boots a fresh VM.
+  bool use_snapshot = true;
 };
 
 // Throws Error(invalid_argument) naming the first field that is out of bounds.

@@ -69,6 +69,7 @@ json to_json(const RunResult& result) {
                       {"execute_ms", result.timing.execute_ms},
                       {"total_ms", result.timing.total_ms}};
   object["accel"] = result.accel;
+  object["from_snapshot"] = result.from_snapshot;
   object["error"] = result.error.empty() ? json(nullptr) : json(result.error);
   return object;
 }

@@ -37,7 +37,8 @@ struct RunResult {
   bool stderr_truncated = false;
   RunTiming timing;
   std::string accel;
-  std::string error;  // what went wrong, for timeout / internal_error / killed
+  bool from_snapshot = false;  // restored from a template rather than booted
+  std::string error;           // what went wrong, for timeout / internal_error / killed
 };
 
 // The `--json` / API form. Output bytes are carried exactly: as a string when

@@ -3,12 +3,17 @@
 // requests (write_file, exec) until the host goes away. See docs/protocol.md.
 
 #include <fcntl.h>
+#include <linux/random.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/reboot.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -63,6 +68,26 @@ void harden_kernel() {
       // Not every kernel has every knob; none of them is essential.
     }
   }
+}
+
+// A clone wakes up with the template's RNG state and clock. Mix in the
+// host's fresh entropy and force a CRNG reseed so no two clones (or a clone
+// and its template) ever hand out the same random bytes, then set the clock.
+void resume_as_clone(Channel& channel, const protocol::Frame& frame) {
+  auto resume = protocol::Resume::parse(frame.payload);
+  timespec now{static_cast<time_t>(resume.realtime_ns / 1'000'000'000),
+               static_cast<long>(resume.realtime_ns % 1'000'000'000)};
+  if (::clock_settime(CLOCK_REALTIME, &now) < 0) throw_errno("clock_settime");
+  UniqueFd random(::open("/dev/random", O_WRONLY | O_CLOEXEC));
+  if (!random) throw_errno("open", "/dev/random");
+  std::vector<char> buffer(sizeof(rand_pool_info) + resume.entropy.size());
+  auto* pool = reinterpret_cast<rand_pool_info*>(buffer.data());
+  pool->entropy_count = static_cast<int>(resume.entropy.size() * 8);
+  pool->buf_size = static_cast<int>(resume.entropy.size());
+  std::memcpy(pool->buf, resume.entropy.data(), resume.entropy.size());
+  if (::ioctl(random.get(), RNDADDENTROPY, pool) < 0) throw_errno("ioctl(RNDADDENTROPY)");
+  if (::ioctl(random.get(), RNDRESEEDCRNG) < 0) throw_errno("ioctl(RNDRESEEDCRNG)");
+  channel.send(FrameType::resumed, frame.stream, protocol::Resumed{uptime_ms()}.to_payload());
 }
 
 void receive_file(Channel& channel, const protocol::Frame& header_frame) {
@@ -138,6 +163,7 @@ int serve() {
   while (auto frame = channel.receive()) {
     switch (frame->type) {
       case FrameType::write_file: receive_file(channel, *frame); break;
+      case FrameType::resume: resume_as_clone(channel, *frame); break;
       case FrameType::exec: {
         auto request = protocol::Exec::parse(frame->payload);
         if (!run_program(channel, frame->stream, request)) return 0;

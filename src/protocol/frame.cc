@@ -37,6 +37,8 @@ std::string_view to_string(FrameType type) {
     case FrameType::exit: return "exit";
     case FrameType::cancel: return "cancel";
     case FrameType::error: return "error";
+    case FrameType::resume: return "resume";
+    case FrameType::resumed: return "resumed";
   }
   return "unknown";
 }

@@ -31,9 +31,11 @@ enum class FrameType : uint8_t {
   exit = 11,         // guest -> host, JSON: the program ended
   cancel = 12,       // host -> guest, empty: kill the program's whole process tree
   error = 13,        // guest -> host, JSON {"message"}: the request failed in the guest
+  resume = 14,       // host -> guest, JSON: this VM is a clone restored from a snapshot
+  resumed = 15,      // guest -> host, JSON: clock and RNG are fresh; ready for requests
 };
 
-inline constexpr uint8_t kMaxFrameType = 13;
+inline constexpr uint8_t kMaxFrameType = 15;
 
 std::string_view to_string(FrameType type);
 

@@ -187,6 +187,55 @@ ExitReport ExitReport::parse(std::string_view payload) {
   return report;
 }
 
+namespace {
+
+std::string to_hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : bytes) {
+    hex += kDigits[c >> 4];
+    hex += kDigits[c & 15];
+  }
+  return hex;
+}
+
+std::string from_hex(const std::string& hex, std::string_view message_name) {
+  auto nibble = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    fail(message_name, "field 'entropy_hex' is not lowercase hex");
+  };
+  if (hex.size() % 2) fail(message_name, "field 'entropy_hex' has an odd length");
+  std::string bytes;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    bytes.push_back(static_cast<char>(nibble(hex[i]) << 4 | nibble(hex[i + 1])));
+  }
+  return bytes;
+}
+
+}  // namespace
+
+std::string Resume::to_payload() const {
+  return serialize(json{{"realtime_ns", realtime_ns}, {"entropy_hex", to_hex(entropy)}});
+}
+
+Resume Resume::parse(std::string_view payload) {
+  json object = parse_object(payload, "resume");
+  Resume resume;
+  resume.realtime_ns = static_cast<int64_t>(get_unsigned(object, "realtime_ns", "resume", 1ULL << 62));
+  resume.entropy = from_hex(get_string(object, "entropy_hex", "resume"), "resume");
+  return resume;
+}
+
+std::string Resumed::to_payload() const { return serialize(json{{"uptime_ms", uptime_ms}}); }
+
+Resumed Resumed::parse(std::string_view payload) {
+  json object = parse_object(payload, "resumed");
+  Resumed resumed;
+  resumed.uptime_ms = static_cast<int64_t>(get_unsigned(object, "uptime_ms", "resumed", 1ULL << 40));
+  return resumed;
+}
+
 std::string ErrorReport::to_payload() const { return serialize(json{{"message", message}}); }
 
 ErrorReport ErrorReport::parse(std::string_view payload) {

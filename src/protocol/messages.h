@@ -9,7 +9,7 @@
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 1;
+inline constexpr int kProtocolVersion = 2;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw
@@ -67,6 +67,21 @@ struct ExitReport {
   uint64_t duration_us = 0;
   std::string to_payload() const;
   static ExitReport parse(std::string_view payload);
+};
+
+// Sent to every clone right after it is restored: clones of one snapshot
+// start with identical RNG state and a clock frozen at snapshot time.
+struct Resume {
+  int64_t realtime_ns = 0;  // host CLOCK_REALTIME now
+  std::string entropy;      // fresh host random bytes to mix into the guest CRNG
+  std::string to_payload() const;
+  static Resume parse(std::string_view payload);
+};
+
+struct Resumed {
+  int64_t uptime_ms = 0;
+  std::string to_payload() const;
+  static Resumed parse(std::string_view payload);
 };
 
 struct ErrorReport {

@@ -1,6 +1,8 @@
 #include "vmm/qemu_backend.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -17,9 +19,10 @@ constexpr int kConsoleFd = 3;
 constexpr int kAgentFd = 4;
 constexpr int kQmpFd = 5;
 
-void create_overlay(const std::string& base, const std::string& overlay) {
-  auto result = run_command({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay},
-                            {"PATH=/usr/local/bin:/usr/bin:/bin"}, std::chrono::seconds(10));
+void create_overlay(const std::string& base, const std::string& base_format, const std::string& overlay) {
+  auto result =
+      run_command({"qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base, overlay},
+                  {"PATH=/usr/local/bin:/usr/bin:/bin"}, std::chrono::seconds(10));
   if (result.status.exit_code != 0) {
     throw Error(ErrorCode::vm,
                 "qemu-img create overlay on " + base + " " + result.status.describe() + ": " + result.output);
@@ -114,9 +117,11 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   spec.kernel = config.kernel.path;
   spec.initramfs = config.kernel.initramfs;
   spec.kernel_cmdline = guest_cmdline(config);
+  spec.memory_file = config.memory_file;
+  spec.incoming = !config.restore_state.empty();
   if (!config.rootfs.empty()) {
     const std::string overlay = config.work_dir + "/rootfs-overlay.qcow2";
-    create_overlay(config.rootfs, overlay);
+    create_overlay(config.rootfs, config.rootfs_format, overlay);
     spec.drives.push_back({"root", overlay, "qcow2", false, true});
   }
   auto [console_host, console_vm] = make_socket_pair();
@@ -136,8 +141,76 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
                  {2, console_vm.get()}};
   options.env = {};
   ChildProcess process = ChildProcess::spawn(spec.to_argv(), options);
-  return std::make_unique<QemuVm>(std::move(process), std::move(agent_host), std::move(console_host),
-                                  std::move(qmp_host));
+  auto vm = std::make_unique<QemuVm>(std::move(process), std::move(agent_host), std::move(console_host),
+                                     std::move(qmp_host));
+  if (!config.restore_state.empty()) vm->restore_snapshot(config.restore_state, std::chrono::seconds(20));
+  return vm;
+}
+
+namespace {
+
+// Only RAM in a named shared file is left out of the stream (x-ignore-shared):
+// the template's memory file already holds it, and clones map that file.
+void ignore_shared_memory(QmpClient& qmp) {
+  qmp.execute(
+      "migrate-set-capabilities",
+      {{"capabilities", nlohmann::json::array({{{"capability", "x-ignore-shared"}, {"state", true}}})}});
+}
+
+}  // namespace
+
+void QemuVm::save_snapshot(const std::string& state_path) {
+  UniqueFd state(::open(state_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!state) throw_errno("open", state_path);
+  QmpClient& monitor = qmp();
+  ignore_shared_memory(monitor);
+  monitor.pass_fd("snapshot", state.get());
+  monitor.execute("migrate", {{"uri", "fd:snapshot"}});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    auto status = monitor.execute("query-migrate");
+    const std::string phase = status.value("status", "");
+    if (phase == "completed") break;
+    if (phase == "failed" || phase == "cancelled") {
+      throw Error(ErrorCode::vm, "saving the snapshot failed: " + status.value("error-desc", phase));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error(ErrorCode::vm, "saving the snapshot did not finish within 30 s");
+    }
+    ::usleep(2000);
+  }
+  if (::fsync(state.get()) < 0) throw_errno("fsync", state_path);
+}
+
+void QemuVm::restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout) {
+  UniqueFd state(::open(state_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!state) throw_errno("open", state_path);
+  try {
+    QmpClient& monitor = qmp();
+    ignore_shared_memory(monitor);
+    monitor.pass_fd("state", state.get());
+    monitor.execute("migrate-incoming", {{"uri", "fd:state"}});
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto status = monitor.execute("query-status");
+      if (status.value("running", false)) return;
+      const std::string phase = status.value("status", "");
+      if (phase != "inmigrate" && phase != "prelaunch" && phase != "paused") {
+        throw Error(ErrorCode::vm, "restoring the snapshot left the VM " + phase);
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        throw Error(ErrorCode::vm, "restoring the snapshot did not finish in time");
+      }
+      ::usleep(1000);
+    }
+  } catch (const Error& e) {
+    // QEMU usually explains a bad stream on its stderr before it exits.
+    ::usleep(50'000);
+    drain_console();
+    std::string tail =
+        console_tail_.size() > 400 ? console_tail_.substr(console_tail_.size() - 400) : console_tail_;
+    throw Error(ErrorCode::vm, std::string(e.what()) + (tail.empty() ? "" : "; qemu: " + tail));
+  }
 }
 
 }  // namespace airlock::vmm

@@ -26,6 +26,9 @@ class QemuVm final : public Vm {
   std::string console_tail() const override { return console_tail_; }
   std::optional<std::string> exit_reason() override;
   void destroy() override;
+  void save_snapshot(const std::string& state_path) override;
+  // Feeds a saved state to a VM started with `-incoming defer` and waits until it runs.
+  void restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout);
 
   QmpClient& qmp(std::chrono::milliseconds timeout = std::chrono::seconds(5));
   pid_t pid() const { return process_.pid(); }

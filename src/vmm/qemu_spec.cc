@@ -35,7 +35,7 @@ std::vector<std::string> QemuSpec::to_argv() const {
       "-name",
       escape_option_value(name),
       "-M",
-      machine,
+      memory_file ? machine + ",memory-backend=mem" : machine,
       "-accel",
       std::string(to_string(accel)),
       // Under KVM the guest sees the real CPU; under TCG "max" emulates every
@@ -65,6 +65,16 @@ std::vector<std::string> QemuSpec::to_argv() const {
       "-mon",
       "chardev=qmp,mode=control",
   };
+  if (memory_file) {
+    argv.push_back("-object");
+    argv.push_back("memory-backend-file,id=mem,size=" + std::to_string(memory_mb) +
+                   "M,mem-path=" + escape_option_value(memory_file->path) +
+                   (memory_file->shared ? ",share=on" : ",share=off"));
+  }
+  if (incoming) {
+    argv.push_back("-incoming");
+    argv.push_back("defer");
+  }
   if (!initramfs.empty()) {
     argv.push_back("-initrd");
     argv.push_back(escape_option_value(initramfs));

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,13 @@ struct DriveSpec {
   bool volatile_cache = false;
 };
 
+// Guest RAM in a file: a template writes it (shared), clones map it
+// privately so they share every page they do not change.
+struct MemoryFileSpec {
+  std::string path;
+  bool shared = false;
+};
+
 // Everything that goes on a QEMU command line, as typed fields. The argv is
 // built from this and never passes through a shell.
 struct QemuSpec {
@@ -29,6 +37,8 @@ struct QemuSpec {
   std::string kernel;
   std::string initramfs;
   std::string kernel_cmdline;
+  std::optional<MemoryFileSpec> memory_file;
+  bool incoming = false;          // wait for a migration stream (restore) instead of booting
   std::vector<DriveSpec> drives;  // attached as virtio-blk in this order: vda, vdb, ...
   // File descriptors already open in the QEMU process (inherited at these
   // numbers), each one end of a connected socket pair held by the host.

@@ -2,6 +2,9 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstring>
 
 #include "common/clock.h"
 #include "common/error.h"
@@ -54,15 +57,26 @@ json QmpClient::read_message() {
   }
 }
 
-json QmpClient::execute(const std::string& command, const json& arguments) {
-  json request = {{"execute", command}};
-  if (!arguments.empty()) request["arguments"] = arguments;
-  std::string line = request.dump() + "\n";
-  // The socket is non-blocking; QMP commands are tiny and the kernel buffer
-  // takes them whole, but a short write is still finished properly.
-  std::string_view rest = line;
-  while (!rest.empty()) {
-    ssize_t n = ::send(socket_.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
+void QmpClient::send_line(const std::string& line, int fd_to_pass) {
+  size_t sent = 0;
+  bool fd_sent = fd_to_pass < 0;
+  while (sent < line.size()) {
+    iovec io{const_cast<char*>(line.data() + sent), line.size() - sent};
+    msghdr message{};
+    message.msg_iov = &io;
+    message.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    if (!fd_sent) {
+      // The fd must ride on the bytes of the command that names it.
+      message.msg_control = control;
+      message.msg_controllen = sizeof control;
+      cmsghdr* header = CMSG_FIRSTHDR(&message);
+      header->cmsg_level = SOL_SOCKET;
+      header->cmsg_type = SCM_RIGHTS;
+      header->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(header), &fd_to_pass, sizeof(int));
+    }
+    ssize_t n = ::sendmsg(socket_.get(), &message, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
@@ -70,10 +84,14 @@ json QmpClient::execute(const std::string& command, const json& arguments) {
         ::poll(&p, 1, static_cast<int>(timeout_.count()));
         continue;
       }
-      throw_errno("write", "QMP socket");
+      throw_errno("sendmsg", "QMP socket");
     }
-    rest.remove_prefix(static_cast<size_t>(n));
+    fd_sent = true;
+    sent += static_cast<size_t>(n);
   }
+}
+
+json QmpClient::read_reply(const std::string& command) {
   for (;;) {
     json message = read_message();
     if (message.contains("event")) {
@@ -87,6 +105,19 @@ json QmpClient::execute(const std::string& command, const json& arguments) {
     if (message.contains("return")) return message["return"];
     throw Error(ErrorCode::vm, "QMP " + command + ": unexpected reply " + message.dump());
   }
+}
+
+json QmpClient::execute(const std::string& command, const json& arguments) {
+  json request = {{"execute", command}};
+  if (!arguments.empty()) request["arguments"] = arguments;
+  send_line(request.dump() + "\n", -1);
+  return read_reply(command);
+}
+
+void QmpClient::pass_fd(const std::string& name, int fd) {
+  json request = {{"execute", "getfd"}, {"arguments", {{"fdname", name}}}};
+  send_line(request.dump() + "\n", fd);
+  read_reply("getfd");
 }
 
 }  // namespace airlock::vmm

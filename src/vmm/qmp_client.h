@@ -20,10 +20,14 @@ class QmpClient {
   // when the command fails, or when QEMU does not answer in time.
   nlohmann::json execute(const std::string& command,
                          const nlohmann::json& arguments = nlohmann::json::object());
+  // Hands QEMU an open file under `name` (QMP getfd, fd passed with SCM_RIGHTS).
+  void pass_fd(const std::string& name, int fd);
   const std::vector<nlohmann::json>& events() const { return events_; }
 
  private:
   nlohmann::json read_message();
+  void send_line(const std::string& line, int fd_to_pass);
+  nlohmann::json read_reply(const std::string& command);
 
   UniqueFd socket_;
   std::chrono::milliseconds timeout_;

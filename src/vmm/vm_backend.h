@@ -19,7 +19,12 @@ struct VmConfig {
   std::string name;
   Accel accel = Accel::tcg;
   KernelImage kernel;
-  std::string rootfs;  // read-only base image; empty boots without a root disk
+  std::string rootfs;                 // read-only base image; empty boots without a root disk
+  std::string rootfs_format = "raw";  // "raw", or "qcow2" for a template's disk
+  // Guest RAM in this file instead of anonymous memory (templates and clones).
+  std::optional<MemoryFileSpec> memory_file;
+  // Restore this saved state (a migration stream) instead of booting.
+  std::string restore_state;
   int memory_mb = 256;
   int vcpus = 1;
   std::string work_dir;  // private directory for this VM's files (overlay)
@@ -41,6 +46,9 @@ class Vm {
   // Why the VM stopped ("qemu exited with code 1"), or nullopt while it runs.
   virtual std::optional<std::string> exit_reason() = 0;
   virtual void destroy() = 0;  // idempotent; also done by the destructor
+  // Saves device state to `state_path` (RAM stays in the shared memory file)
+  // and leaves the VM paused, never to run again: a template.
+  virtual void save_snapshot(const std::string& state_path) = 0;
 };
 
 class VmBackend {

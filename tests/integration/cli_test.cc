@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "common/io.h"
 #include "engine/run_result.h"
+#include "engine/template_store.h"
 #include "support/airlock_cli.h"
 
 namespace airlock::testing {
@@ -369,6 +371,63 @@ TEST_F(Cli, GuestKernelPanicIsAnInternalErrorWithTheConsoleTail) {
   EXPECT_EQ(result.exit_code, 125);
   EXPECT_NE(result.err.find("the VM stopped unexpectedly"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("Kernel panic"), std::string::npos) << result.err;
+}
+
+TEST_F(Cli, ClonesOfOneSnapshotGetDifferentRandomnessAndTheCurrentTime) {
+  const char* code =
+      "import os, random, time\nprint(os.urandom(16).hex(), random.getrandbits(64), time.time())";
+  json first = airlock_json({"run", "--lang", "python", code});
+  json second = airlock_json({"run", "--lang", "python", code});
+  ASSERT_EQ(first["status"], "ok") << first.dump();
+  ASSERT_EQ(second["status"], "ok") << second.dump();
+  EXPECT_EQ(first["from_snapshot"], true);
+  EXPECT_EQ(second["from_snapshot"], true);
+  std::istringstream a(first["stdout"].get<std::string>()), b(second["stdout"].get<std::string>());
+  std::string urandom_a, urandom_b, bits_a, bits_b;
+  double time_a, time_b;
+  a >> urandom_a >> bits_a >> time_a;
+  b >> urandom_b >> bits_b >> time_b;
+  EXPECT_NE(urandom_a, urandom_b) << "two clones returned the same os.urandom bytes";
+  EXPECT_NE(bits_a, bits_b) << "two clones' random module produced the same numbers";
+  // The guest clock is set on restore, not frozen at the snapshot.
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_NEAR(time_b, now, 10.0);
+}
+
+TEST_F(Cli, NoSnapshotBootsAFreshKernel) {
+  json result = airlock_json({"run", "--no-snapshot", "--lang", "python", "print('fresh')"});
+  EXPECT_EQ(result["status"], "ok");
+  EXPECT_EQ(result["stdout"], "fresh\n");
+  EXPECT_EQ(result["from_snapshot"], false);
+}
+
+TEST_F(Cli, CorruptSnapshotIsDetectedDiscardedAndRebuilt) {
+  // A private cache, so breaking its template disturbs no other test.
+  const fs::path cache = runtime_dir_.parent_path() / ("airlock-it-cache-" + std::to_string(::getpid()));
+  CliOptions options;
+  options.extra_env = {"AIRLOCK_CACHE_DIR=" + cache.string()};
+  json built = json::parse(airlock({"run", "--json", "--lang", "shell", "echo one"}, options).out);
+  EXPECT_EQ(built["from_snapshot"], true);
+  int corrupted = 0;
+  for (auto& entry : fs::directory_iterator(cache / "templates")) {
+    if (entry.is_directory() && fs::exists(entry.path() / "state")) {
+      write_file(entry.path() / "state", "this is not a migration stream");
+      ++corrupted;
+    }
+  }
+  ASSERT_EQ(corrupted, 1);
+  auto fallback = airlock({"run", "--json", "--lang", "shell", "echo two"}, options);
+  json parsed = json::parse(fallback.out);
+  EXPECT_EQ(parsed["status"], "ok");
+  EXPECT_EQ(parsed["stdout"], "two\n");
+  EXPECT_EQ(parsed["from_snapshot"], false) << "a broken snapshot must never be half-used";
+  EXPECT_NE(fallback.err.find("could not be restored"), std::string::npos) << fallback.err;
+  json rebuilt = json::parse(airlock({"run", "--json", "--lang", "shell", "echo three"}, options).out);
+  EXPECT_EQ(rebuilt["stdout"], "three\n");
+  EXPECT_EQ(rebuilt["from_snapshot"], true);
+  engine::TemplateStore(cache.string() + "/templates", "/dev/shm").discard_all();
+  fs::remove_all(cache);
 }
 
 TEST_F(Cli, FallbackCloudKernelRunsPython) {

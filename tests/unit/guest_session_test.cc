@@ -36,6 +36,9 @@ class FakeVm final : public vmm::Vm {
     return "fake VM stopped";
   }
   void destroy() override { stop(); }
+  void save_snapshot(const std::string&) override {
+    throw Error(ErrorCode::unavailable, "fake VMs have no snapshots");
+  }
 
   // Test side: what the guest writes, and what it reads.
   int guest_fd() const { return guest_.get(); }
@@ -86,7 +89,7 @@ const auto kSoon = std::chrono::seconds(5);
 
 TEST(GuestSession, HappyPathStreamsOutputAndReportsExit) {
   FakeVm vm;
-  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 10}.to_payload());
+  vm.send(FrameType::hello, 0, protocol::Hello{protocol::kProtocolVersion, "fake", 10}.to_payload());
   GuestSession session(vm, nullptr);
   auto hello = session.await_hello(SteadyClock::now() + kSoon);
   EXPECT_EQ(hello.agent_version, "fake");
@@ -141,7 +144,7 @@ class HostileGuest : public ::testing::TestWithParam<HostileCase> {};
 
 TEST_P(HostileGuest, EndsTheRunWithAClassifiedFailure) {
   FakeVm vm;
-  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 1}.to_payload());
+  vm.send(FrameType::hello, 0, protocol::Hello{protocol::kProtocolVersion, "fake", 1}.to_payload());
   GuestSession session(vm, nullptr);
   session.await_hello(SteadyClock::now() + kSoon);
   GetParam().misbehave(vm);
@@ -192,7 +195,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(GuestSession, FloodBeyondTheLimitIsCappedOnTheHost) {
   FakeVm vm;
-  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 1}.to_payload());
+  vm.send(FrameType::hello, 0, protocol::Hello{protocol::kProtocolVersion, "fake", 1}.to_payload());
   GuestSession session(vm, nullptr);
   session.await_hello(SteadyClock::now() + kSoon);
   // A guest that ignores its limit and keeps sending until told to stop.
@@ -217,7 +220,7 @@ TEST(GuestSession, FloodBeyondTheLimitIsCappedOnTheHost) {
 
 TEST(GuestSession, GuestThatNeverAnswersHitsTheDeadline) {
   FakeVm vm;
-  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 1}.to_payload());
+  vm.send(FrameType::hello, 0, protocol::Hello{protocol::kProtocolVersion, "fake", 1}.to_payload());
   GuestSession session(vm, nullptr);
   session.await_hello(SteadyClock::now() + kSoon);
   auto start = SteadyClock::now();
@@ -234,7 +237,7 @@ TEST(GuestSession, GuestThatNeverAnswersHitsTheDeadline) {
 
 TEST(GuestSession, CancelStopsTheRun) {
   FakeVm vm;
-  vm.send(FrameType::hello, 0, protocol::Hello{1, "fake", 1}.to_payload());
+  vm.send(FrameType::hello, 0, protocol::Hello{protocol::kProtocolVersion, "fake", 1}.to_payload());
   CancelToken cancel;
   GuestSession session(vm, &cancel);
   session.await_hello(SteadyClock::now() + kSoon);
