@@ -1,7 +1,8 @@
-// Cold start benchmark (not a test): `airlock run --lang python 'print(1)'`,
-// a fresh VM every time, against a plain QEMU boot of the same kernel with a
-// trivial init, interleaved in one process so machine noise hits both.
-// Prints medians, the ratio, and where a cold run spends its time.
+// One-shot run benchmark (not a test): `airlock run --lang python 'print(1)'`,
+// a fresh VM every time, both booted (--no-snapshot) and restored from the
+// template snapshot, against a plain QEMU boot of the same kernel with a
+// trivial init, interleaved in one process so machine noise hits all three.
+// Prints medians, ratios, and where each kind of run spends its time.
 //
 //   build/bin/bench_cold_start [runs]      (default 7)
 
@@ -104,41 +105,60 @@ int run_benchmark(int argc, char** argv) {
   airlock::TempDir scratch = airlock::TempDir::create(airlock::engine::default_runtime_dir(), "run-bench-");
   const std::string initramfs = make_trivial_initramfs(scratch, (bin_dir / "bench_trivial_init").string());
 
-  std::vector<double> baseline, cold, setup, boot, execute, total;
-  // One untimed run each: the accelerator probe verdict and page cache warm up.
-  boot_trivial(kernel, initramfs);
-  airlock::run_command({airlock_bin, "run", "--lang", "python", "print(1)"}, current_environment(),
-                       std::chrono::seconds(60));
-  for (int i = 0; i < runs; ++i) {
-    baseline.push_back(boot_trivial(kernel, initramfs));
+  struct Series {
+    std::vector<double> wall, setup, boot, execute, total;
+  };
+  auto run_airlock = [&](Series& series, bool snapshot) {
+    std::vector<std::string> command = {airlock_bin, "run", "--json", "--lang", "python", "print(1)"};
+    if (!snapshot) command.push_back("--no-snapshot");
     auto start = SteadyClock::now();
-    auto result = airlock::run_command({airlock_bin, "run", "--json", "--lang", "python", "print(1)"},
-                                       current_environment(), std::chrono::seconds(60));
-    cold.push_back(ms_since(start));
+    auto result = airlock::run_command(command, current_environment(), std::chrono::seconds(60));
+    series.wall.push_back(ms_since(start));
     const size_t brace = result.output.find('{');
     json parsed = json::parse(brace == std::string::npos ? "" : result.output.substr(brace), nullptr, false);
-    if (parsed.is_discarded() || parsed["stdout"] != "1\n")
+    if (parsed.is_discarded() || parsed["stdout"] != "1\n" || parsed["from_snapshot"] != snapshot) {
       throw airlock::Error(airlock::ErrorCode::internal, "bad run: " + result.output);
-    setup.push_back(parsed["timing"]["setup_ms"].get<double>());
-    boot.push_back(parsed["timing"]["boot_ms"].get<double>());
-    execute.push_back(parsed["timing"]["execute_ms"].get<double>());
-    total.push_back(parsed["timing"]["total_ms"].get<double>());
+    }
+    series.setup.push_back(parsed["timing"]["setup_ms"].get<double>());
+    series.boot.push_back(parsed["timing"]["boot_ms"].get<double>());
+    series.execute.push_back(parsed["timing"]["execute_ms"].get<double>());
+    series.total.push_back(parsed["timing"]["total_ms"].get<double>());
+  };
+
+  std::vector<double> baseline;
+  Series cold, cloned;
+  // Untimed first runs: the accelerator probe verdict, the template snapshot
+  // and the page cache are made here, not inside the measurement.
+  boot_trivial(kernel, initramfs);
+  run_airlock(cloned, true);
+  cloned = Series{};
+  for (int i = 0; i < runs; ++i) {
+    baseline.push_back(boot_trivial(kernel, initramfs));
+    run_airlock(cold, false);
+    run_airlock(cloned, true);
   }
-  const double teardown = median(total) - median(setup) - median(boot) - median(execute);
-  std::printf("cold start, %d runs each, medians (kernel: %s, accel: tcg baseline)\n", runs,
-              kernel.path.c_str());
-  std::printf("  baseline: plain QEMU boot, trivial init, to exit   %8.1f ms\n", median(baseline));
-  std::printf("  airlock run --lang python 'print(1)', wall time    %8.1f ms\n", median(cold));
-  std::printf("  ratio airlock / baseline                            %8.2fx\n",
-              median(cold) / median(baseline));
-  std::printf("  breakdown (engine timing, medians):\n");
-  std::printf("    setup   (validate, images, overlay, spawn)       %8.1f ms\n", median(setup));
-  std::printf("    boot    (QEMU start -> agent hello)               %8.1f ms\n", median(boot));
-  std::printf("    execute (exec sent -> exit report: python start)  %8.1f ms\n", median(execute));
-  std::printf("    teardown and rest of total                        %8.1f ms\n", teardown);
-  std::printf("    total (engine)                                    %8.1f ms\n", median(total));
-  std::printf("    CLI process overhead (wall - engine total)        %8.1f ms\n",
-              median(cold) - median(total));
+  auto report = [](const char* title, const Series& series) {
+    std::printf("  %s\n", title);
+    std::printf("    setup   (validate, images, overlay, spawn)        %8.1f ms\n", median(series.setup));
+    std::printf("    boot    (QEMU start -> agent ready)               %8.1f ms\n", median(series.boot));
+    std::printf("    execute (program started -> exit report)          %8.1f ms\n", median(series.execute));
+    std::printf("    teardown and rest                                 %8.1f ms\n",
+                median(series.total) - median(series.setup) - median(series.boot) - median(series.execute));
+    std::printf("    total (engine)                                    %8.1f ms\n", median(series.total));
+    std::printf("    CLI process overhead (wall - engine total)        %8.1f ms\n",
+                median(series.wall) - median(series.total));
+  };
+  std::printf("airlock run --lang python 'print(1)', %d runs each, interleaved, medians (TCG)\n", runs);
+  std::printf("  baseline: plain QEMU boot of the same kernel, trivial init, to exit  %8.1f ms\n",
+              median(baseline));
+  std::printf(
+      "  cold (--no-snapshot): fresh kernel boot, wall                         %8.1f ms  %5.2fx baseline\n",
+      median(cold.wall), median(cold.wall) / median(baseline));
+  std::printf(
+      "  from snapshot (default): clone restore, wall                         %8.1f ms  %5.2fx baseline\n",
+      median(cloned.wall), median(cloned.wall) / median(baseline));
+  report("cold breakdown:", cold);
+  report("from-snapshot breakdown:", cloned);
   return 0;
 }
 

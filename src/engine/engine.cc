@@ -17,6 +17,7 @@ namespace {
 
 // Generous even for the fallback kernel under TCG on a loaded machine.
 constexpr auto kBootTimeout = std::chrono::seconds(30);
+constexpr auto kRestoreTimeout = std::chrono::seconds(20);
 constexpr uint32_t kSandboxUid = 1000;
 constexpr const char* kWorkDir = "/home/sandbox";
 
@@ -200,13 +201,14 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
       config.rootfs = snapshot->disk;
       config.rootfs_format = "qcow2";
       config.memory_file = vmm::MemoryFileSpec{snapshot->memory, false};
-      config.restore_state = snapshot->state;
+      config.restore = true;
     }
     vm = backend_->start(config);
     const auto spawned = SteadyClock::now();
     result.timing.setup_ms = elapsed_ms(accepted, spawned);
     session.emplace(*vm, cancel);
     if (from_snapshot) {
+      vm->restore_snapshot(snapshot->state, kRestoreTimeout);
       session->resume_clone(spawned + kBootTimeout);
     } else {
       session->await_hello(spawned + kBootTimeout);

@@ -118,7 +118,7 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   spec.initramfs = config.kernel.initramfs;
   spec.kernel_cmdline = guest_cmdline(config);
   spec.memory_file = config.memory_file;
-  spec.incoming = !config.restore_state.empty();
+  spec.incoming = config.restore;
   if (!config.rootfs.empty()) {
     const std::string overlay = config.work_dir + "/rootfs-overlay.qcow2";
     create_overlay(config.rootfs, config.rootfs_format, overlay);
@@ -143,7 +143,6 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   ChildProcess process = ChildProcess::spawn(spec.to_argv(), options);
   auto vm = std::make_unique<QemuVm>(std::move(process), std::move(agent_host), std::move(console_host),
                                      std::move(qmp_host));
-  if (!config.restore_state.empty()) vm->restore_snapshot(config.restore_state, std::chrono::seconds(20));
   return vm;
 }
 

@@ -27,8 +27,7 @@ class QemuVm final : public Vm {
   std::optional<std::string> exit_reason() override;
   void destroy() override;
   void save_snapshot(const std::string& state_path) override;
-  // Feeds a saved state to a VM started with `-incoming defer` and waits until it runs.
-  void restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout);
+  void restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout) override;
 
   QmpClient& qmp(std::chrono::milliseconds timeout = std::chrono::seconds(5));
   pid_t pid() const { return process_.pid(); }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,8 +24,8 @@ struct VmConfig {
   std::string rootfs_format = "raw";  // "raw", or "qcow2" for a template's disk
   // Guest RAM in this file instead of anonymous memory (templates and clones).
   std::optional<MemoryFileSpec> memory_file;
-  // Restore this saved state (a migration stream) instead of booting.
-  std::string restore_state;
+  // Start paused, waiting for restore_snapshot() instead of booting.
+  bool restore = false;
   int memory_mb = 256;
   int vcpus = 1;
   std::string work_dir;  // private directory for this VM's files (overlay)
@@ -49,6 +50,9 @@ class Vm {
   // Saves device state to `state_path` (RAM stays in the shared memory file)
   // and leaves the VM paused, never to run again: a template.
   virtual void save_snapshot(const std::string& state_path) = 0;
+  // For a VM started with `restore`: loads the saved state and waits until
+  // the guest runs again.
+  virtual void restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout) = 0;
 };
 
 class VmBackend {

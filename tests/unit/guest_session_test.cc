@@ -36,6 +36,9 @@ class FakeVm final : public vmm::Vm {
     return "fake VM stopped";
   }
   void destroy() override { stop(); }
+  void restore_snapshot(const std::string&, std::chrono::milliseconds) override {
+    throw Error(ErrorCode::unavailable, "fake VMs have no snapshots");
+  }
   void save_snapshot(const std::string&) override {
     throw Error(ErrorCode::unavailable, "fake VMs have no snapshots");
   }
