@@ -47,6 +47,16 @@ std::vector<std::string> guest_environment(const Language& language, const RunRe
   return env;
 }
 
+bool can_use_prestarted(const Language& language, const RunRequest& request) {
+  if (language.prestart.empty()) return false;
+  for (const auto& [name, value] : request.env) {
+    for (const auto& prefix : language.startup_env_prefixes) {
+      if (name.rfind(prefix, 0) == 0) return false;
+    }
+  }
+  return true;
+}
+
 RunResult classify(const ExecOutcome& outcome, const protocol::Exec& exec) {
   RunResult result;
   result.stdout_data = outcome.stdout_data;
@@ -120,6 +130,7 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
                     file_identity(find_program("qemu-system-x86_64").value_or("qemu")) + "|" +
                     std::to_string(vmm::host_tsc_khz());
   for (const auto& arg : language.warmup) key += "|" + arg;
+  for (const auto& arg : language.prestart) key += "|" + arg;
   return language.name + "-" + std::to_string(memory_mb) + "m-" + stable_hash(key);
 }
 
@@ -150,6 +161,11 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     if (!outcome.report || outcome.report->exit_code != 0) {
       throw Error(ErrorCode::vm, "warming up the " + language.name + " template failed: " +
                                      (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));
+    }
+    if (!language.prestart.empty()) {
+      protocol::Exec interpreter = warmup;
+      interpreter.argv = language.prestart;
+      session.prestart(interpreter, SteadyClock::now() + std::chrono::seconds(60));
     }
     vm->save_snapshot(paths.state);
     vm->destroy();
@@ -247,6 +263,7 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
     exec.stdout_limit = request.stdout_limit;
     exec.stderr_limit = request.stderr_limit;
     exec.timeout_ms = static_cast<uint64_t>(request.timeout_s) * 1000;
+    exec.prestarted = from_snapshot && can_use_prestarted(language, request);
     session->queue_file(language.code_path, request.code, 0644);
     ExecOutcome outcome =
         session->execute(exec, request.stdin_source, sink, std::chrono::seconds(request.timeout_s));

@@ -176,6 +176,18 @@ void GuestSession::resume_clone(SteadyClock::time_point deadline) {
   protocol::Resumed::parse(frame.payload);
 }
 
+void GuestSession::prestart(const protocol::Exec& exec, SteadyClock::time_point deadline) {
+  queue(FrameType::prestart, kExecStream, exec.to_payload());
+  protocol::Frame frame = await_frame(deadline, "prestart its interpreter");
+  if (frame.type == FrameType::error) {
+    throw Error(ErrorCode::vm, "prestart failed: " + protocol::ErrorReport::parse(frame.payload).message);
+  }
+  if (frame.type != FrameType::prestarted) {
+    throw Error(ErrorCode::protocol,
+                "expected prestarted from the guest, got " + std::string(protocol::to_string(frame.type)));
+  }
+}
+
 ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource& stdin_source,
                                   OutputSink* sink, std::chrono::milliseconds timeout) {
   ExecOutcome outcome;

@@ -65,6 +65,10 @@ class GuestSession {
   // time, and waits for its confirmation. Throws like await_hello.
   void resume_clone(SteadyClock::time_point deadline);
 
+  // Starts `exec` in the guest as a prestarted interpreter and waits until it
+  // is ready (it is then part of any snapshot taken of this VM).
+  void prestart(const protocol::Exec& exec, SteadyClock::time_point deadline);
+
   // Queues a file for the guest; it is sent before anything queued later.
   void queue_file(const std::string& path, std::string_view content, uint32_t mode);
 

@@ -9,6 +9,54 @@ namespace airlock::engine {
 
 namespace {
 
+// The prestarted Python: imports what programs commonly need, says ready,
+// and blocks until the agent sends a program; then it becomes that program:
+// a fresh __main__, the run's argv, environment and directory, a reseeded
+// `random` (the clone's kernel RNG was reseeded before this line runs), and
+// tracebacks that start at the user's code, as `python3 main.py` prints them.
+constexpr const char* kPythonPrestart = R"PY(
+import os, sys
+import json, re, math, random, collections, itertools, functools, datetime, pathlib
+import subprocess, io, base64, hashlib, string, time, types, builtins, traceback
+_control = os.fdopen(3, "r+b", buffering=0)
+_control.write(b"ready\n")
+_line = b""
+while not _line.endswith(b"\n"):
+    _chunk = _control.read(65536)
+    if not _chunk:
+        os._exit(70)
+    _line += _chunk
+_control.close()
+_job = json.loads(_line)
+os.environ.clear()
+os.environ.update(entry.split("=", 1) for entry in _job["env"])
+os.chdir(_job["cwd"])
+random.seed()
+sys.argv = _job["argv"]
+_path = _job["path"]
+sys.path[0] = os.path.dirname(_path)
+_main = types.ModuleType("__main__")
+_main.__file__ = _path
+_main.__builtins__ = builtins
+sys.modules["__main__"] = _main
+with open(_path, "rb") as _source_file:
+    _source = _source_file.read()
+try:
+    _code = compile(_source, _path, "exec")
+except SyntaxError as _error:
+    traceback.print_exception(type(_error), _error, None)
+    sys.exit(1)
+del _job, _line, _source, _source_file, _control
+try:
+    exec(_code, _main.__dict__)
+except SystemExit:
+    raise
+except BaseException as _error:
+    _error.__traceback__ = _error.__traceback__.tb_next
+    sys.excepthook(type(_error), _error, _error.__traceback__)
+    sys.exit(1)
+)PY";
+
 const std::array<Language, 3>& languages() {
   static const std::array<Language, 3> table = {{
       {"python",
@@ -18,17 +66,23 @@ const std::array<Language, 3>& languages() {
        {"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"},
        {"/usr/bin/python3", "-c",
         "import json, re, os, sys, math, random, collections, itertools, functools, datetime, "
-        "pathlib, subprocess, io, base64, hashlib, string, time"}},
+        "pathlib, subprocess, io, base64, hashlib, string, time"},
+       {"/usr/bin/python3", "-c", kPythonPrestart},
+       {"PYTHON", "LANG", "LC_"}},
       {"javascript",
        "/home/sandbox/main.js",
        {"/usr/bin/node", "/home/sandbox/main.js"},
        {},
-       {"/usr/bin/node", "-e", "require('fs'); require('path'); require('util')"}},
+       {"/usr/bin/node", "-e", "require('fs'); require('path'); require('util')"},
+       {},
+       {}},
       {"shell",
        "/home/sandbox/main.sh",
        {"/bin/bash", "/home/sandbox/main.sh"},
        {},
-       {"/bin/bash", "-c", "cat /dev/null; ls / >/dev/null"}},
+       {"/bin/bash", "-c", "cat /dev/null; ls / >/dev/null"},
+       {},
+       {}},
   }};
   return table;
 }

@@ -15,6 +15,12 @@ struct Language {
   // the interpreter and common modules in the guest's page cache. Our own
   // code, never the user's; it writes nothing.
   std::vector<std::string> warmup;
+  // An interpreter started in the template and snapshotted with it, waiting
+  // for a program on its control socket; empty if the language has none.
+  std::vector<std::string> prestart;
+  // Environment variables an already running interpreter cannot honour: a
+  // run that sets any of these (by prefix) starts a fresh interpreter instead.
+  std::vector<std::string> startup_env_prefixes;
 };
 
 // Accepts the canonical names and common aliases (py, js, node, sh, bash).

@@ -4,14 +4,18 @@
 
 #include <fcntl.h>
 #include <linux/random.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/reboot.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -123,6 +127,54 @@ void receive_file(Channel& channel, const protocol::Frame& header_frame) {
   }
 }
 
+// Waits for a prestarted interpreter to say "ready" on its control socket:
+// it has imported what it imports and now blocks waiting for a program.
+bool wait_until_ready(const Program& program, int timeout_ms) {
+  std::string said;
+  for (int waited = 0; waited < timeout_ms; waited += 100) {
+    pollfd p{program.control.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buffer[64];
+    ssize_t n = ::read(program.control.get(), buffer, sizeof buffer);
+    if (n <= 0) return false;
+    said.append(buffer, static_cast<size_t>(n));
+    if (said.find('\n') != std::string::npos) return said == "ready\n";
+  }
+  return false;
+}
+
+void prestart(Channel& channel, const protocol::Frame& frame, std::optional<Program>& slot) {
+  auto request = protocol::Exec::parse(frame.payload);
+  Program program = start_program(request, /*with_control=*/true);
+  if (!wait_until_ready(program, 60'000)) {
+    ::kill(program.pid, SIGKILL);
+    ::waitpid(program.pid, nullptr, 0);
+    // Its last words explain it better than we can.
+    char said[2048];
+    ssize_t n = ::read(program.stderr_read.get(), said, sizeof said);
+    std::string why = n > 0 ? ": " + std::string(said, static_cast<size_t>(n)) : "";
+    channel.send(FrameType::error, frame.stream,
+                 protocol::ErrorReport{"the prestarted interpreter did not become ready" + why}.to_payload());
+    return;
+  }
+  slot = std::move(program);
+  channel.send(FrameType::prestarted, frame.stream, "{}");
+}
+
+// Hands the program to the prestarted interpreter: the code's path, its
+// argv (without the interpreter), the environment and the directory.
+Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& request) {
+  if (!slot) throw Error(ErrorCode::invalid_argument, "no prestarted interpreter in this VM");
+  Program program = std::move(*slot);
+  slot.reset();
+  nlohmann::json job = {{"path", request.argv.back()},
+                        {"argv", std::vector<std::string>(request.argv.begin() + 1, request.argv.end())},
+                        {"env", request.env},
+                        {"cwd", request.cwd}};
+  write_all(program.control.get(), job.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  return program;
+}
+
 int serve() {
   sigset_t blocked;
   sigemptyset(&blocked);
@@ -160,13 +212,22 @@ int serve() {
     return 1;
   }
 
+  std::optional<Program> prestarted;
   while (auto frame = channel.receive()) {
     switch (frame->type) {
       case FrameType::write_file: receive_file(channel, *frame); break;
       case FrameType::resume: resume_as_clone(channel, *frame); break;
+      case FrameType::prestart: prestart(channel, *frame, prestarted); break;
       case FrameType::exec: {
         auto request = protocol::Exec::parse(frame->payload);
-        if (!run_program(channel, frame->stream, request)) return 0;
+        Program program;
+        try {
+          program = request.prestarted ? take_prestarted(prestarted, request) : start_program(request, false);
+        } catch (const Error& e) {
+          channel.send(FrameType::error, frame->stream, protocol::ErrorReport{e.what()}.to_payload());
+          break;
+        }
+        if (!run_program(channel, frame->stream, request, std::move(program))) return 0;
         break;
       }
       case FrameType::stdin_data:

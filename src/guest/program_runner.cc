@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/error.h"
@@ -61,7 +62,7 @@ struct OutputStream {
 
 // Child side of fork: only async-signal-safe calls until execve.
 [[noreturn]] void exec_in_sandbox(const protocol::Exec& request, char* const argv[], char* const envp[],
-                                  int stdin_fd, int stdout_fd, int stderr_fd, int error_fd) {
+                                  int stdin_fd, int stdout_fd, int stderr_fd, int control_fd, int error_fd) {
   auto fail = [error_fd](const char* step) {
     int err = errno;
     char message[256];
@@ -76,6 +77,7 @@ struct OutputStream {
   for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
   if (::setsid() < 0) fail("setsid");
   if (::dup2(stdin_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0) fail("dup2");
+  if (control_fd >= 0 && ::dup2(control_fd, kControlFd) < 0) fail("dup2");
   if (::chroot(kRootfsMount) < 0) fail("chroot");
   if (::chdir(request.cwd.c_str()) < 0 && ::chdir("/") < 0) fail("chdir");
   if (::setgroups(0, nullptr) < 0) fail("setgroups");
@@ -90,16 +92,15 @@ struct OutputStream {
 
 }  // namespace
 
-bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& request) {
-  const auto started = std::chrono::steady_clock::now();
-  OomWatch oom_watch;
-
+Program start_program(const protocol::Exec& request, bool with_control) {
   auto [stdin_read, stdin_write] = make_pipe();
   auto [stdout_read, stdout_write] = make_pipe();
   auto [stderr_read, stderr_write] = make_pipe();
   set_nonblocking(stdin_write.get());
   set_nonblocking(stdout_read.get());
   set_nonblocking(stderr_read.get());
+  UniqueFd control_agent, control_program;
+  if (with_control) std::tie(control_agent, control_program) = make_socket_pair();
 
   std::vector<char*> argv;
   for (const auto& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
@@ -108,21 +109,34 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
   for (const auto& entry : request.env) envp.push_back(const_cast<char*>(entry.c_str()));
   envp.push_back(nullptr);
 
+  pid_t child = ::fork();
+  if (child < 0) throw_errno("fork");
+  if (child == 0) {
+    exec_in_sandbox(request, argv.data(), envp.data(), stdin_read.get(), stdout_write.get(),
+                    stderr_write.get(), control_program.get(), stderr_write.get());
+  }
+  Program program;
+  program.pid = child;
+  program.stdin_write = std::move(stdin_write);
+  program.stdout_read = std::move(stdout_read);
+  program.stderr_read = std::move(stderr_read);
+  program.control = std::move(control_agent);
+  return program;
+}
+
+bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& request, Program program) {
+  const auto started = std::chrono::steady_clock::now();
+  OomWatch oom_watch;
+  const pid_t child = program.pid;
+  UniqueFd stdin_write = std::move(program.stdin_write);
+  UniqueFd stdout_read = std::move(program.stdout_read);
+  UniqueFd stderr_read = std::move(program.stderr_read);
+
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   UniqueFd child_signals(::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!child_signals) throw_errno("signalfd");
-
-  pid_t child = ::fork();
-  if (child < 0) throw_errno("fork");
-  if (child == 0) {
-    exec_in_sandbox(request, argv.data(), envp.data(), stdin_read.get(), stdout_write.get(),
-                    stderr_write.get(), stderr_write.get());
-  }
-  stdin_read.reset();
-  stdout_write.reset();
-  stderr_write.reset();
 
   UniqueFd backstop(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!backstop) throw_errno("timerfd_create");

@@ -39,6 +39,8 @@ std::string_view to_string(FrameType type) {
     case FrameType::error: return "error";
     case FrameType::resume: return "resume";
     case FrameType::resumed: return "resumed";
+    case FrameType::prestart: return "prestart";
+    case FrameType::prestarted: return "prestarted";
   }
   return "unknown";
 }

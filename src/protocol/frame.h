@@ -33,9 +33,11 @@ enum class FrameType : uint8_t {
   error = 13,        // guest -> host, JSON {"message"}: the request failed in the guest
   resume = 14,       // host -> guest, JSON: this VM is a clone restored from a snapshot
   resumed = 15,      // guest -> host, JSON: clock and RNG are fresh; ready for requests
+  prestart = 16,     // host -> guest, JSON exec: start an interpreter now, feed it code later
+  prestarted = 17,   // guest -> host, JSON {}: the prestarted interpreter is ready
 };
 
-inline constexpr uint8_t kMaxFrameType = 15;
+inline constexpr uint8_t kMaxFrameType = 17;
 
 std::string_view to_string(FrameType type);
 

@@ -132,7 +132,8 @@ std::string Exec::to_payload() const {
                         {"gid", gid},
                         {"stdout_limit", stdout_limit},
                         {"stderr_limit", stderr_limit},
-                        {"timeout_ms", timeout_ms}});
+                        {"timeout_ms", timeout_ms},
+                        {"prestarted", prestarted}});
 }
 
 Exec Exec::parse(std::string_view payload) {
@@ -147,6 +148,7 @@ Exec Exec::parse(std::string_view payload) {
   message.stdout_limit = get_unsigned(object, "stdout_limit", "exec");
   message.stderr_limit = get_unsigned(object, "stderr_limit", "exec");
   message.timeout_ms = get_unsigned(object, "timeout_ms", "exec");
+  message.prestarted = object.contains("prestarted") && get_bool(object, "prestarted", "exec");
   return message;
 }
 

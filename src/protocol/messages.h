@@ -9,7 +9,7 @@
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 2;
+inline constexpr int kProtocolVersion = 3;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw
@@ -46,6 +46,9 @@ struct Exec {
   uint64_t stdout_limit = 1 << 20;
   uint64_t stderr_limit = 100 << 10;
   uint64_t timeout_ms = 30000;  // the guest's own backstop; the host enforces it too
+  // Hand the program to the interpreter prestarted in the template (its
+  // control socket gets {"path","argv","env","cwd"}) instead of exec'ing argv.
+  bool prestarted = false;
   std::string to_payload() const;
   static Exec parse(std::string_view payload);
 };

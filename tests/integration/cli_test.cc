@@ -395,6 +395,39 @@ TEST_F(Cli, ClonesOfOneSnapshotGetDifferentRandomnessAndTheCurrentTime) {
   EXPECT_NEAR(time_b, now, 10.0);
 }
 
+TEST_F(Cli, PrestartedPythonBehavesLikeAFreshInterpreter) {
+  auto result = airlock({"run", "--lang", "python",
+                         "import sys, __main__\n"
+                         "print(sys.argv, __name__, __main__.__file__, sys.path[0])\n"
+                         "print(sorted(k for k in globals() if not k.startswith('__')))\n"
+                         "def fail():\n    raise ValueError('boom')\nfail()"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(result.out,
+            "['/home/sandbox/main.py'] __main__ /home/sandbox/main.py /home/sandbox\n"
+            "['sys']\n");
+  EXPECT_EQ(
+      result.err.rfind("Traceback (most recent call last):\n  File \"/home/sandbox/main.py\", line 6", 0), 0u)
+      << result.err;
+  EXPECT_EQ(result.err.find("<string>"), std::string::npos) << "the prestart wrapper shows in the traceback";
+  EXPECT_NE(result.err.find("ValueError: boom"), std::string::npos);
+
+  auto syntax = airlock({"run", "--lang", "python", "print("});
+  EXPECT_EQ(syntax.exit_code, 1);
+  EXPECT_NE(syntax.err.find("SyntaxError: '(' was never closed"), std::string::npos) << syntax.err;
+
+  auto exits = airlock({"run", "--lang", "python", "import sys; sys.exit(7)"});
+  EXPECT_EQ(exits.exit_code, 7);
+}
+
+TEST_F(Cli, InterpreterStartupVariablesGetAFreshInterpreter) {
+  // PYTHONHASHSEED only works when set before Python starts, so a run that
+  // sets it must not be handed to the prestarted interpreter.
+  auto result = airlock({"run", "--lang", "python", "-e", "PYTHONHASHSEED=0",
+                         "import sys; print(sys.flags.hash_randomization)"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "0\n");
+}
+
 TEST_F(Cli, NoSnapshotBootsAFreshKernel) {
   json result = airlock_json({"run", "--no-snapshot", "--lang", "python", "print('fresh')"});
   EXPECT_EQ(result["status"], "ok");
