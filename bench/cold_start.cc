@@ -6,6 +6,8 @@
 //
 //   build/bin/bench_cold_start [runs]      (default 7)
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -34,6 +36,28 @@ std::vector<std::string> current_environment() {
   std::vector<std::string> env;
   for (char** entry = environ; *entry; ++entry) env.emplace_back(*entry);
   return env;
+}
+
+// {Pss, Private_Dirty} in kB of the QEMU process whose parent is `parent`.
+std::pair<double, double> qemu_memory_of_child(pid_t parent) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    try {
+      std::string stat = airlock::read_file(entry.path().string() + "/stat", 4096);
+      std::string comm = airlock::read_file(entry.path().string() + "/comm", 256);
+      pid_t ppid = std::atoi(stat.substr(stat.rfind(')') + 4).c_str());
+      if (ppid != parent || comm.rfind("qemu-system", 0) != 0) continue;
+      std::string rollup = airlock::read_file(entry.path().string() + "/smaps_rollup", 65536);
+      auto field = [&rollup](const std::string& key) {
+        size_t at = rollup.find("\n" + key + ":");
+        return at == std::string::npos ? 0.0 : std::atof(rollup.c_str() + at + key.size() + 2);
+      };
+      return {field("Pss"), field("Private_Dirty")};
+    } catch (const airlock::Error&) {
+    }
+  }
+  throw airlock::Error(airlock::ErrorCode::internal, "no QEMU child found to measure");
 }
 
 double median(std::vector<double> values) {
@@ -159,6 +183,23 @@ int run_benchmark(int argc, char** argv) {
       median(cloned.wall), median(cloned.wall) / median(baseline));
   report("cold breakdown:", cold);
   report("from-snapshot breakdown:", cloned);
+
+  // Memory of one VM whose program idles: proportional set size (shared
+  // pages split between sharers) and private dirty pages of its QEMU.
+  std::printf("  memory of one VM idling in time.sleep (from /proc/<qemu>/smaps_rollup):\n");
+  for (bool snapshot : {false, true}) {
+    std::vector<std::string> command = {airlock_bin, "run", "--lang", "python", "import time; time.sleep(4)"};
+    if (!snapshot) command.push_back("--no-snapshot");
+    airlock::SpawnOptions options;
+    options.env = current_environment();
+    airlock::ChildProcess cli = airlock::ChildProcess::spawn(command, options);
+    ::usleep(snapshot ? 2'000'000 : 3'000'000);
+    auto [pss_kb, private_kb] = qemu_memory_of_child(cli.pid());
+    cli.wait();
+    std::printf("    %-28s PSS %6.1f MiB, private dirty %6.1f MiB\n",
+                snapshot ? "clone (default)" : "fresh boot (--no-snapshot)", pss_kb / 1024.0,
+                private_kb / 1024.0);
+  }
   return 0;
 }
 
