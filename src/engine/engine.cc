@@ -174,84 +174,119 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
   });
 }
 
-RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelToken* cancel) {
-  const auto accepted = SteadyClock::now();
-  validate(request);
-  const Language& language = find_language(request.language);
-  if (!catalog_) catalog_ = ImageCatalog::load(find_manifest(options_.manifest_path));
-  const vmm::KernelImage& kernel = catalog_->kernel(request.kernel);
-  const std::string& rootfs = catalog_->rootfs(language.name);
-  const vmm::AccelDecision accel = accel_for(request.accel, kernel);
+std::string Profile::name() const {
+  return language + "-" + std::to_string(memory_mb) + "m" + (kernel.empty() ? "" : "-" + kernel) +
+         (use_snapshot ? "" : "-fresh");
+}
 
-  RunResult result;
+Profile profile_of(const RunRequest& request) {
+  return {find_language(request.language).name, request.memory_mb, request.kernel, request.accel,
+          request.use_snapshot};
+}
+
+ReadyGuest::~ReadyGuest() {
+  session_.reset();
+  if (vm_) vm_->destroy();
+}
+
+Engine::Resolved Engine::resolve(const Profile& profile) {
+  std::lock_guard lock(state_mutex_);
+  if (!catalog_) catalog_ = ImageCatalog::load(find_manifest(options_.manifest_path));
+  Resolved resolved{&find_language(profile.language), catalog_->kernel(profile.kernel), "", {}};
+  resolved.rootfs = catalog_->rootfs(resolved.language->name);
+  resolved.accel = accel_for(profile.accel, resolved.kernel);
+  return resolved;
+}
+
+ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel) {
+  const auto accepted = SteadyClock::now();
+  const Resolved resolved = resolve(profile);
+  const Language& language = *resolved.language;
+
   std::optional<TemplatePaths> snapshot;
   std::string snapshot_name;
-  if (request.use_snapshot) {
+  if (profile.use_snapshot) {
     try {
-      snapshot_name = template_name(language, kernel, rootfs, accel.accel, request.memory_mb);
-      snapshot =
-          ensure_template(snapshot_name, language, kernel, rootfs, accel.accel, request.memory_mb, cancel);
+      snapshot_name =
+          template_name(language, resolved.kernel, resolved.rootfs, resolved.accel.accel, profile.memory_mb);
+      snapshot = ensure_template(snapshot_name, language, resolved.kernel, resolved.rootfs,
+                                 resolved.accel.accel, profile.memory_mb, cancel);
     } catch (const Error& e) {
-      if (e.code() == ErrorCode::cancelled) {
-        result.status = RunStatus::killed;
-        result.signal = 9;
-        result.error = e.what();
-        return result;
-      }
+      if (e.code() == ErrorCode::cancelled) throw;
       if (options_.notice) options_.notice(std::string("no snapshot (") + e.what() + "); booting a fresh VM");
     }
   }
 
-  TempDir run_dir = TempDir::create(options_.runtime_dir, "run-");
-  std::unique_ptr<vmm::Vm> vm;
-  std::optional<GuestSession> session;
-  auto start_guest = [&](bool from_snapshot) {
+  ReadyGuest guest;
+  guest.run_dir_ = TempDir::create(options_.runtime_dir, "run-");
+  guest.accel_ = resolved.accel.accel;
+  auto start = [&](bool from_snapshot) {
     vmm::VmConfig config;
-    config.name = "airlock-" + run_dir.path().substr(run_dir.path().rfind('/') + 1);
-    config.accel = accel.accel;
-    config.kernel = kernel;
-    config.rootfs = rootfs;
-    config.memory_mb = request.memory_mb;
-    config.work_dir = run_dir.path();
+    config.name = "airlock-" + guest.run_dir_.path().substr(guest.run_dir_.path().rfind('/') + 1);
+    config.accel = resolved.accel.accel;
+    config.kernel = resolved.kernel;
+    config.rootfs = resolved.rootfs;
+    config.memory_mb = profile.memory_mb;
+    config.work_dir = guest.run_dir_.path();
     if (from_snapshot) {
       config.rootfs = snapshot->disk;
       config.rootfs_format = "qcow2";
       config.memory_file = vmm::MemoryFileSpec{snapshot->memory, false};
       config.restore = true;
     }
-    vm = backend_->start(config);
+    guest.vm_ = backend_->start(config);
     const auto spawned = SteadyClock::now();
-    result.timing.setup_ms = elapsed_ms(accepted, spawned);
-    session.emplace(*vm, cancel);
+    guest.timing_.setup_ms = elapsed_ms(accepted, spawned);
+    guest.session_ = std::make_unique<GuestSession>(*guest.vm_, cancel);
     if (from_snapshot) {
-      vm->restore_snapshot(snapshot->state, kRestoreTimeout);
-      session->resume_clone(spawned + kBootTimeout);
+      guest.vm_->restore_snapshot(snapshot->state, kRestoreTimeout);
+      guest.session_->resume_clone(spawned + kBootTimeout);
     } else {
-      session->await_hello(spawned + kBootTimeout);
+      guest.session_->await_hello(spawned + kBootTimeout);
     }
-    result.timing.boot_ms = elapsed_ms(spawned, SteadyClock::now());
+    guest.timing_.boot_ms = elapsed_ms(spawned, SteadyClock::now());
+    guest.from_snapshot_ = from_snapshot;
   };
-  auto stop_guest = [&]() {
-    session.reset();
-    if (vm) vm->destroy();
-    vm.reset();
-  };
-
+  if (!snapshot) {
+    start(false);
+    return guest;
+  }
   try {
-    bool from_snapshot = snapshot.has_value();
-    try {
-      start_guest(from_snapshot);
-    } catch (const Error& e) {
-      if (!from_snapshot || e.code() == ErrorCode::cancelled) throw;
-      // A snapshot that does not restore is never tried again: rebuilt on the next run.
-      if (options_.notice) {
-        options_.notice(std::string("the snapshot could not be restored (") + e.what() +
-                        "); discarding it and booting a fresh VM");
-      }
-      stop_guest();
-      templates_->discard(snapshot_name);
-      from_snapshot = false;
-      start_guest(false);
+    start(true);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::cancelled) throw;
+    // A snapshot that does not restore is never tried again: rebuilt on the next run.
+    if (options_.notice) {
+      options_.notice(std::string("the snapshot could not be restored (") + e.what() +
+                      "); discarding it and booting a fresh VM");
+    }
+    guest.session_.reset();
+    if (guest.vm_) guest.vm_->destroy();
+    guest.vm_.reset();
+    templates_->discard(snapshot_name);
+    start(false);
+  }
+  return guest;
+}
+
+RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelToken* cancel,
+                      std::optional<ReadyGuest> pooled) {
+  const auto accepted = SteadyClock::now();
+  validate(request);
+  const Language& language = find_language(request.language);
+
+  RunResult result;
+  std::optional<ReadyGuest> guest = std::move(pooled);
+  result.pool_hit = guest.has_value();
+  try {
+    if (!guest) guest.emplace(start_guest(profile_of(request), cancel));
+    guest->session().set_cancel(cancel);
+    result.accel = std::string(vmm::to_string(guest->accel()));
+    RunTiming timing;
+    if (!result.pool_hit) {
+      timing = guest->start_timing();
+    } else {
+      timing.setup_ms = elapsed_ms(accepted, SteadyClock::now());
     }
 
     protocol::Exec exec;
@@ -263,17 +298,25 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
     exec.stdout_limit = request.stdout_limit;
     exec.stderr_limit = request.stderr_limit;
     exec.timeout_ms = static_cast<uint64_t>(request.timeout_s) * 1000;
-    exec.prestarted = from_snapshot && can_use_prestarted(language, request);
-    session->queue_file(language.code_path, request.code, 0644);
+    exec.prestarted = guest->from_snapshot() && can_use_prestarted(language, request);
+    guest->session().queue_file(language.code_path, request.code, 0644);
     ExecOutcome outcome =
-        session->execute(exec, request.stdin_source, sink, std::chrono::seconds(request.timeout_s));
-    RunTiming timing = result.timing;
+        guest->session().execute(exec, request.stdin_source, sink, std::chrono::seconds(request.timeout_s));
+    const bool pool_hit = result.pool_hit;
+    const std::string accel = result.accel;
     result = classify(outcome, exec);
+    result.pool_hit = pool_hit;
+    result.accel = accel;
     result.timing = timing;
     result.timing.execute_ms = elapsed_ms(outcome.started, outcome.ended);
-    result.from_snapshot = from_snapshot;
+    result.from_snapshot = guest->from_snapshot();
   } catch (const Error& e) {
-    if (e.code() == ErrorCode::invalid_argument) throw;
+    // Errors of the request or of this host (no images, KVM demanded but
+    // unusable) are the caller's to report; everything after is a result.
+    if (e.code() == ErrorCode::invalid_argument || e.code() == ErrorCode::not_found ||
+        e.code() == ErrorCode::unavailable) {
+      throw;
+    }
     if (e.code() == ErrorCode::cancelled) {
       result.status = RunStatus::killed;
       result.signal = 9;
@@ -283,9 +326,9 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
       result.error = e.what();
     }
   }
-  stop_guest();
-  run_dir.remove();
-  result.accel = std::string(vmm::to_string(accel.accel));
+  // Single use: whatever ran in this VM, nobody gets it again.
+  guest.reset();
+  if (result.accel.empty()) result.accel = "tcg";
   result.timing.total_ms = elapsed_ms(accepted, SteadyClock::now());
   return result;
 }

@@ -2,9 +2,11 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
+#include "common/temp_dir.h"
 #include "engine/guest_session.h"
 #include "engine/images.h"
 #include "engine/languages.h"
@@ -24,6 +26,45 @@ struct EngineOptions {
   std::function<void(const std::string&)> notice;
 };
 
+// What a VM is made for. Runs with equal profiles can use each other's
+// warm VMs; a pool is keyed by one.
+struct Profile {
+  std::string language;  // canonical name
+  int memory_mb = Limits::kDefaultMemoryMb;
+  std::string kernel;  // empty: the manifest's default
+  vmm::AccelChoice accel = vmm::AccelChoice::automatic;
+  bool use_snapshot = true;
+  std::string name() const;  // "python-256m"
+};
+Profile profile_of(const RunRequest& request);
+
+// A guest that has run nothing yet and will serve exactly one request.
+// Destroying it destroys the VM and removes its run directory.
+class ReadyGuest {
+ public:
+  ReadyGuest() = default;
+  ReadyGuest(ReadyGuest&&) = default;
+  ReadyGuest& operator=(ReadyGuest&&) = default;
+  ~ReadyGuest();
+
+  GuestSession& session() { return *session_; }
+  bool from_snapshot() const { return from_snapshot_; }
+  vmm::Accel accel() const { return accel_; }
+  const RunTiming& start_timing() const { return timing_; }
+  // Becomes readable if the VM stops while it waits (e.g. in a pool).
+  int exit_fd() const { return vm_ ? vm_->exit_fd() : -1; }
+
+ private:
+  friend class Engine;
+  // Declaration order is destruction order reversed: session, VM, directory.
+  TempDir run_dir_;
+  std::unique_ptr<vmm::Vm> vm_;
+  std::unique_ptr<GuestSession> session_;
+  bool from_snapshot_ = false;
+  vmm::Accel accel_ = vmm::Accel::tcg;
+  RunTiming timing_;
+};
+
 // Runs requests, each in a fresh VM that is destroyed afterwards with all it
 // used. Errors in the request itself throw Error(invalid_argument) before any
 // VM starts; everything that happens after is reported in the RunResult.
@@ -31,10 +72,14 @@ class Engine {
  public:
   explicit Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend = nullptr);
 
-  RunResult run(const RunRequest& request, OutputSink* sink = nullptr, const CancelToken* cancel = nullptr);
+  // `pooled`: a guest for this request's profile taken from a warm pool; without
+  // one the engine starts a guest (a clone of the template, or a boot).
+  // Thread-safe.
+  RunResult run(const RunRequest& request, OutputSink* sink = nullptr, const CancelToken* cancel = nullptr,
+                std::optional<ReadyGuest> pooled = std::nullopt);
 
-  // The accelerator a run with this choice would use (probing if needed).
-  vmm::AccelDecision accel_for(vmm::AccelChoice choice, const vmm::KernelImage& kernel);
+  // Starts a guest for a profile, ready for one request. Throws Error on failure.
+  ReadyGuest start_guest(const Profile& profile, const CancelToken* cancel = nullptr);
 
  private:
   std::string template_name(const Language& language, const vmm::KernelImage& kernel,
@@ -45,7 +90,18 @@ class Engine {
                                 const vmm::KernelImage& kernel, const std::string& rootfs, vmm::Accel accel,
                                 int memory_mb, const CancelToken* cancel);
 
+  // The accelerator a run with this choice uses (probing if needed); called with state_mutex_ held.
+  vmm::AccelDecision accel_for(vmm::AccelChoice choice, const vmm::KernelImage& kernel);
+  struct Resolved {
+    const Language* language;
+    vmm::KernelImage kernel;
+    std::string rootfs;
+    vmm::AccelDecision accel;
+  };
+  Resolved resolve(const Profile& profile);
+
   EngineOptions options_;
+  std::mutex state_mutex_;  // guards the lazily loaded catalog and accelerator verdict
   std::optional<TemplateStore> templates_;
   std::unique_ptr<vmm::VmBackend> backend_;
   std::optional<ImageCatalog> catalog_;

@@ -55,6 +55,8 @@ struct ExecOutcome {
 class GuestSession {
  public:
   GuestSession(vmm::Vm& vm, const CancelToken* cancel);
+  // A pooled guest was started for nobody; the request that takes it brings its own token.
+  void set_cancel(const CancelToken* cancel) { cancel_ = cancel; }
 
   // Waits for the agent's hello and acknowledges it. Throws Error(vm) if the
   // VM dies or stays silent until `deadline` (with the console's last words),

@@ -70,6 +70,7 @@ json to_json(const RunResult& result) {
                       {"total_ms", result.timing.total_ms}};
   object["accel"] = result.accel;
   object["from_snapshot"] = result.from_snapshot;
+  object["pool_hit"] = result.pool_hit;
   object["error"] = result.error.empty() ? json(nullptr) : json(result.error);
   return object;
 }

@@ -38,6 +38,7 @@ struct RunResult {
   RunTiming timing;
   std::string accel;
   bool from_snapshot = false;  // restored from a template rather than booted
+  bool pool_hit = false;       // the VM came ready from a warm pool
   std::string error;           // what went wrong, for timeout / internal_error / killed
 };
 
