@@ -1,0 +1,79 @@
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "engine/engine.h"
+
+namespace airlock::engine {
+
+struct PoolStats {
+  std::string name;
+  Profile profile;
+  int target = 0;
+  int ready = 0;
+  int in_use = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t refill_errors = 0;
+};
+
+// Guests of one profile started before anyone asks for them. Every guest is
+// single-use: it leaves the pool for one request and is destroyed after it.
+// A background thread keeps `target` guests ready; a guest whose VM died
+// while waiting is dropped, never handed out.
+class WarmPool {
+ public:
+  // Counts a request of this profile as in use until it is destroyed;
+  // carries the guest when the request was a hit.
+  class Lease {
+   public:
+    Lease(Lease&& other) noexcept;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    std::optional<ReadyGuest> take_guest() { return std::move(guest_); }
+    bool hit() const { return hit_; }
+
+   private:
+    friend class WarmPool;
+    Lease(WarmPool* pool, std::optional<ReadyGuest> guest);
+    WarmPool* pool_;
+    std::optional<ReadyGuest> guest_;
+    bool hit_;
+  };
+
+  WarmPool(Engine& engine, Profile profile, int target);
+  ~WarmPool();
+  WarmPool(const WarmPool&) = delete;
+  WarmPool& operator=(const WarmPool&) = delete;
+
+  Lease acquire();
+  void set_target(int target);
+  PoolStats stats() const;
+  const Profile& profile() const { return profile_; }
+
+ private:
+  void refill_loop();
+
+  Engine& engine_;
+  const Profile profile_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<ReadyGuest> ready_;
+  int target_;
+  int starting_ = 0;
+  int in_use_ = 0;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+  uint64_t refill_errors_ = 0;
+  bool stopping_ = false;
+  CancelToken stop_;  // aborts a refill in progress when the pool is destroyed
+  std::thread refiller_;
+};
+
+}  // namespace airlock::engine
