@@ -189,6 +189,13 @@ ReadyGuest::~ReadyGuest() {
   if (vm_) vm_->destroy();
 }
 
+vmm::Accel Engine::accelerator(vmm::AccelChoice choice) {
+  Profile profile;
+  profile.language = "shell";
+  profile.accel = choice;
+  return resolve(profile).accel.accel;
+}
+
 Engine::Resolved Engine::resolve(const Profile& profile) {
   std::lock_guard lock(state_mutex_);
   if (!catalog_) catalog_ = ImageCatalog::load(find_manifest(options_.manifest_path));

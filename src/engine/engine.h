@@ -78,6 +78,9 @@ class Engine {
   RunResult run(const RunRequest& request, OutputSink* sink = nullptr, const CancelToken* cancel = nullptr,
                 std::optional<ReadyGuest> pooled = std::nullopt);
 
+  // The accelerator runs with this choice use (probes KVM once if needed).
+  vmm::Accel accelerator(vmm::AccelChoice choice);
+
   // Starts a guest for a profile, ready for one request. Throws Error on failure.
   ReadyGuest start_guest(const Profile& profile, const CancelToken* cancel = nullptr);
 

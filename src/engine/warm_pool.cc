@@ -3,6 +3,7 @@
 #include <poll.h>
 
 #include <chrono>
+#include <utility>
 
 #include "common/error.h"
 

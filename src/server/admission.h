@@ -1,0 +1,44 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+namespace airlock::server {
+
+// At most `max_running` runs at once; up to `max_queued` more wait at most
+// `max_wait` for a slot; beyond that a request is refused (HTTP 429), so a
+// flood can neither start unbounded VMs nor pile up unbounded waiters.
+class Admission {
+ public:
+  class Ticket {
+   public:
+    explicit Ticket(Admission* owner) : owner_(owner) {}
+    Ticket(Ticket&& other) noexcept : owner_(std::exchange(other.owner_, nullptr)) {}
+    Ticket& operator=(Ticket&&) = delete;
+    ~Ticket();
+
+   private:
+    Admission* owner_;
+  };
+
+  Admission(int max_running, int max_queued, std::chrono::milliseconds max_wait)
+      : max_running_(max_running), max_queued_(max_queued), max_wait_(max_wait) {}
+
+  // A ticket while the run may proceed, or nullopt: refused.
+  std::optional<Ticket> enter();
+  int running() const;
+
+ private:
+  const int max_running_;
+  const int max_queued_;
+  const std::chrono::milliseconds max_wait_;
+  mutable std::mutex mutex_;
+  std::condition_variable freed_;
+  int running_ = 0;
+  int queued_ = 0;
+};
+
+}  // namespace airlock::server

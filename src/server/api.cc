@@ -1,0 +1,269 @@
+#include "server/api.h"
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "engine/languages.h"
+
+namespace airlock::server {
+
+using nlohmann::json;
+
+namespace {
+
+std::string dump(const json& document) {
+  return document.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// One table from error to HTTP status and API error code.
+struct HttpError {
+  int status;
+  const char* code;
+  bool retryable;
+};
+
+HttpError http_error_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::invalid_argument: return {400, "invalid_argument", false};
+    case ErrorCode::not_found: return {404, "not_found", false};
+    case ErrorCode::unavailable: return {503, "unavailable", true};
+    default: return {500, "internal", false};
+  }
+}
+
+void send_error(ResponseWriter& writer, int status, const std::string& code, const std::string& message,
+                bool retryable) {
+  writer.send(status, "application/json",
+              dump({{"error", {{"code", code}, {"message", message}, {"retryable", retryable}}}}));
+}
+
+void send_error(ResponseWriter& writer, const Error& error) {
+  HttpError mapped = http_error_for(error.code());
+  send_error(writer, mapped.status, mapped.code, error.what(), mapped.retryable);
+}
+
+[[noreturn]] void reject(const std::string& message) { throw Error(ErrorCode::invalid_argument, message); }
+
+json parse_body(const std::string& body) {
+  json document = json::parse(body, nullptr, false);
+  if (document.is_discarded()) reject("request body is not valid JSON");
+  if (!document.is_object()) reject("request body is not a JSON object");
+  return document;
+}
+
+int integer_field(const json& value, const std::string& name) {
+  if (!value.is_number_integer()) reject("field '" + name + "' must be an integer");
+  int64_t number = value.get<int64_t>();
+  if (number < INT32_MIN || number > INT32_MAX) reject("field '" + name + "' is out of range");
+  return static_cast<int>(number);
+}
+
+std::string string_field(const json& value, const std::string& name) {
+  if (!value.is_string()) reject("field '" + name + "' must be a string");
+  return value.get<std::string>();
+}
+
+engine::RunRequest parse_run_request(const std::string& body) {
+  json document = parse_body(body);
+  static const std::set<std::string> known = {"language",  "code",      "stdin",        "env",
+                                              "timeout_s", "memory_mb", "stdout_limit", "stderr_limit"};
+  for (auto& [key, value] : document.items()) {
+    if (!known.count(key)) reject("unknown field '" + key + "'");
+  }
+  if (!document.contains("language")) reject("missing field 'language'");
+  if (!document.contains("code")) reject("missing field 'code'");
+  engine::RunRequest request;
+  request.language = string_field(document["language"], "language");
+  request.code = string_field(document["code"], "code");
+  if (document.contains("stdin")) request.stdin_source.data = string_field(document["stdin"], "stdin");
+  if (document.contains("env")) {
+    const json& env = document["env"];
+    if (!env.is_object()) reject("field 'env' must be an object of strings");
+    for (auto& [name, value] : env.items())
+      request.env.emplace_back(name, string_field(value, "env." + name));
+  }
+  if (document.contains("timeout_s")) request.timeout_s = integer_field(document["timeout_s"], "timeout_s");
+  if (document.contains("memory_mb")) request.memory_mb = integer_field(document["memory_mb"], "memory_mb");
+  auto limit = [&](const char* name, uint64_t& target) {
+    if (!document.contains(name)) return;
+    int value = integer_field(document[name], name);
+    if (value < 0) reject(std::string("field '") + name + "' must not be negative");
+    target = static_cast<uint64_t>(value);
+  };
+  limit("stdout_limit", request.stdout_limit);
+  limit("stderr_limit", request.stderr_limit);
+  engine::validate(request);
+  return request;
+}
+
+json output_event(const char* stream, std::string_view bytes) {
+  const bool text = engine::is_valid_utf8(bytes);
+  return {{"type", stream},
+          {"data", text ? std::string(bytes) : engine::base64_encode(bytes)},
+          {"encoding", text ? "utf-8" : "base64"}};
+}
+
+// Streams output as NDJSON events; a client that goes away cancels the run.
+class NdjsonSink final : public engine::OutputSink {
+ public:
+  NdjsonSink(ResponseWriter& writer, const engine::CancelToken& cancel) : writer_(writer), cancel_(cancel) {}
+  void on_stdout(std::string_view bytes) override { emit(output_event("stdout", bytes)); }
+  void on_stderr(std::string_view bytes) override { emit(output_event("stderr", bytes)); }
+
+ private:
+  void emit(const json& event) {
+    if (!writer_.write_chunk(dump(event) + "\n")) cancel_.cancel();
+  }
+  ResponseWriter& writer_;
+  const engine::CancelToken& cancel_;
+};
+
+json pool_json(const engine::PoolStats& stats) {
+  return {{"name", stats.name},
+          {"language", stats.profile.language},
+          {"memory_mb", stats.profile.memory_mb},
+          {"target", stats.target},
+          {"ready", stats.ready},
+          {"in_use", stats.in_use},
+          {"hits", stats.hits},
+          {"misses", stats.misses},
+          {"refill_errors", stats.refill_errors}};
+}
+
+}  // namespace
+
+Api::Api(engine::Engine& engine, Admission& admission, Metrics& metrics, const std::string& accel)
+    : engine_(engine), admission_(admission), metrics_(metrics), accel_(accel) {}
+
+void Api::add_pool(const engine::Profile& profile, int target) {
+  std::lock_guard lock(pools_mutex_);
+  auto& pool = pools_[profile.name()];
+  if (pool) {
+    pool->set_target(target);
+  } else {
+    pool = std::make_unique<engine::WarmPool>(engine_, profile, target);
+  }
+}
+
+void Api::shutdown() {
+  std::map<std::string, std::unique_ptr<engine::WarmPool>> pools;
+  {
+    std::lock_guard lock(pools_mutex_);
+    pools.swap(pools_);
+  }
+}
+
+void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
+  try {
+    if (request.target == "/v1/run") {
+      if (request.method != "POST") return send_error(writer, 405, "invalid_argument", "use POST", false);
+      return run(request, writer);
+    }
+    if (request.target == "/v1/pools" && request.method == "GET") return list_pools(writer);
+    if (request.target.rfind("/v1/pools/", 0) == 0 && request.method == "PUT") {
+      return resize_pool(request.target.substr(std::string("/v1/pools/").size()), request, writer);
+    }
+    if (request.target == "/v1/health" && request.method == "GET") {
+      return writer.send(200, "application/json",
+                         dump({{"status", "serving"}, {"version", AIRLOCK_VERSION}, {"accel", accel_}}));
+    }
+    if (request.target == "/metrics" && request.method == "GET") {
+      return writer.send(200, "text/plain; version=0.0.4", metrics_.render(pool_metrics()));
+    }
+    send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + request.target, false);
+  } catch (const Error& e) {
+    send_error(writer, e);
+  }
+}
+
+void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
+  const auto started = SteadyClock::now();
+  engine::RunRequest request = parse_run_request(http_request.body);
+  auto ticket = admission_.enter();
+  if (!ticket) {
+    metrics_.record_queue_rejection();
+    return send_error(writer, 429, "overloaded", "too many runs in progress and queued; try again", true);
+  }
+  engine::WarmPool* pool = nullptr;
+  {
+    std::lock_guard lock(pools_mutex_);
+    auto it = pools_.find(engine::profile_of(request).name());
+    if (it != pools_.end()) pool = it->second.get();
+  }
+  std::optional<engine::WarmPool::Lease> lease;
+  if (pool) lease.emplace(pool->acquire());
+
+  engine::CancelToken cancel;
+  const bool streaming = http_request.accept.find("application/x-ndjson") != std::string::npos;
+  std::optional<NdjsonSink> sink;
+  if (streaming) {
+    writer.begin_stream(200, "application/x-ndjson");
+    sink.emplace(writer, cancel);
+  }
+  engine::RunResult result;
+  try {
+    result = engine_.run(request, sink ? &*sink : nullptr, &cancel,
+                         lease ? lease->take_guest() : std::optional<engine::ReadyGuest>{});
+  } catch (const Error& e) {
+    if (!streaming) return send_error(writer, e);
+    result.status = engine::RunStatus::internal_error;
+    result.error = e.what();
+  }
+  const double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
+  metrics_.record_run(engine::find_language(request.language).name,
+                      std::string(engine::to_string(result.status)), seconds);
+  if (result.from_snapshot && !result.pool_hit) metrics_.record_restore(result.timing.boot_ms / 1000.0);
+  if (result.status == engine::RunStatus::internal_error &&
+      result.error.find("stopped unexpectedly") != std::string::npos) {
+    metrics_.record_vm_crash();
+  }
+  json body = engine::to_json(result);
+  if (streaming) {
+    writer.write_chunk(dump({{"type", "result"}, {"result", body}}) + "\n");
+    writer.end_stream();
+  } else {
+    writer.send(200, "application/json", dump(body));
+  }
+}
+
+void Api::list_pools(ResponseWriter& writer) {
+  json pools = json::array();
+  std::lock_guard lock(pools_mutex_);
+  for (const auto& [name, pool] : pools_) pools.push_back(pool_json(pool->stats()));
+  writer.send(200, "application/json", dump({{"pools", pools}}));
+}
+
+void Api::resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer) {
+  json document = parse_body(request.body);
+  for (auto& [key, value] : document.items()) {
+    if (key != "target") reject("unknown field '" + key + "'");
+  }
+  if (!document.contains("target")) reject("missing field 'target'");
+  int target = integer_field(document["target"], "target");
+  if (target < 0 || target > 64) reject("target " + std::to_string(target) + " is out of range (0-64)");
+  std::lock_guard lock(pools_mutex_);
+  auto it = pools_.find(name);
+  if (it == pools_.end()) throw Error(ErrorCode::not_found, "no pool named '" + name + "'");
+  it->second->set_target(target);
+  writer.send(200, "application/json", dump(pool_json(it->second->stats())));
+}
+
+std::string Api::pool_metrics() const {
+  std::string ready = "# TYPE airlock_pool_ready gauge\n", in_use = "# TYPE airlock_pool_in_use gauge\n",
+              hits = "# TYPE airlock_pool_hits_total counter\n",
+              misses = "# TYPE airlock_pool_misses_total counter\n";
+  std::lock_guard lock(pools_mutex_);
+  for (const auto& [name, pool] : pools_) {
+    auto stats = pool->stats();
+    const std::string label = "{pool=\"" + name + "\"} ";
+    ready += "airlock_pool_ready" + label + std::to_string(stats.ready) + "\n";
+    in_use += "airlock_pool_in_use" + label + std::to_string(stats.in_use) + "\n";
+    hits += "airlock_pool_hits_total" + label + std::to_string(stats.hits) + "\n";
+    misses += "airlock_pool_misses_total" + label + std::to_string(stats.misses) + "\n";
+  }
+  return ready + in_use + hits + misses;
+}
+
+}  // namespace airlock::server

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "engine/engine.h"
+#include "engine/warm_pool.h"
+#include "server/admission.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+
+namespace airlock::server {
+
+// The HTTP API of docs/api.yaml: parses a request into one engine call and
+// maps the engine's typed errors to HTTP statuses in one table.
+class Api {
+ public:
+  Api(engine::Engine& engine, Admission& admission, Metrics& metrics, const std::string& accel);
+
+  // Creates (or resizes) the warm pool of a profile.
+  void add_pool(const engine::Profile& profile, int target);
+  void handle(const HttpRequest& request, ResponseWriter& writer);
+  // Destroys every pool (and its ready VMs).
+  void shutdown();
+
+ private:
+  void run(const HttpRequest& request, ResponseWriter& writer);
+  void list_pools(ResponseWriter& writer);
+  void resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);
+  std::string pool_metrics() const;
+
+  engine::Engine& engine_;
+  Admission& admission_;
+  Metrics& metrics_;
+  std::string accel_;
+  mutable std::mutex pools_mutex_;
+  std::map<std::string, std::unique_ptr<engine::WarmPool>> pools_;
+};
+
+}  // namespace airlock::server

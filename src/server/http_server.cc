@@ -1,0 +1,196 @@
+#include "server/http_server.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <thread>
+
+#include "common/error.h"
+
+namespace airlock::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using Socket = asio::local::stream_protocol::socket;
+
+namespace {
+
+class BeastWriter final : public ResponseWriter {
+ public:
+  BeastWriter(Socket& socket, bool keep_alive) : socket_(socket), keep_alive_(keep_alive) {}
+
+  void send(int status, const std::string& content_type, const std::string& body) override {
+    http::response<http::string_body> response{static_cast<http::status>(status), 11};
+    response.set(http::field::server, "airlockd");
+    response.set(http::field::content_type, content_type);
+    response.keep_alive(keep_alive_);
+    response.body() = body;
+    response.prepare_payload();
+    beast::error_code ignored;
+    http::write(socket_, response, ignored);
+    done_ = true;
+  }
+
+  void begin_stream(int status, const std::string& content_type) override {
+    http::response<http::empty_body> response{static_cast<http::status>(status), 11};
+    response.set(http::field::server, "airlockd");
+    response.set(http::field::content_type, content_type);
+    response.keep_alive(keep_alive_);
+    response.chunked(true);
+    http::response_serializer<http::empty_body> serializer{response};
+    beast::error_code error;
+    http::write_header(socket_, serializer, error);
+    client_gone_ = static_cast<bool>(error);
+  }
+
+  bool write_chunk(const std::string& data) override {
+    if (client_gone_) return false;
+    beast::error_code error;
+    asio::write(socket_, http::make_chunk(asio::buffer(data)), error);
+    client_gone_ = static_cast<bool>(error);
+    return !client_gone_;
+  }
+
+  void end_stream() override {
+    if (!client_gone_) {
+      beast::error_code ignored;
+      asio::write(socket_, http::make_chunk_last(), ignored);
+    }
+    done_ = true;
+  }
+
+  bool done() const { return done_; }
+
+ private:
+  Socket& socket_;
+  bool keep_alive_;
+  bool client_gone_ = false;
+  bool done_ = false;
+};
+
+std::string error_body(const std::string& code, const std::string& message) {
+  std::string escaped;
+  for (char c : message) {
+    if (c == '"' || c == '\\') escaped += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) escaped += c;
+  }
+  return R"({"error":{"code":")" + code + R"(","message":")" + escaped + R"(","retryable":false}})";
+}
+
+}  // namespace
+
+HttpServer::HttpServer(std::string socket_path, HttpHandler handler)
+    : socket_path_(std::move(socket_path)), handler_(std::move(handler)) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path_.size() >= sizeof address.sun_path) {
+    throw Error(ErrorCode::invalid_argument, "socket path " + socket_path_ + " is too long");
+  }
+  std::copy(socket_path_.begin(), socket_path_.end(), address.sun_path);
+  listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listener_) throw_errno("socket");
+  // A socket file left by a daemon that died is replaced; a live one is not.
+  if (::connect(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    throw Error(ErrorCode::unavailable, "another airlockd is already serving on " + socket_path_);
+  }
+  listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ::unlink(socket_path_.c_str());
+  // Owner-only from the moment it exists: bind under a restrictive umask.
+  mode_t old_mask = ::umask(0177);
+  int bound = ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  ::umask(old_mask);
+  if (bound < 0) throw_errno("bind", socket_path_);
+  if (::listen(listener_.get(), 64) < 0) throw_errno("listen", socket_path_);
+}
+
+HttpServer::~HttpServer() {
+  stop();
+  ::unlink(socket_path_.c_str());
+}
+
+void HttpServer::stop() {
+  stopping_ = true;
+  std::lock_guard lock(mutex_);
+  for (int fd : open_fds_) ::shutdown(fd, SHUT_RD);
+}
+
+void HttpServer::serve() {
+  while (!stopping_) {
+    pollfd p{listener_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    ucred peer{};
+    socklen_t length = sizeof peer;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) < 0 ||
+        (peer.uid != ::getuid() && peer.uid != 0)) {
+      ::close(fd);
+      continue;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      ++connections_;
+      open_fds_.insert(fd);
+    }
+    std::thread([this, fd] {
+      try {
+        handle_connection(fd);
+      } catch (...) {
+      }
+      std::lock_guard lock(mutex_);
+      // Closed only now, under the lock, so stop() never shuts a reused number.
+      open_fds_.erase(fd);
+      ::close(fd);
+      --connections_;
+      idle_.notify_all();
+    }).detach();
+  }
+  std::unique_lock lock(mutex_);
+  idle_.wait(lock, [this] { return connections_ == 0; });
+}
+
+void HttpServer::handle_connection(int fd) {
+  asio::io_context context;
+  // The socket object owns a duplicate; the original stays registered for stop().
+  int own = ::dup(fd);
+  if (own < 0) return;
+  Socket socket(context, asio::local::stream_protocol(), own);
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(kMaxBodyBytes);
+    beast::error_code error;
+    http::read(socket, buffer, parser, error);
+    if (error == http::error::body_limit) {
+      BeastWriter writer(socket, false);
+      writer.send(
+          413, "application/json",
+          error_body("too_large", "request body exceeds " + std::to_string(kMaxBodyBytes) + " bytes"));
+      return;
+    }
+    if (error) return;  // closed, or not HTTP
+    auto& message = parser.get();
+    HttpRequest request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    if (auto query = request.target.find('?'); query != std::string::npos) request.target.resize(query);
+    request.body = message.body();
+    request.accept = std::string(message[http::field::accept]);
+    request.authorization = std::string(message[http::field::authorization]);
+    const bool keep_alive = message.keep_alive() && !stopping_;
+    BeastWriter writer(socket, keep_alive);
+    handler_(request, writer);
+    if (!writer.done()) writer.send(500, "application/json", error_body("internal", "no response"));
+    if (!keep_alive) return;
+  }
+}
+
+}  // namespace airlock::server

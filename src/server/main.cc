@@ -1,0 +1,118 @@
+// airlockd: the Airlock daemon. Serves docs/api.yaml over a Unix socket and
+// keeps warm pools of template clones so a request finds a VM waiting.
+
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <thread>
+
+#include "common/error.h"
+#include "engine/engine.h"
+#include "engine/languages.h"
+#include "engine/paths.h"
+#include "server/admission.h"
+#include "server/api.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+
+namespace {
+
+using namespace airlock;
+
+struct Options {
+  std::string socket;
+  std::string images;
+  int pool_size = 1;
+  int max_concurrent = 4;
+  int max_queued = 16;
+  int queue_timeout_s = 10;
+};
+
+std::string default_socket() {
+  if (const char* path = std::getenv("AIRLOCK_SOCKET"); path && *path) return path;
+  return engine::default_runtime_dir() + "/airlockd.sock";
+}
+
+int serve(const Options& options) {
+  // Signals are taken by one thread with sigwait; every other thread blocks them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop_signals, sig);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  engine::EngineOptions engine_options;
+  engine_options.manifest_path = options.images;
+  engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
+  engine::Engine engine(engine_options);
+  const std::string accel(vmm::to_string(engine.accelerator(vmm::AccelChoice::automatic)));
+
+  server::Metrics metrics;
+  server::Admission admission(options.max_concurrent, options.max_queued,
+                              std::chrono::seconds(options.queue_timeout_s));
+  server::Api api(engine, admission, metrics, accel);
+  for (const char* language : {"python", "javascript", "shell"}) {
+    engine::Profile profile;
+    profile.language = language;
+    api.add_pool(profile, options.pool_size);
+  }
+  const std::string socket_path = options.socket.empty() ? default_socket() : options.socket;
+  server::HttpServer server(socket_path,
+                            [&api](const server::HttpRequest& request, server::ResponseWriter& writer) {
+                              api.handle(request, writer);
+                            });
+  std::thread signal_waiter([&server, &stop_signals] {
+    int received = 0;
+    ::sigwait(&stop_signals, &received);
+    spdlog::info("signal {}: draining", received);
+    server.stop();
+  });
+  spdlog::info("serving on {} (accel {}, {} warm VM(s) per language)", socket_path, accel, options.pool_size);
+  server.serve();
+  // In-flight requests have finished; ready VMs go with their pools.
+  api.shutdown();
+  signal_waiter.join();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("airlockd");
+  logger->set_pattern("airlockd: %^%v%$");
+  spdlog::set_default_logger(logger);
+
+  Options options;
+  CLI::App app{"airlockd: the Airlock daemon (HTTP API on a Unix socket, warm VM pools)"};
+  app.set_version_flag("--version", std::string("airlockd ") + AIRLOCK_VERSION);
+  app.add_option("--socket", options.socket,
+                 "Unix socket to serve on (default $AIRLOCK_SOCKET, else <runtime dir>/airlockd.sock)");
+  app.add_option("--images", options.images, "Image manifest (default: beside the binary)");
+  app.add_option("--pool-size", options.pool_size, "Warm VMs kept ready per language")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  app.add_option("--max-concurrent", options.max_concurrent, "Runs at once")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--max-queued", options.max_queued, "Requests waiting for a slot before 429")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  app.add_option("--queue-timeout", options.queue_timeout_s, "Seconds a request may wait for a slot")
+      ->check(CLI::Range(1, 300))
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    return serve(options);
+  } catch (const std::exception& e) {
+    spdlog::error("error: {}", e.what());
+    return 1;
+  }
+}
