@@ -4,15 +4,20 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 
+#include "cli/daemon_client.h"
 #include "common/error.h"
 #include "common/io.h"
+#include "common/unique_fd.h"
 #include "engine/engine.h"
+#include "engine/paths.h"
 
 namespace {
 
@@ -59,6 +64,13 @@ class TerminalSink final : public engine::OutputSink {
   bool stderr_open_ = true;
 };
 
+// Output of a --json run through the daemon: the result carries it anyway.
+class CollectingSink final : public engine::OutputSink {
+ public:
+  void on_stdout(std::string_view) override {}
+  void on_stderr(std::string_view) override {}
+};
+
 struct RunOptions {
   std::string language;
   std::string code;
@@ -73,7 +85,25 @@ struct RunOptions {
   std::string kernel;
   std::string images;
   bool no_snapshot = false;
+  bool no_daemon = false;
+  std::string socket;
 };
+
+// The daemon's socket: --socket, else $AIRLOCK_SOCKET, else the default place.
+std::string daemon_socket(const RunOptions& options) {
+  if (!options.socket.empty()) return options.socket;
+  if (const char* path = std::getenv("AIRLOCK_SOCKET"); path && *path) return path;
+  return engine::default_runtime_dir() + "/airlockd.sock";
+}
+
+bool daemon_answers(const std::string& socket_path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof address.sun_path) return false;
+  std::copy(socket_path.begin(), socket_path.end(), address.sun_path);
+  airlock::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  return fd && ::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+}
 
 int run_command(const RunOptions& options) {
   engine::RunRequest request;
@@ -101,15 +131,44 @@ int run_command(const RunOptions& options) {
   // A terminal is not input: a program waiting on it would only hang.
   if (options.file != "-" && !::isatty(0)) request.stdin_source.fd = 0;
 
-  engine::EngineOptions engine_options;
-  engine_options.manifest_path = options.images;
-  engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
-  engine::Engine sandbox_engine(engine_options);
-
   engine::CancelToken cancel;
   install_signal_handlers(cancel);
   TerminalSink terminal;
-  engine::RunResult result = sandbox_engine.run(request, options.json ? nullptr : &terminal, &cancel);
+  CollectingSink collected;
+  std::optional<engine::RunResult> outcome;
+  // The daemon serves the default engine settings; other knobs run in-process.
+  const bool daemon_capable = !options.no_daemon && options.kernel.empty() && options.accel == "auto" &&
+                              !options.no_snapshot && options.images.empty();
+  if (daemon_capable) {
+    engine::validate(request);
+    const std::string socket_path = daemon_socket(options);
+    if (daemon_answers(socket_path)) {
+      // The API carries stdin as a JSON string: read it now (UTF-8 only; other bytes run in-process).
+      std::string input;
+      if (request.stdin_source.fd >= 0) {
+        input = airlock::read_file("/dev/stdin", 64 << 20);
+      }
+      if (engine::is_valid_utf8(input)) {
+        engine::RunRequest remote = request;
+        remote.stdin_source = engine::StdinSource{-1, input};
+        spdlog::debug("running through airlockd at {}", socket_path);
+        outcome = airlock::cli::run_via_daemon(
+            socket_path, remote, options.json ? static_cast<engine::OutputSink&>(collected) : terminal,
+            cancel);
+        if (!outcome) request.stdin_source = engine::StdinSource{-1, input};
+      } else {
+        request.stdin_source = engine::StdinSource{-1, input};
+      }
+    }
+  }
+  if (!outcome) {
+    engine::EngineOptions engine_options;
+    engine_options.manifest_path = options.images;
+    engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
+    engine::Engine sandbox_engine(engine_options);
+    outcome = sandbox_engine.run(request, options.json ? nullptr : &terminal, &cancel);
+  }
+  engine::RunResult& result = *outcome;
 
   if (options.json) {
     std::string text = engine::to_json(result).dump() + "\n";
@@ -157,6 +216,9 @@ int main(int argc, char** argv) {
   run->add_option("--kernel", options.kernel, "Guest kernel from the image manifest (default: its default)");
   run->add_flag("--no-snapshot", options.no_snapshot,
                 "Boot a fresh kernel instead of restoring a clone of the cached template snapshot");
+  run->add_flag("--no-daemon", options.no_daemon, "Run in this process even if airlockd is serving");
+  run->add_option("--socket", options.socket,
+                  "airlockd socket to use (default $AIRLOCK_SOCKET, else <runtime dir>/airlockd.sock)");
   run->add_option("--images", options.images, "Path of the image manifest (default: beside the binary)");
 
   try {

@@ -1,5 +1,6 @@
 #include "engine/run_result.h"
 
+#include "common/error.h"
 #include "engine/run_request.h"
 
 namespace airlock::engine {
@@ -86,6 +87,61 @@ int exit_code_for(const RunResult& result) {
     case RunStatus::internal_error: return 125;
   }
   return 125;
+}
+
+std::string base64_decode(std::string_view text) {
+  static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (char c : text) {
+    if (c == '=') break;
+    size_t value = alphabet.find(c);
+    if (value == std::string::npos) throw Error(ErrorCode::protocol, "invalid base64 in a run result");
+    buffer = (buffer << 6) | static_cast<uint32_t>(value);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((buffer >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+RunResult result_from_json(const json& object) {
+  try {
+    RunResult result;
+    const std::string status = object.at("status").get<std::string>();
+    bool known = false;
+    for (RunStatus candidate : {RunStatus::ok, RunStatus::error, RunStatus::timeout, RunStatus::oom,
+                                RunStatus::output_limit, RunStatus::killed, RunStatus::internal_error}) {
+      if (to_string(candidate) == status) {
+        result.status = candidate;
+        known = true;
+      }
+    }
+    if (!known) throw Error(ErrorCode::protocol, "unknown run status '" + status + "'");
+    if (!object.at("exit_code").is_null()) result.exit_code = object.at("exit_code").get<int>();
+    if (!object.at("signal").is_null()) result.signal = object.at("signal").get<int>();
+    auto output = [&object](const char* name) {
+      std::string data = object.at(name).get<std::string>();
+      return object.at(std::string(name) + "_encoding") == "base64" ? base64_decode(data) : data;
+    };
+    result.stdout_data = output("stdout");
+    result.stderr_data = output("stderr");
+    result.stdout_truncated = object.at("stdout_truncated").get<bool>();
+    result.stderr_truncated = object.at("stderr_truncated").get<bool>();
+    const json& timing = object.at("timing");
+    result.timing = {timing.at("setup_ms").get<int64_t>(), timing.at("boot_ms").get<int64_t>(),
+                     timing.at("execute_ms").get<int64_t>(), timing.at("total_ms").get<int64_t>()};
+    result.accel = object.at("accel").get<std::string>();
+    result.from_snapshot = object.value("from_snapshot", false);
+    result.pool_hit = object.value("pool_hit", false);
+    if (!object.at("error").is_null()) result.error = object.at("error").get<std::string>();
+    return result;
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::protocol, std::string("malformed run result: ") + e.what());
+  }
 }
 
 }  // namespace airlock::engine

@@ -51,6 +51,12 @@ nlohmann::json to_json(const RunResult& result);
 // killed by a signal; 124 timeout; 137 oom; 125 output_limit / internal_error.
 int exit_code_for(const RunResult& result);
 
+// The inverse of to_json, for clients of the daemon's API. Throws
+// Error(protocol) if the object is not a run result.
+RunResult result_from_json(const nlohmann::json& object);
+
+std::string base64_decode(std::string_view text);
+
 std::string base64_encode(std::string_view bytes);
 
 }  // namespace airlock::engine

@@ -1,0 +1,138 @@
+#include "cli/daemon_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "common/unique_fd.h"
+
+namespace airlock::cli {
+
+namespace http = boost::beast::http;
+using nlohmann::json;
+
+namespace {
+
+UniqueFd connect_to(const std::string& socket_path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.empty() || socket_path.size() >= sizeof address.sun_path) return {};
+  std::copy(socket_path.begin(), socket_path.end(), address.sun_path);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return {};
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) < 0) return {};
+  return fd;
+}
+
+std::string request_body(const engine::RunRequest& request) {
+  json env = json::object();
+  for (const auto& [name, value] : request.env) env[name] = value;
+  json body = {{"language", request.language},
+               {"code", request.code},
+               {"env", env},
+               {"timeout_s", request.timeout_s},
+               {"memory_mb", request.memory_mb},
+               {"stdout_limit", request.stdout_limit},
+               {"stderr_limit", request.stderr_limit},
+               {"stdin", request.stdin_source.data}};
+  return body.dump();
+}
+
+}  // namespace
+
+std::optional<engine::RunResult> run_via_daemon(const std::string& socket_path,
+                                                const engine::RunRequest& request, engine::OutputSink& sink,
+                                                const engine::CancelToken& cancel) {
+  UniqueFd connection = connect_to(socket_path);
+  if (!connection) return std::nullopt;
+
+  const std::string body = request_body(request);
+  std::string head =
+      "POST /v1/run HTTP/1.1\r\nHost: airlockd\r\nContent-Type: application/json\r\n"
+      "Accept: application/x-ndjson\r\nConnection: close\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
+  write_all(connection.get(), head + body);
+
+  std::optional<engine::RunResult> result;
+  std::string error_body;
+  std::string pending;  // an NDJSON line not yet complete
+  auto on_line = [&](const std::string& line) {
+    json event = json::parse(line, nullptr, false);
+    if (event.is_discarded() || !event.is_object())
+      throw Error(ErrorCode::protocol, "airlockd sent a bad event");
+    const std::string type = event.value("type", "");
+    if (type == "result") {
+      result = engine::result_from_json(event.at("result"));
+      return;
+    }
+    std::string data = event.value("data", "");
+    if (event.value("encoding", "") == "base64") data = engine::base64_decode(data);
+    type == "stdout" ? sink.on_stdout(data) : sink.on_stderr(data);
+  };
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(boost::none);
+  parser.eager(true);
+  std::function<size_t(uint64_t, boost::beast::string_view, boost::system::error_code&)> on_chunk =
+      [&](uint64_t, boost::beast::string_view chunk_data, boost::system::error_code&) -> size_t {
+    std::string_view data(chunk_data.data(), chunk_data.size());
+    if (parser.get().result_int() != 200) {
+      error_body.append(data);
+      return data.size();
+    }
+    pending.append(data);
+    size_t newline;
+    while ((newline = pending.find('\n')) != std::string::npos) {
+      on_line(pending.substr(0, newline));
+      pending.erase(0, newline + 1);
+    }
+    return data.size();
+  };
+  parser.on_chunk_body(on_chunk);
+
+  std::string buffer;
+  for (;;) {
+    pollfd fds[2] = {{connection.get(), POLLIN, 0}, {cancel.fd(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) throw_errno("poll");
+    if (fds[1].revents) {
+      // Closing the connection is how a client cancels: the daemon stops the run.
+      connection.reset();
+      engine::RunResult cancelled;
+      cancelled.status = engine::RunStatus::killed;
+      cancelled.signal = 9;
+      cancelled.error = "cancelled";
+      return cancelled;
+    }
+    if (!fds[0].revents) continue;
+    char chunk[65536];
+    auto n = read_some(connection.get(), chunk, sizeof chunk);
+    if (!n) continue;
+    if (*n == 0) break;
+    buffer.append(chunk, *n);
+    boost::system::error_code error;
+    size_t used = parser.put(boost::asio::buffer(buffer), error);
+    if (error == http::error::need_more) error = {};
+    if (error) throw Error(ErrorCode::protocol, "airlockd sent a malformed response: " + error.message());
+    buffer.erase(0, used);
+    if (parser.is_done()) break;
+  }
+  if (!parser.is_header_done()) throw Error(ErrorCode::unavailable, "airlockd closed the connection");
+  const unsigned status = parser.get().result_int();
+  if (status != 200) {
+    std::string body_text = error_body.empty() ? parser.get().body() : error_body;
+    json error = json::parse(body_text, nullptr, false);
+    std::string message =
+        error.is_object() && error.contains("error") ? error["error"].value("message", body_text) : body_text;
+    throw Error(status == 400 ? ErrorCode::invalid_argument : ErrorCode::unavailable,
+                "airlockd: " + message + " (HTTP " + std::to_string(status) + ")");
+  }
+  if (!result) throw Error(ErrorCode::protocol, "airlockd ended the stream without a result");
+  return result;
+}
+
+}  // namespace airlock::cli

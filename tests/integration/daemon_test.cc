@@ -1,0 +1,244 @@
+// airlockd end to end: its HTTP API (docs/api.yaml) on a private socket, the
+// CLI going through it, admission control and shutdown.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/child_process.h"
+#include "common/error.h"
+#include "support/airlock_cli.h"
+
+extern char** environ;
+
+namespace airlock::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+};
+
+class Daemon : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("airlock-d-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    socket_ = (dir_ / "airlockd.sock").string();
+  }
+  void TearDown() override {
+    stop_daemon();
+    EXPECT_TRUE(qemu_processes(dir_.string() + "/").empty()) << "QEMU left running";
+    fs::remove_all(dir_);
+  }
+
+  std::vector<std::string> environment() const {
+    std::vector<std::string> env;
+    for (char** entry = environ; *entry; ++entry) env.emplace_back(*entry);
+    env.push_back("AIRLOCK_RUNTIME_DIR=" + dir_.string());
+    return env;
+  }
+
+  void start_daemon(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {fs::path(AIRLOCK_BIN).parent_path() / "airlockd", "--socket", socket_};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    SpawnOptions options;
+    options.env = environment();
+    daemon_ = ChildProcess::spawn(argv, options);
+    for (int i = 0; i < 600 && get("/v1/health").status != 200; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_EQ(get("/v1/health").status, 200) << "airlockd did not come up";
+  }
+
+  void stop_daemon() {
+    if (!daemon_.running()) return;
+    daemon_.kill(SIGTERM);
+    auto status = daemon_.wait_or_kill(std::chrono::seconds(30));
+    EXPECT_EQ(status.exit_code, 0) << "airlockd did not drain and exit cleanly";
+    EXPECT_FALSE(fs::exists(socket_)) << "socket left behind";
+  }
+
+  HttpReply request(const std::vector<std::string>& curl_args) {
+    std::vector<std::string> argv = {"curl", "-s", "-S", "--unix-socket", socket_, "-w", "\n%{http_code}"};
+    argv.insert(argv.end(), curl_args.begin(), curl_args.end());
+    auto result = run_command(argv, {"PATH=/usr/bin:/bin"}, std::chrono::seconds(120));
+    HttpReply reply;
+    size_t last = result.output.rfind('\n');
+    if (last == std::string::npos) return reply;
+    reply.status = std::atoi(result.output.c_str() + last + 1);
+    reply.body = result.output.substr(0, last);
+    return reply;
+  }
+  HttpReply get(const std::string& path) { return request({"http://airlockd" + path}); }
+  HttpReply post(const std::string& path, const std::string& body,
+                 const std::string& accept = "application/json") {
+    return request({"-H", "Accept: " + accept, "-d", body, "http://airlockd" + path});
+  }
+
+  void wait_for_ready(const std::string& pool) {
+    for (int i = 0; i < 600; ++i) {
+      const json listing = json::parse(get("/v1/pools").body);
+      for (const auto& entry : listing["pools"]) {
+        if (entry["name"] == pool && entry["ready"].get<int>() > 0) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "pool " << pool << " never got ready: " << get("/v1/pools").body;
+  }
+
+  static void expect_error(const HttpReply& reply, int status, const std::string& code,
+                           const std::string& needle) {
+    EXPECT_EQ(reply.status, status) << reply.body;
+    json body = json::parse(reply.body, nullptr, false);
+    ASSERT_TRUE(body.is_object() && body.contains("error")) << reply.body;
+    EXPECT_EQ(body["error"]["code"], code);
+    EXPECT_TRUE(body["error"]["retryable"].is_boolean());
+    EXPECT_NE(body["error"]["message"].get<std::string>().find(needle), std::string::npos) << reply.body;
+  }
+
+  fs::path dir_;
+  std::string socket_;
+  ChildProcess daemon_;
+};
+
+TEST_F(Daemon, RunFromTheWarmPoolMatchesTheContract) {
+  start_daemon();
+  EXPECT_EQ(fs::status(socket_).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  wait_for_ready("python-256m");
+  auto reply =
+      post("/v1/run", R"J({"language":"python","code":"print(6*7)","env":{"A":"b"},"timeout_s":10})J");
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  json result = json::parse(reply.body);
+  std::set<std::string> keys;
+  for (auto& [key, value] : result.items()) keys.insert(key);
+  EXPECT_EQ(keys, (std::set<std::string>{"status", "exit_code", "signal", "stdout", "stdout_encoding",
+                                         "stderr", "stderr_encoding", "stdout_truncated", "stderr_truncated",
+                                         "timing", "accel", "from_snapshot", "pool_hit", "error"}));
+  EXPECT_EQ(result["status"], "ok");
+  EXPECT_EQ(result["stdout"], "42\n");
+  EXPECT_EQ(result["pool_hit"], true);
+
+  json pools = json::parse(get("/v1/pools").body);
+  for (const auto& pool : pools["pools"]) {
+    if (pool["name"] == "python-256m") {
+      EXPECT_EQ(pool["hits"], 1);
+    }
+  }
+  std::string metrics = get("/metrics").body;
+  EXPECT_NE(metrics.find("airlock_runs_total{language=\"python\",status=\"ok\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("airlock_pool_hits_total{pool=\"python-256m\"} 1"), std::string::npos);
+}
+
+TEST_F(Daemon, StreamsEventsInOrderThenTheResult) {
+  start_daemon();
+  auto reply =
+      post("/v1/run", R"J({"language":"shell","code":"echo a; sleep 0.2; echo b >&2; sleep 0.2; echo c"})J",
+           "application/x-ndjson");
+  ASSERT_EQ(reply.status, 200);
+  std::vector<json> events;
+  std::istringstream lines(reply.body);
+  for (std::string line; std::getline(lines, line);) events.push_back(json::parse(line));
+  ASSERT_EQ(events.size(), 4u) << reply.body;
+  EXPECT_EQ(events[0], (json{{"type", "stdout"}, {"data", "a\n"}, {"encoding", "utf-8"}}));
+  EXPECT_EQ(events[1], (json{{"type", "stderr"}, {"data", "b\n"}, {"encoding", "utf-8"}}));
+  EXPECT_EQ(events[2], (json{{"type", "stdout"}, {"data", "c\n"}, {"encoding", "utf-8"}}));
+  EXPECT_EQ(events[3]["type"], "result");
+  EXPECT_EQ(events[3]["result"]["status"], "ok");
+}
+
+TEST_F(Daemon, BadRequestsGetTypedErrors) {
+  start_daemon({"--pool-size", "0"});
+  expect_error(post("/v1/run", R"J({"language":"python","code":"x","extra":1})J"), 400, "invalid_argument",
+               "unknown field 'extra'");
+  expect_error(post("/v1/run", "{not json"), 400, "invalid_argument", "not valid JSON");
+  expect_error(post("/v1/run", R"J({"language":"python","code":"x","timeout_s":0})J"), 400,
+               "invalid_argument", "timeout");
+  expect_error(post("/v1/run", R"J({"language":"python","code":"x","timeout_s":"1"})J"), 400,
+               "invalid_argument", "must be an integer");
+  expect_error(post("/v1/run", R"J({"code":"x"})J"), 400, "invalid_argument", "missing field 'language'");
+  expect_error(get("/v1/nothing"), 404, "not_found", "no endpoint");
+  expect_error(request({"-X", "PUT", "-d", R"J({"target":1})J", "http://airlockd/v1/pools/nope"}), 404,
+               "not_found", "no pool named 'nope'");
+  const std::string big =
+      std::string(R"J({"language":"python","code":")J") + std::string(3 << 20, 'x') + "\"}";
+  const std::string big_file = (dir_ / "big.json").string();
+  { std::ofstream(big_file) << big; }
+  expect_error(request({"-d", "@" + big_file, "http://airlockd/v1/run"}), 413, "too_large", "exceeds");
+}
+
+TEST_F(Daemon, PoolsResizeAtRuntime) {
+  start_daemon({"--pool-size", "0"});
+  auto reply = request({"-X", "PUT", "-d", R"J({"target":2})J", "http://airlockd/v1/pools/shell-256m"});
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(json::parse(reply.body)["target"], 2);
+  for (int i = 0; i < 600; ++i) {
+    bool full = false;
+    const json listing = json::parse(get("/v1/pools").body);
+    for (const auto& pool : listing["pools"]) {
+      if (pool["name"] == "shell-256m") full = pool["ready"] == 2;
+    }
+    if (full) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(qemu_processes(dir_.string() + "/").size(), 2u);
+  expect_error(request({"-X", "PUT", "-d", R"J({"target":65})J", "http://airlockd/v1/pools/shell-256m"}), 400,
+               "invalid_argument", "out of range");
+}
+
+TEST_F(Daemon, RequestsBeyondTheLimitGet429) {
+  start_daemon({"--pool-size", "0", "--max-concurrent", "1", "--max-queued", "0"});
+  HttpReply slow;
+  std::thread holder(
+      [&] { slow = post("/v1/run", R"J({"language":"shell","code":"sleep 3; echo done"})J"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  expect_error(post("/v1/run", R"J({"language":"shell","code":"echo late"})J"), 429, "overloaded",
+               "try again");
+  EXPECT_TRUE(
+      json::parse(post("/v1/run", R"J({"language":"shell","code":"true"})J").body)["error"]["retryable"]);
+  holder.join();
+  EXPECT_EQ(json::parse(slow.body)["stdout"], "done\n");
+  EXPECT_NE(get("/metrics").body.find("airlock_queue_rejections_total 2"), std::string::npos);
+}
+
+TEST_F(Daemon, TheCliGoesThroughTheDaemonWithTheSameOutputAndExitCodes) {
+  start_daemon();
+  CliOptions options;
+  options.extra_env = {"AIRLOCK_SOCKET=" + socket_, "AIRLOCK_RUNTIME_DIR=" + dir_.string()};
+  auto result = run_cli({"-v", "run", "--lang", "shell", "echo out; echo err >&2; exit 3"}, options);
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_EQ(result.out, "out\n");
+  EXPECT_NE(result.err.find("err\n"), std::string::npos);
+  EXPECT_NE(result.err.find("running through airlockd"), std::string::npos) << result.err;
+  options.stdin_data = "piped input";
+  auto piped = run_cli({"run", "--json", "--lang", "python", "import sys; print(sys.stdin.read())"}, options);
+  json parsed = json::parse(piped.out);
+  EXPECT_EQ(parsed["stdout"], "piped input\n");
+  EXPECT_EQ(parsed["pool_hit"], true);
+  auto timeout = run_cli({"run", "--timeout", "1", "--lang", "shell", "sleep 10"}, options);
+  EXPECT_EQ(timeout.exit_code, 124);
+}
+
+TEST_F(Daemon, EveryRunGetsANewVm) {
+  start_daemon();
+  post("/v1/run", R"J({"language":"shell","code":"echo x > /tmp/mark"})J");
+  json second =
+      json::parse(post("/v1/run", R"J({"language":"shell","code":"cat /tmp/mark || echo absent"})J").body);
+  EXPECT_EQ(second["stdout"], "absent\n");
+}
+
+}  // namespace
+}  // namespace airlock::testing
