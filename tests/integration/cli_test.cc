@@ -63,23 +63,6 @@ class Cli : public ::testing::Test {
   fs::path runtime_dir_;
 };
 
-std::string decode_base64(const std::string& text) {
-  static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (char c : text) {
-    if (c == '=') break;
-    buffer = (buffer << 6) | static_cast<uint32_t>(alphabet.find(c));
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buffer >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
 TEST_F(Cli, PythonPrints42) {
   auto result = airlock({"run", "--lang", "python", "print(6*7)"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
@@ -184,9 +167,9 @@ TEST_F(Cli, ArbitraryBytesRoundTripExactly) {
 
   json result = airlock_json({"run", "--lang", "python", code});
   EXPECT_EQ(result["stdout_encoding"], "base64");
-  EXPECT_TRUE(decode_base64(result["stdout"]) == all_bytes);
+  EXPECT_TRUE(engine::base64_decode(result["stdout"]) == all_bytes);
   EXPECT_EQ(result["stderr_encoding"], "base64");
-  EXPECT_TRUE(decode_base64(result["stderr"]) == std::string("\xff\x00\xfe", 3));
+  EXPECT_TRUE(engine::base64_decode(result["stderr"]) == std::string("\xff\x00\xfe", 3));
 }
 
 TEST_F(Cli, FiveMebibytesOfOutputAreCappedAndFlagged) {
