@@ -167,9 +167,9 @@ TEST_F(Cli, ArbitraryBytesRoundTripExactly) {
 
   json result = airlock_json({"run", "--lang", "python", code});
   EXPECT_EQ(result["stdout_encoding"], "base64");
-  EXPECT_TRUE(engine::base64_decode(result["stdout"]) == all_bytes);
+  EXPECT_TRUE(engine::base64_decode(result["stdout"].get<std::string>()) == all_bytes);
   EXPECT_EQ(result["stderr_encoding"], "base64");
-  EXPECT_TRUE(engine::base64_decode(result["stderr"]) == std::string("\xff\x00\xfe", 3));
+  EXPECT_TRUE(engine::base64_decode(result["stderr"].get<std::string>()) == std::string("\xff\x00\xfe", 3));
 }
 
 TEST_F(Cli, FiveMebibytesOfOutputAreCappedAndFlagged) {
