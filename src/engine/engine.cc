@@ -225,6 +225,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
   }
 
   ReadyGuest guest;
+  guest.language_ = &language;
   guest.run_dir_ = TempDir::create(options_.runtime_dir, "run-");
   guest.accel_ = resolved.accel.accel;
   auto start = [&](bool from_snapshot) {
@@ -274,6 +275,22 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     start(false);
   }
   return guest;
+}
+
+void Engine::warm_guest(ReadyGuest& guest) {
+  const Language& language = *guest.language_;
+  protocol::Exec warmup;
+  warmup.argv = language.warmup;
+  warmup.env = guest_environment(language, RunRequest{});
+  warmup.cwd = kWorkDir;
+  warmup.uid = kSandboxUid;
+  warmup.gid = kSandboxUid;
+  warmup.timeout_ms = 60'000;
+  ExecOutcome outcome = guest.session().execute(warmup, StdinSource{}, nullptr, std::chrono::seconds(60));
+  if (!outcome.report || outcome.report->exit_code != 0) {
+    throw Error(ErrorCode::vm, "warming a pooled " + language.name + " guest failed: " +
+                                   (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));
+  }
 }
 
 RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelToken* cancel,

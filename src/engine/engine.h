@@ -61,6 +61,7 @@ class ReadyGuest {
   std::unique_ptr<vmm::Vm> vm_;
   std::unique_ptr<GuestSession> session_;
   bool from_snapshot_ = false;
+  const Language* language_ = nullptr;
   vmm::Accel accel_ = vmm::Accel::tcg;
   RunTiming timing_;
 };
@@ -80,6 +81,12 @@ class Engine {
 
   // The accelerator runs with this choice use (probes KVM once if needed).
   vmm::Accel accelerator(vmm::AccelChoice choice);
+
+  // Runs the language's warm-up (our code) in a guest that waits in a pool:
+  // a new QEMU process translates guest code from scratch, and this pays
+  // that, and the first-touch copy-on-write faults, before a request comes.
+  // The prestarted interpreter is left waiting. Throws Error on failure.
+  void warm_guest(ReadyGuest& guest);
 
   // Starts a guest for a profile, ready for one request. Throws Error on failure.
   ReadyGuest start_guest(const Profile& profile, const CancelToken* cancel = nullptr);

@@ -97,6 +97,7 @@ void WarmPool::refill_loop() {
     bool failed = false;
     try {
       guest.emplace(engine_.start_guest(profile_, &stop_));
+      engine_.warm_guest(*guest);
     } catch (const std::exception&) {
       failed = true;
     }

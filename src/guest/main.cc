@@ -227,7 +227,8 @@ int serve() {
           channel.send(FrameType::error, frame->stream, protocol::ErrorReport{e.what()}.to_payload());
           break;
         }
-        if (!run_program(channel, frame->stream, request, std::move(program))) return 0;
+        const pid_t spare = prestarted ? prestarted->pid : -1;
+        if (!run_program(channel, frame->stream, request, std::move(program), spare)) return 0;
         break;
       }
       case FrameType::stdin_data:

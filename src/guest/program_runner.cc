@@ -1,5 +1,6 @@
 #include "guest/program_runner.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -90,6 +91,48 @@ struct OutputStream {
   ::_exit(127);
 }
 
+bool is_zombie(long pid) {
+  try {
+    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat", 4096);
+    size_t close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+  } catch (const Error&) {
+    return true;  // gone already
+  }
+}
+
+// SIGKILLs every process but PID 1 (us) and `spare`. With nothing to spare,
+// kill(-1) does it atomically; otherwise each live process in /proc is
+// killed, pass after pass until none is left (a fork may land between
+// passes). Zombies are left for the caller's reaping, which needs them.
+void kill_all_but(pid_t spare) {
+  if (spare <= 0) {
+    ::kill(-1, SIGKILL);
+    return;
+  }
+  for (int pass = 0; pass < 100; ++pass) {
+    bool killed_any = false;
+    if (DIR* proc = ::opendir("/proc")) {
+      while (dirent* entry = ::readdir(proc)) {
+        char* end;
+        long pid = std::strtol(entry->d_name, &end, 10);
+        if (*end != '\0' || pid <= 1 || pid == spare || is_zombie(pid)) continue;
+        // Kernel threads ignore SIGKILL; only processes with a user address space count.
+        std::string cmdline;
+        try {
+          cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline", 16);
+        } catch (const Error&) {
+          continue;
+        }
+        if (cmdline.empty()) continue;
+        if (::kill(static_cast<pid_t>(pid), SIGKILL) == 0) killed_any = true;
+      }
+      ::closedir(proc);
+    }
+    if (!killed_any) return;
+  }
+}
+
 }  // namespace
 
 Program start_program(const protocol::Exec& request, bool with_control) {
@@ -124,7 +167,8 @@ Program start_program(const protocol::Exec& request, bool with_control) {
   return program;
 }
 
-bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& request, Program program) {
+bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& request, Program program,
+                 pid_t spare) {
   const auto started = std::chrono::steady_clock::now();
   OomWatch oom_watch;
   const pid_t child = program.pid;
@@ -163,7 +207,7 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
   auto drain_deadline = kNoDeadline;
 
   auto kill_everything = [&]() {
-    if (!killed_everything) ::kill(-1, SIGKILL);
+    if (!killed_everything) kill_all_but(spare);
     killed_everything = true;
   };
   auto ack_stdin = [&]() {
@@ -288,7 +332,7 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
     }
   }
   // No process of this run may outlive it.
-  if (!killed_everything) ::kill(-1, SIGKILL);
+  if (!killed_everything) kill_all_but(spare);
   while (::waitpid(-1, nullptr, WNOHANG) > 0) {
   }
 

@@ -30,8 +30,10 @@ Program start_program(const protocol::Exec& request, bool with_control);
 // (capped), stdin as the host sends it, until the program exits or is killed
 // (cancel, output limit, backstop timeout). Since the agent is PID 1, every
 // other process in the VM belongs to the run, so ending it kills them all
-// (kill(-1)) and reaps every zombie. `request` supplies the limits.
-// Returns false if the host hung up.
-bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& request, Program program);
+// (kill(-1)) and reaps every zombie, except `spare`: a prestarted interpreter
+// this run did not use, kept for the request the VM is being warmed for.
+// `request` supplies the limits. Returns false if the host hung up.
+bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& request, Program program,
+                 pid_t spare = -1);
 
 }  // namespace airlock::guest

@@ -224,6 +224,7 @@ TEST_F(Daemon, TheCliGoesThroughTheDaemonWithTheSameOutputAndExitCodes) {
   EXPECT_NE(result.err.find("err\n"), std::string::npos);
   EXPECT_NE(result.err.find("running through airlockd"), std::string::npos) << result.err;
   options.stdin_data = "piped input";
+  wait_for_ready("python-256m");
   auto piped = run_cli({"run", "--json", "--lang", "python", "import sys; print(sys.stdin.read())"}, options);
   json parsed = json::parse(piped.out);
   EXPECT_EQ(parsed["stdout"], "piped input\n");

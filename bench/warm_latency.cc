@@ -1,0 +1,186 @@
+// Warm-pool benchmark (not a test): airlockd on a private socket, `print(1)`
+// requests through the Unix socket, against host baselines in the same run:
+// Debian's /usr/bin/python3 -c and the same under bubblewrap.
+//
+//   build/bin/bench_warm_latency [requests]   (default 200)
+//
+// Prints p50/p99 of requests that found a ready VM (paced: each waits for
+// the pool to refill first), the baselines, their ratio, and sustained
+// back-to-back runs/second with a fresh VM per run.
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/child_process.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/io.h"
+#include "common/temp_dir.h"
+#include "engine/paths.h"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using airlock::SteadyClock;
+using nlohmann::json;
+
+namespace {
+
+double ms_since(SteadyClock::time_point start) {
+  return std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
+}
+
+double percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  size_t index = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
+  return values[std::min(index, values.size() - 1)];
+}
+
+// One HTTP exchange on a fresh Unix-socket connection; returns the body.
+std::string http(const std::string& socket_path, const std::string& method, const std::string& path,
+                 const std::string& body = "") {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::copy(socket_path.begin(), socket_path.end(), address.sun_path);
+  airlock::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) < 0)
+    airlock::throw_errno("connect");
+  airlock::write_all(fd.get(), method + " " + path +
+                                   " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\n\r\n" + body);
+  std::string response;
+  char buffer[65536];
+  while (auto n = airlock::read_some(fd.get(), buffer, sizeof buffer)) {
+    if (*n == 0) break;
+    response.append(buffer, *n);
+  }
+  size_t start = response.find("\r\n\r\n");
+  return start == std::string::npos ? "" : response.substr(start + 4);
+}
+
+int ready_vms(const std::string& socket_path, const std::string& pool) {
+  json listing = json::parse(http(socket_path, "GET", "/v1/pools"));
+  for (const auto& entry : listing["pools"]) {
+    if (entry["name"] == pool) return entry["ready"].get<int>();
+  }
+  return 0;
+}
+
+std::vector<double> time_command(const std::vector<std::string>& argv, int runs) {
+  std::vector<double> times;
+  for (int i = 0; i < runs; ++i) {
+    auto start = SteadyClock::now();
+    auto result = airlock::run_command(argv, {"PATH=/usr/bin:/bin"}, std::chrono::seconds(30));
+    times.push_back(ms_since(start));
+    if (result.output != "1\n")
+      throw airlock::Error(airlock::ErrorCode::internal, "baseline failed: " + result.output);
+  }
+  return times;
+}
+
+int run_benchmark(int requests) {
+  const fs::path bin_dir = fs::read_symlink("/proc/self/exe").parent_path();
+  airlock::TempDir runtime = airlock::TempDir::create(airlock::engine::default_runtime_dir(), "run-bench-");
+  const std::string socket_path = runtime.file("airlockd.sock");
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry; ++entry) env.emplace_back(*entry);
+  env.push_back("AIRLOCK_RUNTIME_DIR=" + runtime.path());
+  airlock::SpawnOptions options;
+  options.env = env;
+  airlock::ChildProcess daemon = airlock::ChildProcess::spawn(
+      {(bin_dir / "airlockd").string(), "--socket", socket_path, "--pool-size", "2"}, options);
+  auto wait_ready = [&](int count) {
+    for (int i = 0; i < 2000; ++i) {
+      try {
+        if (ready_vms(socket_path, "python-256m") >= count) return;
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    throw airlock::Error(airlock::ErrorCode::internal, "the python pool did not fill");
+  };
+  const std::string request = R"J({"language":"python","code":"print(1)"})J";
+  wait_ready(2);
+  std::vector<double> warm, host, bwrap;
+  int hits = 0;
+  for (int i = 0; i < requests; ++i) {
+    wait_ready(2);  // a full pool: no refill competes with the measured request
+    auto start = SteadyClock::now();
+    json result = json::parse(http(socket_path, "POST", "/v1/run", request));
+    warm.push_back(ms_since(start));
+    if (result["stdout"] != "1\n")
+      throw airlock::Error(airlock::ErrorCode::internal, "bad run: " + result.dump());
+    hits += result["pool_hit"].get<bool>();
+    if (i % 20 == 0) {  // baselines interleaved, so drift hits both
+      auto h = time_command({"/usr/bin/python3", "-c", "print(1)"}, 2);
+      host.insert(host.end(), h.begin(), h.end());
+      auto b = time_command({"bwrap",
+                             "--ro-bind",
+                             "/usr",
+                             "/usr",
+                             "--symlink",
+                             "usr/lib64",
+                             "/lib64",
+                             "--symlink",
+                             "usr/lib",
+                             "/lib",
+                             "--symlink",
+                             "usr/bin",
+                             "/bin",
+                             "--proc",
+                             "/proc",
+                             "--dev",
+                             "/dev",
+                             "--unshare-all",
+                             "--die-with-parent",
+                             "/usr/bin/python3",
+                             "-c",
+                             "print(1)"},
+                            2);
+      bwrap.insert(bwrap.end(), b.begin(), b.end());
+    }
+  }
+  // Sustained: back to back, each run a fresh VM (pool hit or not).
+  const int sustained_runs = 20;
+  auto sustained_start = SteadyClock::now();
+  for (int i = 0; i < sustained_runs; ++i) http(socket_path, "POST", "/v1/run", request);
+  const double runs_per_second = sustained_runs / (ms_since(sustained_start) / 1000.0);
+
+  daemon.kill(SIGTERM);
+  daemon.wait_or_kill(std::chrono::seconds(30));
+
+  std::printf("warm print(1) through airlockd's Unix socket, %d requests (pool hits: %d), TCG\n", requests,
+              hits);
+  std::printf("  airlock warm run        p50 %7.1f ms   p99 %7.1f ms\n", percentile(warm, 0.5),
+              percentile(warm, 0.99));
+  std::printf("  host /usr/bin/python3   p50 %7.1f ms   (%zu runs)\n", percentile(host, 0.5), host.size());
+  std::printf("  bwrap ... python3       p50 %7.1f ms   (%zu runs)\n", percentile(bwrap, 0.5), bwrap.size());
+  std::printf("  ratio airlock p50 / bwrap p50       %6.2fx\n",
+              percentile(warm, 0.5) / percentile(bwrap, 0.5));
+  std::printf("  ratio airlock p50 / host python p50 %6.2fx\n",
+              percentile(warm, 0.5) / percentile(host, 0.5));
+  std::printf("  sustained, fresh VM per run, back to back: %.1f runs/s (2 cores)\n", runs_per_second);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_benchmark(argc > 1 ? std::max(20, std::atoi(argv[1])) : 200);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_warm_latency: %s\n", e.what());
+    return 1;
+  }
+}
