@@ -47,6 +47,27 @@ std::vector<std::string> guest_environment(const Language& language, const RunRe
   return env;
 }
 
+// An exec of Airlock's own code (warm-up, prestarted interpreter) as the sandbox user.
+protocol::Exec own_exec(const Language& language, const std::vector<std::string>& argv) {
+  protocol::Exec exec;
+  exec.argv = argv;
+  exec.env = guest_environment(language, RunRequest{});
+  exec.cwd = kWorkDir;
+  exec.uid = kSandboxUid;
+  exec.gid = kSandboxUid;
+  exec.timeout_ms = 60'000;
+  return exec;
+}
+
+void run_warmup(GuestSession& session, const Language& language) {
+  ExecOutcome outcome =
+      session.execute(own_exec(language, language.warmup), StdinSource{}, nullptr, std::chrono::seconds(60));
+  if (!outcome.report || outcome.report->exit_code != 0) {
+    throw Error(ErrorCode::vm, "the " + language.name + " warm-up failed: " +
+                                   (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));
+  }
+}
+
 bool can_use_prestarted(const Language& language, const RunRequest& request) {
   if (language.prestart.empty()) return false;
   for (const auto& [name, value] : request.env) {
@@ -150,21 +171,9 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     std::unique_ptr<vmm::Vm> vm = backend_->start(config);
     GuestSession session(*vm, cancel);
     session.await_hello(SteadyClock::now() + kBootTimeout);
-    protocol::Exec warmup;
-    warmup.argv = language.warmup;
-    warmup.env = guest_environment(language, RunRequest{});
-    warmup.cwd = kWorkDir;
-    warmup.uid = kSandboxUid;
-    warmup.gid = kSandboxUid;
-    warmup.timeout_ms = 60'000;
-    ExecOutcome outcome = session.execute(warmup, StdinSource{}, nullptr, std::chrono::seconds(60));
-    if (!outcome.report || outcome.report->exit_code != 0) {
-      throw Error(ErrorCode::vm, "warming up the " + language.name + " template failed: " +
-                                     (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));
-    }
+    run_warmup(session, language);
     if (!language.prestart.empty()) {
-      protocol::Exec interpreter = warmup;
-      interpreter.argv = language.prestart;
+      protocol::Exec interpreter = own_exec(language, language.prestart);
       session.prestart(interpreter, SteadyClock::now() + std::chrono::seconds(60));
     }
     vm->save_snapshot(paths.state);
@@ -277,21 +286,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
   return guest;
 }
 
-void Engine::warm_guest(ReadyGuest& guest) {
-  const Language& language = *guest.language_;
-  protocol::Exec warmup;
-  warmup.argv = language.warmup;
-  warmup.env = guest_environment(language, RunRequest{});
-  warmup.cwd = kWorkDir;
-  warmup.uid = kSandboxUid;
-  warmup.gid = kSandboxUid;
-  warmup.timeout_ms = 60'000;
-  ExecOutcome outcome = guest.session().execute(warmup, StdinSource{}, nullptr, std::chrono::seconds(60));
-  if (!outcome.report || outcome.report->exit_code != 0) {
-    throw Error(ErrorCode::vm, "warming a pooled " + language.name + " guest failed: " +
-                                   (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));
-  }
-}
+void Engine::warm_guest(ReadyGuest& guest) { run_warmup(guest.session(), *guest.language_); }
 
 RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelToken* cancel,
                       std::optional<ReadyGuest> pooled) {
