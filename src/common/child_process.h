@@ -20,7 +20,10 @@ struct SpawnOptions {
   std::vector<std::string> env;
   // Own process group, so a terminal's Ctrl-C reaches only us and we decide.
   bool new_process_group = true;
-  // SIGKILL the child if this process dies, however it dies.
+  // SIGKILL the child if this process dies, however it dies. Beware: Linux
+  // ties PR_SET_PDEATHSIG to the *thread* that forked, so a child must not
+  // outlive the thread that spawned it (pools spawn from their long-lived
+  // refill thread; a request thread destroys its VM before it ends).
   bool die_with_parent = true;
 };
 
