@@ -233,6 +233,26 @@ TEST_F(Daemon, TheCliGoesThroughTheDaemonWithTheSameOutputAndExitCodes) {
   EXPECT_EQ(timeout.exit_code, 124);
 }
 
+TEST_F(Daemon, ACrashedDaemonLeavesNoVmsAndItsSuccessorReapsItsDirectories) {
+  start_daemon();
+  wait_for_ready("shell-256m");
+  std::set<std::string> old_dirs;
+  for (auto& entry : fs::directory_iterator(dir_)) {
+    if (entry.path().filename().string().rfind("run-", 0) == 0) old_dirs.insert(entry.path().string());
+  }
+  ASSERT_FALSE(old_dirs.empty());
+  daemon_.kill(SIGKILL);
+  daemon_.wait();
+  // Pool VMs die with the daemon (PR_SET_PDEATHSIG); give the kernel a moment.
+  for (int i = 0; i < 50 && !qemu_processes(dir_.string() + "/").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(qemu_processes(dir_.string() + "/").empty()) << "VMs outlived a SIGKILLed daemon";
+  EXPECT_TRUE(fs::exists(socket_));  // the dead daemon's socket file; the successor replaces it
+  start_daemon();
+  for (const auto& old : old_dirs) EXPECT_FALSE(fs::exists(old)) << old << " was not reaped";
+}
+
 TEST_F(Daemon, EveryRunGetsANewVm) {
   start_daemon();
   post("/v1/run", R"J({"language":"shell","code":"echo x > /tmp/mark"})J");
