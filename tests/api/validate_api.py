@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""Checks real airlockd responses against the contract in docs/api.yaml.
+
+Starts a private airlockd, sends one request of every kind (successes and
+errors) over its Unix socket, and validates each response body against the
+schema the spec names for that endpoint and status. Exits non-zero naming
+the first response that breaks the contract; prints 'N passed, 0 failed'.
+
+Usage: validate_api.py <airlockd binary> <docs/api.yaml>
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import jsonschema
+import yaml
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("airlockd", timeout=120)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def call(sock, method, path, body=None, accept="application/json"):
+    connection = UnixConnection(sock)
+    headers = {"Accept": accept}
+    data = None if body is None else (body if isinstance(body, (str, bytes)) else json.dumps(body))
+    connection.request(method, path, body=data, headers=headers)
+    response = connection.getresponse()
+    payload = response.read().decode()
+    connection.close()
+    return response.status, response.getheader("Content-Type", ""), payload
+
+
+def main():
+    daemon_binary, spec_path = sys.argv[1], sys.argv[2]
+    with open(spec_path) as spec_file:
+        spec = yaml.safe_load(spec_file)
+    components = spec["components"]
+
+    def schema_of(path, method, status, content_type):
+        operation = spec["paths"][path][method]
+        response = operation["responses"][str(status)]
+        if "$ref" in response:
+            response = components["responses"][response["$ref"].split("/")[-1]]
+        schema = response["content"][content_type]["schema"]
+        # Resolve '#/components/...' references against the whole spec.
+        return {**schema, "components": components}
+
+    passed = []
+
+    def check(label, path, method, status, content_type, document):
+        schema = schema_of(path, method, status, content_type)
+        try:
+            jsonschema.validate(document, schema, cls=jsonschema.Draft202012Validator)
+        except jsonschema.ValidationError as error:
+            sys.exit(f"FAIL {label}: response does not match docs/api.yaml: {error.message}\n{document}")
+        passed.append(label)
+
+    with tempfile.TemporaryDirectory(prefix="airlock-api-") as runtime:
+        sock = os.path.join(runtime, "airlockd.sock")
+        env = dict(os.environ, AIRLOCK_RUNTIME_DIR=runtime)
+        daemon = subprocess.Popen([daemon_binary, "--socket", sock, "--pool-size", "1"], env=env)
+        try:
+            for _ in range(600):
+                try:
+                    if call(sock, "GET", "/v1/health")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.05)
+
+            status, _, body = call(sock, "GET", "/v1/health")
+            check("GET /v1/health", "/v1/health", "get", status, "application/json", json.loads(body))
+
+            status, _, body = call(sock, "POST", "/v1/run", {"language": "python", "code": "print('ok')"})
+            assert status == 200, body
+            check("POST /v1/run json", "/v1/run", "post", 200, "application/json", json.loads(body))
+
+            status, _, body = call(sock, "POST", "/v1/run",
+                                   {"language": "python", "code": "import sys; sys.stdout.buffer.write(b'\\xff'); print('x', file=sys.stderr)",
+                                    "stdin": "in", "env": {"A": "b"}, "timeout_s": 5, "memory_mb": 256,
+                                    "stdout_limit": 100, "stderr_limit": 100},
+                                   accept="application/x-ndjson")
+            assert status == 200, body
+            lines = [json.loads(line) for line in body.splitlines()]
+            for number, event in enumerate(lines):
+                check(f"POST /v1/run ndjson event {number}", "/v1/run", "post", 200, "application/x-ndjson", event)
+            assert lines[-1]["type"] == "result"
+
+            status, _, body = call(sock, "GET", "/v1/pools")
+            check("GET /v1/pools", "/v1/pools", "get", status, "application/json", json.loads(body))
+
+            status, _, body = call(sock, "PUT", "/v1/pools/shell-256m", {"target": 1})
+            check("PUT /v1/pools/{name}", "/v1/pools/{name}", "put", status, "application/json", json.loads(body))
+
+            for label, request, expected in [
+                ("unknown field", {"language": "python", "code": "x", "nope": 1}, 400),
+                ("bad timeout", {"language": "python", "code": "x", "timeout_s": 999}, 400),
+                ("not JSON", "{", 400),
+            ]:
+                status, _, body = call(sock, "POST", "/v1/run", request)
+                assert status == expected, (label, status, body)
+                check(f"POST /v1/run {label}", "/v1/run", "post", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "PUT", "/v1/pools/none", {"target": 1})
+            assert status == 404, body
+            check("PUT /v1/pools unknown", "/v1/pools/{name}", "put", status, "application/json", json.loads(body))
+
+            status, content_type, body = call(sock, "GET", "/metrics")
+            assert status == 200 and content_type.startswith("text/plain") and "airlock_runs_total" in body
+            passed.append("GET /metrics")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            if daemon.wait(timeout=60) != 0:
+                sys.exit("FAIL: airlockd did not exit cleanly on SIGTERM")
+
+    for label in passed:
+        print(f"ok  {label}")
+    print(f"{len(passed)} passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main()
