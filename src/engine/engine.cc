@@ -143,7 +143,14 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
                                   const std::string& rootfs, vmm::Accel accel, int memory_mb) {
   // Everything the saved state depends on: a change to any of it makes a new
   // template rather than a clone of a guest that no longer matches.
-  std::string initramfs_digest = stable_hash(read_file(kernel.initramfs, 256 << 20));
+  std::string initramfs_digest;
+  {
+    // Hashing a megabyte on every VM start is waste: once per file version.
+    std::lock_guard lock(state_mutex_);
+    std::string& digest = initramfs_digests_[file_identity(kernel.initramfs)];
+    if (digest.empty()) digest = stable_hash(read_file(kernel.initramfs, 256 << 20));
+    initramfs_digest = digest;
+  }
   std::string key = std::to_string(protocol::kProtocolVersion) + "|" + language.name + "|" +
                     std::to_string(memory_mb) + "|" + std::string(vmm::to_string(accel)) + "|" +
                     file_identity(kernel.path) + "|" + initramfs_digest + "|" + kernel.machine + "|" +

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -116,6 +117,7 @@ class Engine {
   std::unique_ptr<vmm::VmBackend> backend_;
   std::optional<ImageCatalog> catalog_;
   std::optional<vmm::AccelDecision> automatic_accel_;
+  std::map<std::string, std::string> initramfs_digests_;  // file identity -> content hash
 };
 
 }  // namespace airlock::engine
