@@ -1,11 +1,13 @@
 #include "server/http_server.h"
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -23,9 +25,10 @@ using Socket = asio::local::stream_protocol::socket;
 
 namespace {
 
+template <typename Stream>
 class BeastWriter final : public ResponseWriter {
  public:
-  BeastWriter(Socket& socket, bool keep_alive) : socket_(socket), keep_alive_(keep_alive) {}
+  BeastWriter(Stream& socket, bool keep_alive) : socket_(socket), keep_alive_(keep_alive) {}
 
   void send(int status, const std::string& content_type, const std::string& body) override {
     http::response<http::string_body> response{static_cast<http::status>(status), 11};
@@ -70,11 +73,20 @@ class BeastWriter final : public ResponseWriter {
   bool done() const { return done_; }
 
  private:
-  Socket& socket_;
+  Stream& socket_;
   bool keep_alive_;
   bool client_gone_ = false;
   bool done_ = false;
 };
+
+// Constant time, so the comparison leaks nothing about the token.
+bool same_secret(const std::string& given, const std::string& expected) {
+  unsigned char difference = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < given.size(); ++i) {
+    difference |= static_cast<unsigned char>(given[i] ^ expected[i % std::max<size_t>(1, expected.size())]);
+  }
+  return difference == 0;
+}
 
 std::string error_body(const std::string& code, const std::string& message) {
   std::string escaped;
@@ -124,45 +136,47 @@ void HttpServer::stop() {
 
 void HttpServer::serve() {
   while (!stopping_) {
-    pollfd p{listener_.get(), POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    ucred peer{};
-    socklen_t length = sizeof peer;
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) < 0 ||
-        (peer.uid != ::getuid() && peer.uid != 0)) {
-      ::close(fd);
-      continue;
-    }
-    {
-      std::lock_guard lock(mutex_);
-      ++connections_;
-      open_fds_.insert(fd);
-    }
-    std::thread([this, fd] {
-      try {
-        handle_connection(fd);
-      } catch (...) {
+    pollfd listeners[2] = {{listener_.get(), POLLIN, 0}, {tcp_listener_.get(), POLLIN, 0}};
+    if (::poll(listeners, 2, 100) <= 0) continue;
+    for (int which = 0; which < 2; ++which) {
+      if (!(listeners[which].revents & POLLIN)) continue;
+      const bool tcp = which == 1;
+      int fd = ::accept4(listeners[which].fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      if (!tcp) {
+        ucred peer{};
+        socklen_t length = sizeof peer;
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) < 0 ||
+            (peer.uid != ::getuid() && peer.uid != 0)) {
+          ::close(fd);
+          continue;
+        }
       }
-      std::lock_guard lock(mutex_);
-      // Closed only now, under the lock, so stop() never shuts a reused number.
-      open_fds_.erase(fd);
-      ::close(fd);
-      --connections_;
-      idle_.notify_all();
-    }).detach();
+      {
+        std::lock_guard lock(mutex_);
+        ++connections_;
+        open_fds_.insert(fd);
+      }
+      std::thread([this, fd, tcp] {
+        try {
+          handle_connection(fd, tcp);
+        } catch (...) {
+        }
+        std::lock_guard lock(mutex_);
+        // Closed only now, under the lock, so stop() never shuts a reused number.
+        open_fds_.erase(fd);
+        ::close(fd);
+        --connections_;
+        idle_.notify_all();
+      }).detach();
+    }
   }
   std::unique_lock lock(mutex_);
   idle_.wait(lock, [this] { return connections_ == 0; });
 }
 
-void HttpServer::handle_connection(int fd) {
-  asio::io_context context;
-  // The socket object owns a duplicate; the original stays registered for stop().
-  int own = ::dup(fd);
-  if (own < 0) return;
-  Socket socket(context, asio::local::stream_protocol(), own);
+template <typename Stream>
+void HttpServer::serve_stream(Stream& socket, bool needs_token) {
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -170,7 +184,7 @@ void HttpServer::handle_connection(int fd) {
     beast::error_code error;
     http::read(socket, buffer, parser, error);
     if (error == http::error::body_limit) {
-      BeastWriter writer(socket, false);
+      BeastWriter<Stream> writer(socket, false);
       writer.send(
           413, "application/json",
           error_body("too_large", "request body exceeds " + std::to_string(kMaxBodyBytes) + " bytes"));
@@ -186,11 +200,51 @@ void HttpServer::handle_connection(int fd) {
     request.accept = std::string(message[http::field::accept]);
     request.authorization = std::string(message[http::field::authorization]);
     const bool keep_alive = message.keep_alive() && !stopping_;
-    BeastWriter writer(socket, keep_alive);
+    BeastWriter<Stream> writer(socket, keep_alive);
+    if (needs_token && !same_secret(request.authorization, "Bearer " + token_)) {
+      writer.send(401, "application/json", error_body("unauthorized", "missing or wrong bearer token"));
+      return;
+    }
     handler_(request, writer);
     if (!writer.done()) writer.send(500, "application/json", error_body("internal", "no response"));
     if (!keep_alive) return;
   }
+}
+
+void HttpServer::handle_connection(int fd, bool tcp) {
+  asio::io_context context;
+  // The socket object owns a duplicate; the original stays registered for stop().
+  int own = ::dup(fd);
+  if (own < 0) return;
+  if (tcp) {
+    asio::ip::tcp::socket socket(context, asio::ip::tcp::v4(), own);
+    serve_stream(socket, true);
+  } else {
+    Socket socket(context, asio::local::stream_protocol(), own);
+    serve_stream(socket, false);
+  }
+}
+
+void HttpServer::listen_tcp(const std::string& host, int port, std::string token) {
+  if (host != "127.0.0.1" && host != "localhost") {
+    throw Error(ErrorCode::invalid_argument,
+                "refusing to listen on " + host + ": TCP is for loopback (127.0.0.1) only");
+  }
+  if (token.size() < 16)
+    throw Error(ErrorCode::invalid_argument, "the bearer token must be at least 16 characters");
+  token_ = std::move(token);
+  tcp_listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!tcp_listener_) throw_errno("socket");
+  int one = 1;
+  ::setsockopt(tcp_listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(tcp_listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) < 0) {
+    throw_errno("bind", host + ":" + std::to_string(port));
+  }
+  if (::listen(tcp_listener_.get(), 64) < 0) throw_errno("listen", host + ":" + std::to_string(port));
 }
 
 }  // namespace airlock::server

@@ -34,7 +34,8 @@ using HttpHandler = std::function<void(const HttpRequest&, ResponseWriter&)>;
 
 // HTTP/1.1 on a Unix socket (Boost.Beast), a thread per connection. The
 // socket is created mode 0600 and each connection's peer credentials are
-// checked: only this process's uid (or root) is served.
+// checked: only this process's uid (or root) is served. Optionally also TCP
+// on loopback, where a bearer token takes the place of peer credentials.
 class HttpServer {
  public:
   static constexpr size_t kMaxBodyBytes = 2 << 20;
@@ -42,15 +43,22 @@ class HttpServer {
   HttpServer(std::string socket_path, HttpHandler handler);
   ~HttpServer();
 
+  // Also serves TCP on loopback; every request there must carry
+  // `Authorization: Bearer <token>` (401 otherwise).
+  void listen_tcp(const std::string& host, int port, std::string token);
   void serve();  // returns after stop() once every connection has finished
   void stop();   // stops accepting; in-flight requests finish
 
  private:
-  void handle_connection(int fd);
+  void handle_connection(int fd, bool tcp);
+  template <typename Stream>
+  void serve_stream(Stream& socket, bool needs_token);
 
   std::string socket_path_;
   HttpHandler handler_;
   UniqueFd listener_;
+  UniqueFd tcp_listener_;
+  std::string token_;
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::condition_variable idle_;

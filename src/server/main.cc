@@ -4,12 +4,14 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <thread>
 
 #include "common/error.h"
+#include "common/io.h"
 #include "engine/engine.h"
 #include "engine/languages.h"
 #include "engine/paths.h"
@@ -29,7 +31,21 @@ struct Options {
   int max_concurrent = 4;
   int max_queued = 16;
   int queue_timeout_s = 10;
+  std::string listen;      // host:port on loopback, optional
+  std::string token_file;  // required with listen
 };
+
+std::string read_token(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) < 0) throw_errno("stat", path);
+  if (info.st_mode & 077) {
+    throw Error(ErrorCode::invalid_argument,
+                "token file " + path + " is readable by others; make it owner-only (chmod 600)");
+  }
+  std::string token = read_file(path, 4096);
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  return token;
+}
 
 std::string default_socket() {
   if (const char* path = std::getenv("AIRLOCK_SOCKET"); path && *path) return path;
@@ -64,6 +80,16 @@ int serve(const Options& options) {
                             [&api](const server::HttpRequest& request, server::ResponseWriter& writer) {
                               api.handle(request, writer);
                             });
+  if (!options.listen.empty()) {
+    if (options.token_file.empty()) throw Error(ErrorCode::invalid_argument, "--listen needs --token-file");
+    const size_t colon = options.listen.rfind(':');
+    if (colon == std::string::npos) {
+      throw Error(ErrorCode::invalid_argument, "--listen takes host:port, e.g. 127.0.0.1:8719");
+    }
+    server.listen_tcp(options.listen.substr(0, colon), std::stoi(options.listen.substr(colon + 1)),
+                      read_token(options.token_file));
+    spdlog::info("also serving on {} (bearer token required)", options.listen);
+  }
   std::thread signal_waiter([&server, &stop_signals] {
     int received = 0;
     ::sigwait(&stop_signals, &received);
@@ -92,6 +118,8 @@ int main(int argc, char** argv) {
   app.add_option("--socket", options.socket,
                  "Unix socket to serve on (default $AIRLOCK_SOCKET, else <runtime dir>/airlockd.sock)");
   app.add_option("--images", options.images, "Image manifest (default: beside the binary)");
+  app.add_option("--listen", options.listen, "Also serve TCP on loopback, host:port (needs --token-file)");
+  app.add_option("--token-file", options.token_file, "File holding the bearer token for --listen (mode 600)");
   app.add_option("--pool-size", options.pool_size, "Warm VMs kept ready per language")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();

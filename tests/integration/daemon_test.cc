@@ -2,7 +2,9 @@
 // CLI going through it, admission control and shutdown.
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -251,6 +253,58 @@ TEST_F(Daemon, ACrashedDaemonLeavesNoVmsAndItsSuccessorReapsItsDirectories) {
   EXPECT_TRUE(fs::exists(socket_));  // the dead daemon's socket file; the successor replaces it
   start_daemon();
   for (const auto& old : old_dirs) EXPECT_FALSE(fs::exists(old)) << old << " was not reaped";
+}
+
+int free_loopback_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+TEST_F(Daemon, TcpOnLoopbackNeedsTheBearerToken) {
+  const std::string token_file = (dir_ / "token").string();
+  { std::ofstream(token_file) << "s3cret-token-0123456789\n"; }
+  fs::permissions(token_file, fs::perms::owner_read | fs::perms::owner_write);
+  const std::string listen = "127.0.0.1:" + std::to_string(free_loopback_port());
+  start_daemon({"--pool-size", "0", "--listen", listen, "--token-file", token_file});
+  auto tcp = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {"curl", "-s", "-w", "\n%{http_code}"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("http://" + listen + "/v1/health");
+    auto result = run_command(argv, {"PATH=/usr/bin:/bin"}, std::chrono::seconds(30));
+    return std::atoi(result.output.c_str() + result.output.rfind('\n') + 1);
+  };
+  EXPECT_EQ(tcp({}), 401);
+  EXPECT_EQ(tcp({"-H", "Authorization: Bearer wrong-token-0123456789"}), 401);
+  EXPECT_EQ(tcp({"-H", "Authorization: Bearer s3cret-token-0123456789"}), 200);
+}
+
+TEST_F(Daemon, RefusesUnsafeTcpSettings) {
+  const std::string token_file = (dir_ / "token").string();
+  { std::ofstream(token_file) << "s3cret-token-0123456789"; }
+  fs::permissions(token_file, fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  auto run_daemon = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {fs::path(AIRLOCK_BIN).parent_path() / "airlockd", "--socket", socket_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, environment(), std::chrono::seconds(60));
+  };
+  auto world_readable =
+      run_daemon({"--pool-size", "0", "--listen", "127.0.0.1:1", "--token-file", token_file});
+  EXPECT_NE(world_readable.status.exit_code, 0);
+  EXPECT_NE(world_readable.output.find("readable by others"), std::string::npos) << world_readable.output;
+  fs::permissions(token_file, fs::perms::owner_read | fs::perms::owner_write);
+  auto public_address =
+      run_daemon({"--pool-size", "0", "--listen", "0.0.0.0:8719", "--token-file", token_file});
+  EXPECT_NE(public_address.status.exit_code, 0);
+  EXPECT_NE(public_address.output.find("loopback"), std::string::npos) << public_address.output;
+  auto no_token = run_daemon({"--pool-size", "0", "--listen", "127.0.0.1:8719"});
+  EXPECT_NE(no_token.output.find("--token-file"), std::string::npos) << no_token.output;
 }
 
 TEST_F(Daemon, EveryRunGetsANewVm) {
