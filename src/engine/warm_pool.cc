@@ -33,8 +33,9 @@ WarmPool::Lease::~Lease() {
   --pool_->in_use_;
 }
 
-WarmPool::WarmPool(Engine& engine, Profile profile, int target)
-    : engine_(engine), profile_(std::move(profile)), target_(target) {
+WarmPool::WarmPool(Engine& engine, Profile profile, int target,
+                   std::function<void(const ReadyGuest&)> on_started)
+    : engine_(engine), profile_(std::move(profile)), on_started_(std::move(on_started)), target_(target) {
   refiller_ = std::thread([this] { refill_loop(); });
 }
 
@@ -97,6 +98,7 @@ void WarmPool::refill_loop() {
     bool failed = false;
     try {
       guest.emplace(engine_.start_guest(profile_, &stop_));
+      if (on_started_) on_started_(*guest);
       engine_.warm_guest(*guest);
     } catch (const std::exception&) {
       failed = true;

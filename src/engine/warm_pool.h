@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -47,7 +48,9 @@ class WarmPool {
     bool hit_;
   };
 
-  WarmPool(Engine& engine, Profile profile, int target);
+  // `on_started` (optional) sees every guest the pool starts, e.g. for metrics.
+  WarmPool(Engine& engine, Profile profile, int target,
+           std::function<void(const ReadyGuest&)> on_started = nullptr);
   ~WarmPool();
   WarmPool(const WarmPool&) = delete;
   WarmPool& operator=(const WarmPool&) = delete;
@@ -62,6 +65,7 @@ class WarmPool {
 
   Engine& engine_;
   const Profile profile_;
+  const std::function<void(const ReadyGuest&)> on_started_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<ReadyGuest> ready_;

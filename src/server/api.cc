@@ -143,7 +143,10 @@ void Api::add_pool(const engine::Profile& profile, int target) {
   if (pool) {
     pool->set_target(target);
   } else {
-    pool = std::make_unique<engine::WarmPool>(engine_, profile, target);
+    pool =
+        std::make_unique<engine::WarmPool>(engine_, profile, target, [this](const engine::ReadyGuest& guest) {
+          if (guest.from_snapshot()) metrics_.record_restore(guest.start_timing().boot_ms / 1000.0);
+        });
   }
 }
 
@@ -207,7 +210,9 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
     result = engine_.run(request, sink ? &*sink : nullptr, &cancel,
                          lease ? lease->take_guest() : std::optional<engine::ReadyGuest>{});
   } catch (const Error& e) {
-    if (!streaming) return send_error(writer, e);
+    // The request was valid: missing images or an unusable accelerator are
+    // this server's trouble, not the client's.
+    if (!streaming) return send_error(writer, 503, "unavailable", e.what(), false);
     result.status = engine::RunStatus::internal_error;
     result.error = e.what();
   }
@@ -215,6 +220,7 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   metrics_.record_run(engine::find_language(request.language).name,
                       std::string(engine::to_string(result.status)), seconds);
   if (result.from_snapshot && !result.pool_hit) metrics_.record_restore(result.timing.boot_ms / 1000.0);
+  // (Pool clones report their restore time through the pool's callback.)
   if (result.status == engine::RunStatus::internal_error &&
       result.error.find("stopped unexpectedly") != std::string::npos) {
     metrics_.record_vm_crash();
