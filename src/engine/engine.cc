@@ -69,7 +69,6 @@ void run_warmup(GuestSession& session, const Language& language) {
 }
 
 bool can_use_prestarted(const Language& language, const RunRequest& request) {
-  if (language.prestart.empty()) return false;
   for (const auto& [name, value] : request.env) {
     for (const auto& prefix : language.startup_env_prefixes) {
       if (name.rfind(prefix, 0) == 0) return false;
@@ -270,6 +269,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     }
     guest.timing_.boot_ms = elapsed_ms(spawned, SteadyClock::now());
     guest.from_snapshot_ = from_snapshot;
+    guest.prestarted_ = from_snapshot && !language.prestart.empty();
   };
   if (!snapshot) {
     start(false);
@@ -293,7 +293,15 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
   return guest;
 }
 
-void Engine::warm_guest(ReadyGuest& guest) { run_warmup(guest.session(), *guest.language_); }
+void Engine::warm_guest(ReadyGuest& guest) {
+  const Language& language = *guest.language_;
+  run_warmup(guest.session(), language);
+  if (!language.pool_prestart.empty() && !guest.prestarted_) {
+    guest.session().prestart(own_exec(language, language.pool_prestart),
+                             SteadyClock::now() + std::chrono::seconds(60));
+    guest.prestarted_ = true;
+  }
+}
 
 RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelToken* cancel,
                       std::optional<ReadyGuest> pooled) {
@@ -324,7 +332,7 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
     exec.stdout_limit = request.stdout_limit;
     exec.stderr_limit = request.stderr_limit;
     exec.timeout_ms = static_cast<uint64_t>(request.timeout_s) * 1000;
-    exec.prestarted = guest->from_snapshot() && can_use_prestarted(language, request);
+    exec.prestarted = guest->has_prestarted() && can_use_prestarted(language, request);
     guest->session().queue_file(language.code_path, request.code, 0644);
     ExecOutcome outcome =
         guest->session().execute(exec, request.stdin_source, sink, std::chrono::seconds(request.timeout_s));

@@ -50,6 +50,8 @@ class ReadyGuest {
 
   GuestSession& session() { return *session_; }
   bool from_snapshot() const { return from_snapshot_; }
+  // An interpreter waits in the guest for the program (snapshotted or pool-started).
+  bool has_prestarted() const { return prestarted_; }
   vmm::Accel accel() const { return accel_; }
   const RunTiming& start_timing() const { return timing_; }
   // Becomes readable if the VM stops while it waits (e.g. in a pool).
@@ -62,6 +64,7 @@ class ReadyGuest {
   std::unique_ptr<vmm::Vm> vm_;
   std::unique_ptr<GuestSession> session_;
   bool from_snapshot_ = false;
+  bool prestarted_ = false;
   const Language* language_ = nullptr;
   vmm::Accel accel_ = vmm::Accel::tcg;
   RunTiming timing_;
@@ -87,6 +90,7 @@ class Engine {
   // a new QEMU process translates guest code from scratch, and this pays
   // that, and the first-touch copy-on-write faults, before a request comes.
   // The prestarted interpreter is left waiting. Throws Error on failure.
+  // Also starts the language's pool interpreter (pool_prestart), if it has one.
   void warm_guest(ReadyGuest& guest);
 
   // Starts a guest for a profile, ready for one request. Throws Error on failure.

@@ -57,6 +57,33 @@ except BaseException as _error:
     sys.exit(1)
 )PY";
 
+// The Node started in a pooled guest after restore: says ready on its
+// control socket, then becomes the program: the run's environment, directory
+// and argv, and Node's own main-module loader, as `node main.js` does.
+constexpr const char* kNodePrestart = R"JS(
+const control = new (require('net').Socket)({ fd: 3, readable: true, writable: true });
+let buffer = '';
+control.setEncoding('utf8');
+control.write('ready\n');
+control.on('data', (chunk) => {
+  buffer += chunk;
+  const newline = buffer.indexOf('\n');
+  if (newline < 0) return;
+  control.removeAllListeners('data');
+  control.destroy();
+  const job = JSON.parse(buffer.slice(0, newline));
+  for (const key of Object.keys(process.env)) delete process.env[key];
+  for (const entry of job.env) {
+    const eq = entry.indexOf('=');
+    process.env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  process.chdir(job.cwd);
+  process.argv = [process.argv[0], ...job.argv];
+  process.execArgv = [];
+  require('module').runMain();
+});
+)JS";
+
 const std::array<Language, 3>& languages() {
   static const std::array<Language, 3> table = {{
       {"python",
@@ -68,6 +95,7 @@ const std::array<Language, 3>& languages() {
         "import json, re, os, sys, math, random, collections, itertools, functools, datetime, "
         "pathlib, subprocess, io, base64, hashlib, string, time"},
        {"/usr/bin/python3", "-c", kPythonPrestart},
+       {},
        {"PYTHON", "LANG", "LC_"}},
       {"javascript",
        "/home/sandbox/main.js",
@@ -75,12 +103,14 @@ const std::array<Language, 3>& languages() {
        {},
        {"/usr/bin/node", "-e", "require('fs'); require('path'); require('util')"},
        {},
-       {}},
+       {"/usr/bin/node", "-e", kNodePrestart},
+       {"NODE_", "UV_", "LANG", "LC_"}},
       {"shell",
        "/home/sandbox/main.sh",
        {"/bin/bash", "/home/sandbox/main.sh"},
        {},
        {"/bin/bash", "-c", "cat /dev/null; ls / >/dev/null"},
+       {},
        {},
        {}},
   }};

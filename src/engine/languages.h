@@ -18,6 +18,10 @@ struct Language {
   // An interpreter started in the template and snapshotted with it, waiting
   // for a program on its control socket; empty if the language has none.
   std::vector<std::string> prestart;
+  // An interpreter a pool starts in each guest *after* restore, for
+  // runtimes whose process state must never come from a snapshot (V8's
+  // Math.random and OpenSSL's DRBG would repeat across clones).
+  std::vector<std::string> pool_prestart;
   // Environment variables an already running interpreter cannot honour: a
   // run that sets any of these (by prefix) starts a fresh interpreter instead.
   std::vector<std::string> startup_env_prefixes;

@@ -307,6 +307,33 @@ TEST_F(Daemon, RefusesUnsafeTcpSettings) {
   EXPECT_NE(no_token.output.find("--token-file"), std::string::npos) << no_token.output;
 }
 
+TEST_F(Daemon, PooledNodeIsStartedAfterRestoreAndBehavesLikeNode) {
+  start_daemon();
+  std::vector<std::string> randoms;
+  for (int i = 0; i < 2; ++i) {
+    wait_for_ready("javascript-256m");
+    json result = json::parse(post("/v1/run", R"J({"language":"javascript","code":
+      "console.log(JSON.stringify([process.argv.slice(1), require.main === module, Math.random()]))"})J")
+                                  .body);
+    ASSERT_EQ(result["status"], "ok") << result.dump();
+    EXPECT_EQ(result["pool_hit"], true);
+    json printed = json::parse(result["stdout"].get<std::string>());
+    EXPECT_EQ(printed[0], json::array({"/home/sandbox/main.js"}));
+    EXPECT_EQ(printed[1], true);
+    randoms.push_back(printed[2].dump());
+  }
+  // Each pooled Node started after its clone's restore: no shared V8 RNG state.
+  EXPECT_NE(randoms[0], randoms[1]);
+  wait_for_ready("javascript-256m");
+  json thrown =
+      json::parse(post("/v1/run", R"J({"language":"javascript","code":"throw new Error('boom')"})J").body);
+  EXPECT_EQ(thrown["exit_code"], 1);
+  EXPECT_NE(thrown["stderr"].get<std::string>().find(
+                "Error: boom\n    at Object.<anonymous> (/home/sandbox/main.js:1"),
+            std::string::npos)
+      << thrown["stderr"];
+}
+
 TEST_F(Daemon, EveryRunGetsANewVm) {
   start_daemon();
   post("/v1/run", R"J({"language":"shell","code":"echo x > /tmp/mark"})J");
