@@ -1,7 +1,10 @@
 #include "server/api.h"
 
+#include <poll.h>
+
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "common/clock.h"
 #include "common/error.h"
@@ -205,6 +208,25 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
     writer.begin_stream(200, "application/x-ndjson");
     sink.emplace(writer, cancel);
   }
+  // A client that hangs up cancels its run: no VM keeps working for nobody.
+  engine::CancelToken run_over;  // wakes the watcher when the run is done
+  std::thread hangup_watcher([&cancel, &run_over, fd = http_request.client_fd] {
+    pollfd fds[2] = {{fd, POLLRDHUP, 0}, {run_over.fd(), POLLIN, 0}};
+    while (fd >= 0 && ::poll(fds, 2, -1) >= 0 && !fds[1].revents) {
+      if (fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+        cancel.cancel();
+        return;
+      }
+    }
+  });
+  struct JoinWatcher {
+    engine::CancelToken& run_over;
+    std::thread& watcher;
+    ~JoinWatcher() {
+      run_over.cancel();
+      watcher.join();
+    }
+  } join_watcher{run_over, hangup_watcher};
   engine::RunResult result;
   try {
     result = engine_.run(request, sink ? &*sink : nullptr, &cancel,

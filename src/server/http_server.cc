@@ -199,6 +199,7 @@ void HttpServer::serve_stream(Stream& socket, bool needs_token) {
     request.body = message.body();
     request.accept = std::string(message[http::field::accept]);
     request.authorization = std::string(message[http::field::authorization]);
+    request.client_fd = socket.native_handle();
     const bool keep_alive = message.keep_alive() && !stopping_;
     BeastWriter<Stream> writer(socket, keep_alive);
     if (needs_token && !same_secret(request.authorization, "Bearer " + token_)) {

@@ -17,6 +17,7 @@ struct HttpRequest {
   std::string body;
   std::string accept;
   std::string authorization;
+  int client_fd = -1;  // to notice a client that hangs up mid-request
 };
 
 // How a handler answers: either one whole response, or a chunked stream.

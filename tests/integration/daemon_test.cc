@@ -334,6 +334,22 @@ TEST_F(Daemon, PooledNodeIsStartedAfterRestoreAndBehavesLikeNode) {
       << thrown["stderr"];
 }
 
+TEST_F(Daemon, AClientThatHangsUpCancelsItsRun) {
+  start_daemon({"--pool-size", "0"});
+  // curl gives up after 2 s; the run would take 100.
+  auto reply = request(
+      {"--max-time", "2", "-d", R"J({"language":"shell","code":"sleep 100"})J", "http://airlockd/v1/run"});
+  EXPECT_EQ(reply.status, 0);  // no response: curl timed out
+  bool killed = false;
+  for (int i = 0; i < 100 && !killed; ++i) {
+    killed = get("/metrics").body.find(R"(airlock_runs_total{language="shell",status="killed"} 1)") !=
+             std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(killed) << "the run went on after its client left";
+  EXPECT_TRUE(qemu_processes(dir_.string() + "/").empty());
+}
+
 TEST_F(Daemon, EveryRunGetsANewVm) {
   start_daemon();
   post("/v1/run", R"J({"language":"shell","code":"echo x > /tmp/mark"})J");
