@@ -26,7 +26,10 @@ CliResult run_cli(const std::vector<std::string>& args, const CliOptions& option
   auto [out_read, out_write] = make_pipe();
   auto [err_read, err_write] = make_pipe();
   SpawnOptions spawn;
-  spawn.fds = {{0, in_read.get()}, {1, out_write.get()}, {2, err_write.get()}};
+  spawn.fds = {{1, out_write.get()}, {2, err_write.get()}};
+  // No input: stdin is /dev/null (a pipe closed only after the spawn would
+  // race with the CLI looking at it).
+  if (!options.stdin_data.empty()) spawn.fds.push_back({0, in_read.get()});
   spawn.env = env;
   const auto start = std::chrono::steady_clock::now();
   ChildProcess child = ChildProcess::spawn(argv, spawn);
