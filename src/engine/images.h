@@ -15,7 +15,6 @@ class ImageCatalog {
   // `name` empty means the default kernel. Throws Error(not_found) naming the
   // known kernels when there is no such kernel.
   const vmm::KernelImage& kernel(const std::string& name) const;
-  const std::string& default_kernel() const { return default_kernel_; }
   // Path of a language's root filesystem image.
   const std::string& rootfs(const std::string& language) const;
 

@@ -58,7 +58,6 @@ class WarmPool {
   Lease acquire();
   void set_target(int target);
   PoolStats stats() const;
-  const Profile& profile() const { return profile_; }
 
  private:
   void refill_loop();

@@ -26,9 +26,4 @@ std::optional<Admission::Ticket> Admission::enter() {
   return Ticket(this);
 }
 
-int Admission::running() const {
-  std::lock_guard lock(mutex_);
-  return running_;
-}
-
 }  // namespace airlock::server

@@ -29,7 +29,6 @@ class Admission {
 
   // A ticket while the run may proceed, or nullopt: refused.
   std::optional<Ticket> enter();
-  int running() const;
 
  private:
   const int max_running_;
