@@ -178,13 +178,24 @@ void GuestSession::resume_clone(SteadyClock::time_point deadline) {
 
 void GuestSession::prestart(const protocol::Exec& exec, SteadyClock::time_point deadline) {
   queue(FrameType::prestart, kExecStream, exec.to_payload());
-  protocol::Frame frame = await_frame(deadline, "prestart its interpreter");
+  await_reply(FrameType::prestarted, deadline, "prestart its interpreter");
+}
+
+void GuestSession::warm(const protocol::Exec& exec, SteadyClock::time_point deadline) {
+  queue(FrameType::warm, kExecStream, exec.to_payload());
+  await_reply(FrameType::warmed, deadline, "warm its interpreter");
+}
+
+void GuestSession::await_reply(FrameType expected, SteadyClock::time_point deadline, const char* doing) {
+  protocol::Frame frame = await_frame(deadline, doing);
   if (frame.type == FrameType::error) {
-    throw Error(ErrorCode::vm, "prestart failed: " + protocol::ErrorReport::parse(frame.payload).message);
+    throw Error(ErrorCode::vm, std::string("the guest could not ") + doing + ": " +
+                                   protocol::ErrorReport::parse(frame.payload).message);
   }
-  if (frame.type != FrameType::prestarted) {
-    throw Error(ErrorCode::protocol,
-                "expected prestarted from the guest, got " + std::string(protocol::to_string(frame.type)));
+  if (frame.type != expected) {
+    throw Error(ErrorCode::protocol, "expected " + std::string(protocol::to_string(expected)) +
+                                         " from the guest, got " +
+                                         std::string(protocol::to_string(frame.type)));
   }
 }
 

@@ -71,6 +71,10 @@ class GuestSession {
   // is ready (it is then part of any snapshot taken of this VM).
   void prestart(const protocol::Exec& exec, SteadyClock::time_point deadline);
 
+  // Runs our warm-up program (`exec`, its code file queued before) in the
+  // prestarted interpreter, which then waits for the program again.
+  void warm(const protocol::Exec& exec, SteadyClock::time_point deadline);
+
   // Queues a file for the guest; it is sent before anything queued later.
   void queue_file(const std::string& path, std::string_view content, uint32_t mode);
 
@@ -92,6 +96,8 @@ class GuestSession {
   void flush();
   void queue(protocol::FrameType type, uint32_t stream, std::string_view payload);
   std::string describe_stop();
+  // Waits for the guest's answer to a request: `expected`, or an error frame (thrown as Error(vm)).
+  void await_reply(protocol::FrameType expected, SteadyClock::time_point deadline, const char* doing);
   // Waits for the first frame (hello or resumed), with await_hello's errors.
   protocol::Frame await_frame(SteadyClock::time_point deadline, const char* waiting_for);
 

@@ -18,6 +18,12 @@ struct Language {
   // An interpreter started in the template and snapshotted with it, waiting
   // for a program on its control socket; empty if the language has none.
   std::vector<std::string> prestart;
+  // A program of ours (the code for code_path) that the prestarted
+  // interpreter runs as a warm-up job, before the template's snapshot and
+  // in each pooled guest before it is handed out, so a request's path
+  // through the interpreter (read, compile, run, print) is already
+  // translated by the emulator and its pages written. Empty: none.
+  std::string warmup_program;
   // An interpreter a pool starts in each guest *after* restore, for
   // runtimes whose process state must never come from a snapshot (V8's
   // Math.random and OpenSSL's DRBG would repeat across clones).

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -127,51 +129,99 @@ void receive_file(Channel& channel, const protocol::Frame& header_frame) {
   }
 }
 
-// Waits for a prestarted interpreter to say "ready" on its control socket:
-// it has imported what it imports and now blocks waiting for a program.
-bool wait_until_ready(const Program& program, int timeout_ms) {
+// Reads one line (without its newline) from a prestarted interpreter's
+// control socket; nullopt if it closes it, says too much, or stays silent
+// for timeout_ms.
+std::optional<std::string> read_control_line(int control, int timeout_ms) {
   std::string said;
-  for (int waited = 0; waited < timeout_ms; waited += 100) {
-    pollfd p{program.control.get(), POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (said.find('\n') == std::string::npos) {
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || said.size() > 256) return std::nullopt;
+    pollfd p{control, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
     char buffer[64];
-    ssize_t n = ::read(program.control.get(), buffer, sizeof buffer);
-    if (n <= 0) return false;
+    ssize_t n = ::read(control, buffer, sizeof buffer);
+    if (n <= 0) return std::nullopt;
     said.append(buffer, static_cast<size_t>(n));
-    if (said.find('\n') != std::string::npos) return said == "ready\n";
   }
-  return false;
+  said.resize(said.find('\n'));
+  return said;
+}
+
+// What is in a pipe now, without waiting (at most `max` bytes kept).
+std::string drain(int fd, size_t max) {
+  std::string data;
+  char buffer[4096];
+  while (auto n = read_some(fd, buffer, sizeof buffer)) {
+    if (*n == 0) break;
+    if (data.size() < max) data.append(buffer, std::min(*n, max - data.size()));
+  }
+  return data;
+}
+
+// Kills a prestarted interpreter that failed, and says why, in its last words.
+void fail_prestarted(Channel& channel, uint32_t stream, Program& program, const std::string& what) {
+  ::kill(program.pid, SIGKILL);
+  ::waitpid(program.pid, nullptr, 0);
+  std::string last_words = drain(program.stderr_read.get(), 2048);
+  channel.send(FrameType::error, stream,
+               protocol::ErrorReport{what + (last_words.empty() ? "" : ": " + last_words)}.to_payload());
 }
 
 void prestart(Channel& channel, const protocol::Frame& frame, std::optional<Program>& slot) {
   auto request = protocol::Exec::parse(frame.payload);
   Program program = start_program(request, /*with_control=*/true);
-  if (!wait_until_ready(program, 60'000)) {
-    ::kill(program.pid, SIGKILL);
-    ::waitpid(program.pid, nullptr, 0);
-    // Its last words explain it better than we can.
-    char said[2048];
-    ssize_t n = ::read(program.stderr_read.get(), said, sizeof said);
-    std::string why = n > 0 ? ": " + std::string(said, static_cast<size_t>(n)) : "";
-    channel.send(FrameType::error, frame.stream,
-                 protocol::ErrorReport{"the prestarted interpreter did not become ready" + why}.to_payload());
+  // "ready" once it has imported what it imports and blocks waiting for a job.
+  if (read_control_line(program.control.get(), 60'000) != "ready") {
+    fail_prestarted(channel, frame.stream, program, "the prestarted interpreter did not become ready");
     return;
   }
   slot = std::move(program);
   channel.send(FrameType::prestarted, frame.stream, "{}");
 }
 
-// Hands the program to the prestarted interpreter: the code's path, its
-// argv (without the interpreter), the environment and the directory.
-Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& request) {
-  if (!slot) throw Error(ErrorCode::invalid_argument, "no prestarted interpreter in this VM");
-  Program program = std::move(*slot);
-  slot.reset();
+// What a prestarted interpreter needs to run a program: the code's path,
+// its argv (without the interpreter), the environment and the directory.
+std::string job_line(const protocol::Exec& request, bool warm) {
   nlohmann::json job = {{"path", request.argv.back()},
                         {"argv", std::vector<std::string>(request.argv.begin() + 1, request.argv.end())},
                         {"env", request.env},
                         {"cwd", request.cwd}};
-  write_all(program.control.get(), job.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  if (warm) job["warm"] = true;
+  return job.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+// Runs our warm-up program in the prestarted interpreter, which then waits
+// for the real program again. What the warm-up printed is read and dropped
+// here, so none of it can reach the request's output.
+void warm(Channel& channel, const protocol::Frame& frame, std::optional<Program>& slot) {
+  auto request = protocol::Exec::parse(frame.payload);
+  if (!slot) {
+    channel.send(FrameType::error, frame.stream,
+                 protocol::ErrorReport{"no prestarted interpreter to warm in this VM"}.to_payload());
+    return;
+  }
+  write_all(slot->control.get(), job_line(request, /*warm=*/true));
+  auto said = read_control_line(slot->control.get(),
+                                static_cast<int>(std::min<uint64_t>(request.timeout_ms, 600'000)));
+  drain(slot->stdout_read.get(), 0);
+  if (said != "warmed 0") {
+    fail_prestarted(channel, frame.stream, *slot, "the warm-up failed (" + said.value_or("no answer") + ")");
+    slot.reset();
+    return;
+  }
+  drain(slot->stderr_read.get(), 0);
+  channel.send(FrameType::warmed, frame.stream, "{}");
+}
+
+// Hands the program to the prestarted interpreter, which becomes it.
+Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& request) {
+  if (!slot) throw Error(ErrorCode::invalid_argument, "no prestarted interpreter in this VM");
+  Program program = std::move(*slot);
+  slot.reset();
+  write_all(program.control.get(), job_line(request, /*warm=*/false));
   return program;
 }
 
@@ -218,6 +268,7 @@ int serve() {
       case FrameType::write_file: receive_file(channel, *frame); break;
       case FrameType::resume: resume_as_clone(channel, *frame); break;
       case FrameType::prestart: prestart(channel, *frame, prestarted); break;
+      case FrameType::warm: warm(channel, *frame, prestarted); break;
       case FrameType::exec: {
         auto request = protocol::Exec::parse(frame->payload);
         Program program;

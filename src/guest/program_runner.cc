@@ -91,6 +91,27 @@ struct OutputStream {
   ::_exit(127);
 }
 
+// Reads what a prestarted interpreter says on its control socket: once a
+// whole line "exit N" (0..255) has come, N. Returns false when there is no
+// more to listen for (the notice came, EOF, or something else was said).
+// The interpreter runs as the sandbox user, so the notice is believed only
+// for what it can affect: this run's own result.
+bool read_exit_notice(int control, std::string& said, std::optional<int>& exit_code) {
+  char buffer[64];
+  auto n = read_some(control, buffer, sizeof buffer);
+  if (!n) return true;
+  if (*n == 0) return false;
+  said.append(buffer, *n);
+  size_t end = said.find('\n');
+  if (end == std::string::npos) return said.size() < 64;
+  const std::string digits = said.compare(0, 5, "exit ") == 0 ? said.substr(5, end - 5) : "";
+  if (!digits.empty() && digits.size() <= 3 && digits.find_first_not_of("0123456789") == std::string::npos &&
+      std::stoi(digits) <= 255) {
+    exit_code = std::stoi(digits);
+  }
+  return false;
+}
+
 bool is_zombie(long pid) {
   try {
     std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat", 4096);
@@ -175,6 +196,10 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
   UniqueFd stdin_write = std::move(program.stdin_write);
   UniqueFd stdout_read = std::move(program.stdout_read);
   UniqueFd stderr_read = std::move(program.stderr_read);
+  // A prestarted interpreter says "exit N" here once the program is done and
+  // its stdio closed; its own teardown then happens off the critical path.
+  UniqueFd control = std::move(program.control);
+  std::string control_said;
 
   sigset_t chld;
   sigemptyset(&chld);
@@ -243,6 +268,7 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
     fds.push_back({outputs[0].pipe.get(), POLLIN, 0});
     fds.push_back({outputs[1].pipe.get(), POLLIN, 0});
     fds.push_back({stdin_write.get(), stdin_pending.empty() ? short(0) : short(POLLOUT), 0});
+    fds.push_back({control.get(), POLLIN, 0});
     int timeout = -1;
     if (drain_deadline != kNoDeadline) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_deadline -
@@ -304,6 +330,15 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
           report.output_limit = true;
           kill_everything();
         }
+      }
+    }
+
+    if (control && (fds[6].revents & (POLLIN | POLLHUP | POLLERR))) {
+      std::optional<int> exit_code;
+      if (!read_exit_notice(control.get(), control_said, exit_code)) control.reset();
+      if (exit_code && !child_status) {
+        child_status = W_EXITCODE(*exit_code, 0);
+        drain_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
       }
     }
 

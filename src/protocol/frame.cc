@@ -41,6 +41,8 @@ std::string_view to_string(FrameType type) {
     case FrameType::resumed: return "resumed";
     case FrameType::prestart: return "prestart";
     case FrameType::prestarted: return "prestarted";
+    case FrameType::warm: return "warm";
+    case FrameType::warmed: return "warmed";
   }
   return "unknown";
 }

@@ -35,9 +35,11 @@ enum class FrameType : uint8_t {
   resumed = 15,      // guest -> host, JSON: clock and RNG are fresh; ready for requests
   prestart = 16,     // host -> guest, JSON exec: start an interpreter now, feed it code later
   prestarted = 17,   // guest -> host, JSON {}: the prestarted interpreter is ready
+  warm = 18,         // host -> guest, JSON exec: run our warm-up program in the prestarted interpreter
+  warmed = 19,       // guest -> host, JSON {}: it ran, and the interpreter waits for the program again
 };
 
-inline constexpr uint8_t kMaxFrameType = 17;
+inline constexpr uint8_t kMaxFrameType = 19;
 
 std::string_view to_string(FrameType type);
 

@@ -400,6 +400,15 @@ TEST_F(Cli, PrestartedPythonBehavesLikeAFreshInterpreter) {
 
   auto exits = airlock({"run", "--lang", "python", "import sys; sys.exit(7)"});
   EXPECT_EQ(exits.exit_code, 7);
+  // As CPython does: a status is taken modulo 256, a message goes to stderr with status 1.
+  EXPECT_EQ(airlock({"run", "--lang", "python", "raise SystemExit(300)"}).exit_code, 44);
+  auto message = airlock({"run", "--lang", "python", "import sys; sys.exit('bad input')"});
+  EXPECT_EQ(message.exit_code, 1);
+  EXPECT_EQ(message.err, "bad input\n");
+  // Closing the interpreter's control socket only costs the early exit notice.
+  auto closed = airlock({"run", "--lang", "python", "import os; os.close(3); print('on'); raise SystemExit(5)"});
+  EXPECT_EQ(closed.exit_code, 5) << closed.err;
+  EXPECT_EQ(closed.out, "on\n");
 }
 
 TEST_F(Cli, InterpreterStartupVariablesGetAFreshInterpreter) {

@@ -98,6 +98,35 @@ TEST_F(Pool, AVmKilledWhileWaitingIsNeverHandedOut) {
   wait_until_ready(pool, 1);  // and the pool refilled
 }
 
+TEST_F(Pool, PooledPythonEndsLikeAnInterpreterExitAndShowsNoWarmUp) {
+  RunRequest request;
+  request.language = "python";
+  WarmPool pool(*engine_, profile_of(request), 1);
+  wait_until_ready(pool, 1);
+  auto lease = pool.acquire();
+  ASSERT_TRUE(lease.hit());
+  // What interpreter exit does that a program can see: non-daemon threads
+  // finish, atexit handlers run, objects __main__ still holds are finalised
+  // (a buffered file on a dup of stdout is flushed), and sys.exit's code.
+  request.code =
+      "import atexit, os, sys, threading, time\n"
+      "def late():\n    time.sleep(0.2)\n    print('thread done', flush=True)\n"
+      "threading.Thread(target=late).start()\n"
+      "atexit.register(lambda: print('atexit ran', flush=True))\n"
+      "held = os.fdopen(os.dup(1), 'w')\n"
+      "held.write('held file flushed\\n')\n"
+      "class Noisy:\n    def __del__(self):\n        print('finalised', file=sys.stderr)\n"
+      "keep = Noisy()\n"
+      "print('main done', flush=True)\n"
+      "sys.exit(3)\n";
+  RunResult result = engine_->run(request, nullptr, nullptr, lease.take_guest());
+  EXPECT_TRUE(result.pool_hit);
+  EXPECT_EQ(result.status, RunStatus::error) << result.error;
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_EQ(result.stdout_data, "main done\nthread done\natexit ran\nheld file flushed\n");
+  EXPECT_EQ(result.stderr_data, "finalised\n") << "warm-up output leaked, or finalisation did not run";
+}
+
 TEST_F(Pool, ShrinkingDestroysSurplusReadyVms) {
   WarmPool pool(*engine_, profile_of(shell("x")), 2);
   wait_until_ready(pool, 2);
