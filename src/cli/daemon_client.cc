@@ -38,6 +38,9 @@ std::string request_body(const engine::RunRequest& request) {
                {"env", env},
                {"timeout_s", request.timeout_s},
                {"memory_mb", request.memory_mb},
+               {"cpus", request.cpus},
+               {"pids", request.max_processes},
+               {"open_files", request.max_open_files},
                {"stdout_limit", request.stdout_limit},
                {"stderr_limit", request.stderr_limit},
                {"stdin", request.stdin_source.data}};

@@ -80,6 +80,9 @@ struct RunOptions {
   std::vector<std::string> env;
   int timeout_s = engine::Limits::kDefaultTimeoutS;
   int memory_mb = engine::Limits::kDefaultMemoryMb;
+  int cpus = 1;
+  int max_processes = engine::Limits::kDefaultProcesses;
+  int max_open_files = engine::Limits::kDefaultOpenFiles;
   uint64_t stdout_limit = engine::Limits::kDefaultStdoutLimit;
   uint64_t stderr_limit = engine::Limits::kDefaultStderrLimit;
   bool json = false;
@@ -143,6 +146,9 @@ int run_command(const RunOptions& options) {
   for (const auto& assignment : options.env) request.env.push_back(engine::parse_env_assignment(assignment));
   request.timeout_s = options.timeout_s;
   request.memory_mb = options.memory_mb;
+  request.cpus = options.cpus;
+  request.max_processes = options.max_processes;
+  request.max_open_files = options.max_open_files;
   request.stdout_limit = options.stdout_limit;
   request.stderr_limit = options.stderr_limit;
   request.kernel = options.kernel;
@@ -231,6 +237,12 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   run->add_option("-t,--timeout", options.timeout_s, "Time limit in seconds (1-300)")->capture_default_str();
   run->add_option("-m,--memory", options.memory_mb, "Guest memory in MiB (128-2048)")->capture_default_str();
+  run->add_option("--cpus", options.cpus, "Guest vCPUs (1-8)")->capture_default_str();
+  run->add_option("--pids", options.max_processes,
+                  "Processes and threads the program may have at once, itself included (8-4096)")
+      ->capture_default_str();
+  run->add_option("--open-files", options.max_open_files, "Files each process may have open (16-65536)")
+      ->capture_default_str();
   run->add_option("--stdout-limit", options.stdout_limit, "Bytes of stdout kept before the run is stopped")
       ->capture_default_str();
   run->add_option("--stderr-limit", options.stderr_limit, "Bytes of stderr kept before the run is stopped")

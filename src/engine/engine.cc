@@ -146,7 +146,7 @@ vmm::AccelDecision Engine::accel_for(vmm::AccelChoice choice, const vmm::KernelI
 }
 
 std::string Engine::template_name(const Language& language, const vmm::KernelImage& kernel,
-                                  const std::string& rootfs, vmm::Accel accel, int memory_mb) {
+                                  const std::string& rootfs, vmm::Accel accel, const Profile& profile) {
   // Everything the saved state depends on: a change to any of it makes a new
   // template rather than a clone of a guest that no longer matches.
   std::string initramfs_digest;
@@ -158,20 +158,21 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
     initramfs_digest = digest;
   }
   std::string key = std::to_string(protocol::kProtocolVersion) + "|" + language.name + "|" +
-                    std::to_string(memory_mb) + "|" + std::string(vmm::to_string(accel)) + "|" +
-                    file_identity(kernel.path) + "|" + initramfs_digest + "|" + kernel.machine + "|" +
-                    kernel.cmdline_extra + "|" + file_identity(rootfs) + "|" +
+                    std::to_string(profile.memory_mb) + "|" + std::to_string(profile.cpus) + "|" +
+                    std::string(vmm::to_string(accel)) + "|" + file_identity(kernel.path) + "|" +
+                    initramfs_digest + "|" + kernel.machine + "|" + kernel.cmdline_extra + "|" +
+                    file_identity(rootfs) + "|" +
                     file_identity(find_program("qemu-system-x86_64").value_or("qemu")) + "|" +
                     std::to_string(vmm::host_tsc_khz());
   for (const auto& arg : language.warmup) key += "|" + arg;
   for (const auto& arg : language.prestart) key += "|" + arg;
   key += "|" + language.warmup_program;
-  return language.name + "-" + std::to_string(memory_mb) + "m-" + stable_hash(key);
+  return profile.name() + "-" + stable_hash(key);
 }
 
 TemplatePaths Engine::ensure_template(const std::string& name, const Language& language,
                                       const vmm::KernelImage& kernel, const std::string& rootfs,
-                                      vmm::Accel accel, int memory_mb, const CancelToken* cancel) {
+                                      vmm::Accel accel, const Profile& profile, const CancelToken* cancel) {
   if (auto found = templates_->find(name)) return *found;
   return templates_->create(name, [&](const TemplatePaths& paths) {
     vmm::VmConfig config;
@@ -179,7 +180,8 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     config.accel = accel;
     config.kernel = kernel;
     config.rootfs = rootfs;
-    config.memory_mb = memory_mb;
+    config.memory_mb = profile.memory_mb;
+    config.vcpus = profile.cpus;
     config.work_dir = paths.dir;
     config.memory_file = vmm::MemoryFileSpec{paths.memory, true};
     std::unique_ptr<vmm::Vm> vm = backend_->start(config);
@@ -201,12 +203,17 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
 }
 
 std::string Profile::name() const {
-  return language + "-" + std::to_string(memory_mb) + "m" + (kernel.empty() ? "" : "-" + kernel) +
+  return language + "-" + std::to_string(memory_mb) + "m" +
+         (cpus > 1 ? "-" + std::to_string(cpus) + "cpu" : "") + (kernel.empty() ? "" : "-" + kernel) +
          (use_snapshot ? "" : "-fresh");
 }
 
 Profile profile_of(const RunRequest& request) {
-  return {find_language(request.language).name, request.memory_mb, request.kernel, request.accel,
+  return {find_language(request.language).name,
+          request.memory_mb,
+          request.cpus,
+          request.kernel,
+          request.accel,
           request.use_snapshot};
 }
 
@@ -241,9 +248,9 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
   if (profile.use_snapshot) {
     try {
       snapshot_name =
-          template_name(language, resolved.kernel, resolved.rootfs, resolved.accel.accel, profile.memory_mb);
+          template_name(language, resolved.kernel, resolved.rootfs, resolved.accel.accel, profile);
       snapshot = ensure_template(snapshot_name, language, resolved.kernel, resolved.rootfs,
-                                 resolved.accel.accel, profile.memory_mb, cancel);
+                                 resolved.accel.accel, profile, cancel);
     } catch (const Error& e) {
       if (e.code() == ErrorCode::cancelled) throw;
       if (options_.notice) options_.notice(std::string("no snapshot (") + e.what() + "); booting a fresh VM");
@@ -261,6 +268,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     config.kernel = resolved.kernel;
     config.rootfs = resolved.rootfs;
     config.memory_mb = profile.memory_mb;
+    config.vcpus = profile.cpus;
     config.work_dir = guest.run_dir_.path();
     if (from_snapshot) {
       config.rootfs = snapshot->disk;
@@ -347,6 +355,8 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
     exec.stdout_limit = request.stdout_limit;
     exec.stderr_limit = request.stderr_limit;
     exec.timeout_ms = static_cast<uint64_t>(request.timeout_s) * 1000;
+    exec.max_processes = static_cast<uint64_t>(request.max_processes);
+    exec.max_open_files = static_cast<uint64_t>(request.max_open_files);
     exec.prestarted = guest->has_prestarted() && can_use_prestarted(language, request);
     guest->session().queue_file(language.code_path, request.code, 0644);
     ExecOutcome outcome =

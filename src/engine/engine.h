@@ -32,10 +32,11 @@ struct EngineOptions {
 struct Profile {
   std::string language;  // canonical name
   int memory_mb = Limits::kDefaultMemoryMb;
+  int cpus = 1;
   std::string kernel;  // empty: the manifest's default
   vmm::AccelChoice accel = vmm::AccelChoice::automatic;
   bool use_snapshot = true;
-  std::string name() const;  // "python-256m"
+  std::string name() const;  // "python-256m", "python-512m-2cpu"
 };
 Profile profile_of(const RunRequest& request);
 
@@ -98,12 +99,12 @@ class Engine {
 
  private:
   std::string template_name(const Language& language, const vmm::KernelImage& kernel,
-                            const std::string& rootfs, vmm::Accel accel, int memory_mb);
+                            const std::string& rootfs, vmm::Accel accel, const Profile& profile);
   // Finds or builds the template snapshot for a profile: boot, warm the
   // interpreter's files into the page cache, save. Throws if that fails.
   TemplatePaths ensure_template(const std::string& name, const Language& language,
                                 const vmm::KernelImage& kernel, const std::string& rootfs, vmm::Accel accel,
-                                int memory_mb, const CancelToken* cancel);
+                                const Profile& profile, const CancelToken* cancel);
 
   // The accelerator a run with this choice uses (probing if needed); called with state_mutex_ held.
   vmm::AccelDecision accel_for(vmm::AccelChoice choice, const vmm::KernelImage& kernel);

@@ -79,6 +79,15 @@ void validate(const RunRequest& request) {
     reject("memory " + std::to_string(request.memory_mb) + " MiB is out of range (" +
            std::to_string(Limits::kMinMemoryMb) + "-" + std::to_string(Limits::kMaxMemoryMb) + " MiB)");
   }
+  auto check_range = [](const char* what, int value, int min, int max) {
+    if (value < min || value > max) {
+      reject(std::string(what) + " " + std::to_string(value) + " is out of range (" + std::to_string(min) +
+             "-" + std::to_string(max) + ")");
+    }
+  };
+  check_range("cpus", request.cpus, 1, Limits::kMaxCpus);
+  check_range("process limit", request.max_processes, Limits::kMinProcesses, Limits::kMaxProcesses);
+  check_range("open file limit", request.max_open_files, Limits::kMinOpenFiles, Limits::kMaxOpenFiles);
   if (request.stdout_limit > Limits::kMaxOutputLimit) {
     reject("stdout limit " + std::to_string(request.stdout_limit) + " bytes exceeds the maximum of " +
            std::to_string(Limits::kMaxOutputLimit));

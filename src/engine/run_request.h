@@ -23,6 +23,14 @@ struct Limits {
   static constexpr uint64_t kMaxOutputLimit = 64 << 20;
   static constexpr size_t kMaxEnvVars = 256;
   static constexpr size_t kMaxEnvBytes = 64 << 10;
+  static constexpr int kMaxCpus = 8;
+  // Processes (and threads) the program may have alive at once, itself included.
+  static constexpr int kMinProcesses = 8;
+  static constexpr int kMaxProcesses = 4096;
+  static constexpr int kDefaultProcesses = 256;
+  static constexpr int kMinOpenFiles = 16;
+  static constexpr int kMaxOpenFiles = 65536;
+  static constexpr int kDefaultOpenFiles = 1024;
 };
 
 // Where a run's standard input comes from: a host fd streamed as the program
@@ -38,6 +46,9 @@ struct RunRequest {
   std::vector<std::pair<std::string, std::string>> env;
   int timeout_s = Limits::kDefaultTimeoutS;
   int memory_mb = Limits::kDefaultMemoryMb;
+  int cpus = 1;
+  int max_processes = Limits::kDefaultProcesses;
+  int max_open_files = Limits::kDefaultOpenFiles;
   uint64_t stdout_limit = Limits::kDefaultStdoutLimit;
   uint64_t stderr_limit = Limits::kDefaultStderrLimit;
   StdinSource stdin_source;

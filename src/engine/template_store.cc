@@ -90,11 +90,14 @@ TemplatePaths TemplateStore::create(const std::string& name,
     fs::remove(building.memory, ec);
     throw;
   }
-  // Drop older templates of this profile: a new hash means their inputs changed.
-  const std::string profile = name.substr(0, name.rfind('-') + 1);
+  // Drop older templates of this profile: a new hash means their inputs
+  // changed. Names are "<profile>-<hash>"; only the exact profile matches.
+  auto profile_of = [](const std::string& template_name) {
+    return template_name.substr(0, template_name.rfind('-') + 1);
+  };
   for (const auto& entry : fs::directory_iterator(root_, ec)) {
     const std::string other = entry.path().filename().string();
-    if (other != name && other.rfind(profile, 0) == 0) {
+    if (other != name && profile_of(other) == profile_of(name)) {
       fs::remove(paths_for(entry.path().string(), other).memory, ec);
       fs::remove_all(entry.path(), ec);
     }

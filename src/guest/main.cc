@@ -221,6 +221,10 @@ Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& requ
   if (!slot) throw Error(ErrorCode::invalid_argument, "no prestarted interpreter in this VM");
   Program program = std::move(*slot);
   slot.reset();
+  if (!apply_program_limits(program.pid, request)) {
+    ::kill(program.pid, SIGKILL);
+    throw_errno("prlimit", "the prestarted interpreter");
+  }
   write_all(program.control.get(), job_line(request, /*warm=*/false));
   return program;
 }

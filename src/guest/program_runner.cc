@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -61,6 +62,23 @@ struct OutputStream {
   bool truncated = false;
 };
 
+}  // namespace
+
+bool apply_program_limits(pid_t pid, const protocol::Exec& request) {
+  const std::pair<int, uint64_t> limits[] = {
+      {RLIMIT_NPROC, request.max_processes},
+      {RLIMIT_NOFILE, request.max_open_files},
+      {RLIMIT_CORE, 0},
+  };
+  for (const auto& [resource, value] : limits) {
+    rlimit limit{static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
+    if (::prlimit(pid, static_cast<__rlimit_resource>(resource), &limit, nullptr) < 0) return false;
+  }
+  return true;
+}
+
+namespace {
+
 // Child side of fork: only async-signal-safe calls until execve.
 [[noreturn]] void exec_in_sandbox(const protocol::Exec& request, char* const argv[], char* const envp[],
                                   int stdin_fd, int stdout_fd, int stderr_fd, int control_fd, int error_fd) {
@@ -85,6 +103,7 @@ struct OutputStream {
   if (::setresgid(request.gid, request.gid, request.gid) < 0) fail("setresgid");
   if (::setresuid(request.uid, request.uid, request.uid) < 0) fail("setresuid");
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("prctl(PR_SET_NO_NEW_PRIVS)");
+  if (!apply_program_limits(0, request)) fail("prlimit");
   ::umask(022);
   ::execve(argv[0], argv, envp);
   fail(argv[0]);

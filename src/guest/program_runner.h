@@ -21,6 +21,11 @@ struct Program {
   UniqueFd control;
 };
 
+// Sets the program's hard limits from `request` on process `pid` (0: this
+// one): processes of its user, open files, no core dumps. Only
+// async-signal-safe calls, so the child of a fork may use it. False on failure.
+bool apply_program_limits(pid_t pid, const protocol::Exec& request);
+
 // Forks and execs a program for `request`: own session, chrooted into the
 // image, as request.uid/gid with no groups and no_new_privs. With
 // `with_control` it also gets a socket at kControlFd.

@@ -133,6 +133,8 @@ std::string Exec::to_payload() const {
                         {"stdout_limit", stdout_limit},
                         {"stderr_limit", stderr_limit},
                         {"timeout_ms", timeout_ms},
+                        {"max_processes", max_processes},
+                        {"max_open_files", max_open_files},
                         {"prestarted", prestarted}});
 }
 
@@ -148,6 +150,8 @@ Exec Exec::parse(std::string_view payload) {
   message.stdout_limit = get_unsigned(object, "stdout_limit", "exec");
   message.stderr_limit = get_unsigned(object, "stderr_limit", "exec");
   message.timeout_ms = get_unsigned(object, "timeout_ms", "exec");
+  message.max_processes = get_unsigned(object, "max_processes", "exec", 1 << 22);
+  message.max_open_files = get_unsigned(object, "max_open_files", "exec", 1 << 20);
   message.prestarted = object.contains("prestarted") && get_bool(object, "prestarted", "exec");
   return message;
 }

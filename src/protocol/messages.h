@@ -46,6 +46,9 @@ struct Exec {
   uint64_t stdout_limit = 1 << 20;
   uint64_t stderr_limit = 100 << 10;
   uint64_t timeout_ms = 30000;  // the guest's own backstop; the host enforces it too
+  // Hard rlimits of the program: processes of its uid (RLIMIT_NPROC) and open files.
+  uint64_t max_processes = 256;
+  uint64_t max_open_files = 1024;
   // Hand the program to the interpreter prestarted in the template (its
   // control socket gets {"path","argv","env","cwd"}) instead of exec'ing argv.
   bool prestarted = false;

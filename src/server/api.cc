@@ -70,8 +70,9 @@ std::string string_field(const json& value, const std::string& name) {
 
 engine::RunRequest parse_run_request(const std::string& body) {
   json document = parse_body(body);
-  static const std::set<std::string> known = {"language",  "code",      "stdin",        "env",
-                                              "timeout_s", "memory_mb", "stdout_limit", "stderr_limit"};
+  static const std::set<std::string> known = {"language",   "code",         "stdin",       "env",
+                                              "timeout_s",  "memory_mb",    "cpus",        "pids",
+                                              "open_files", "stdout_limit", "stderr_limit"};
   for (auto& [key, value] : document.items()) {
     if (!known.count(key)) reject("unknown field '" + key + "'");
   }
@@ -89,6 +90,10 @@ engine::RunRequest parse_run_request(const std::string& body) {
   }
   if (document.contains("timeout_s")) request.timeout_s = integer_field(document["timeout_s"], "timeout_s");
   if (document.contains("memory_mb")) request.memory_mb = integer_field(document["memory_mb"], "memory_mb");
+  if (document.contains("cpus")) request.cpus = integer_field(document["cpus"], "cpus");
+  if (document.contains("pids")) request.max_processes = integer_field(document["pids"], "pids");
+  if (document.contains("open_files"))
+    request.max_open_files = integer_field(document["open_files"], "open_files");
   auto limit = [&](const char* name, uint64_t& target) {
     if (!document.contains(name)) return;
     int value = integer_field(document[name], name);
@@ -127,6 +132,7 @@ json pool_json(const engine::PoolStats& stats) {
   return {{"name", stats.name},
           {"language", stats.profile.language},
           {"memory_mb", stats.profile.memory_mb},
+          {"cpus", stats.profile.cpus},
           {"target", stats.target},
           {"ready", stats.ready},
           {"in_use", stats.in_use},

@@ -24,7 +24,13 @@ TEST(Messages, ExecRoundTrips) {
   exec.cwd = "/home/sandbox";
   exec.stdout_limit = 5;
   exec.timeout_ms = 2000;
+  exec.max_processes = 64;
+  exec.max_open_files = 128;
+  exec.prestarted = true;
   Exec parsed = Exec::parse(exec.to_payload());
+  EXPECT_EQ(parsed.max_processes, 64u);
+  EXPECT_EQ(parsed.max_open_files, 128u);
+  EXPECT_TRUE(parsed.prestarted);
   EXPECT_EQ(parsed.argv, exec.argv);
   EXPECT_EQ(parsed.env, exec.env);
   EXPECT_EQ(parsed.cwd, exec.cwd);

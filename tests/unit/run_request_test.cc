@@ -52,6 +52,21 @@ TEST(RunRequest, EachLimitIsEnforcedWithAMessageNamingIt) {
     request.memory_mb = memory;
     EXPECT_NE(rejection(request).find("memory"), std::string::npos) << memory;
   }
+  for (int cpus : {0, Limits::kMaxCpus + 1}) {
+    request = valid_request();
+    request.cpus = cpus;
+    EXPECT_NE(rejection(request).find("cpus"), std::string::npos) << cpus;
+  }
+  for (int processes : {Limits::kMinProcesses - 1, Limits::kMaxProcesses + 1}) {
+    request = valid_request();
+    request.max_processes = processes;
+    EXPECT_NE(rejection(request).find("process limit"), std::string::npos) << processes;
+  }
+  for (int files : {Limits::kMinOpenFiles - 1, Limits::kMaxOpenFiles + 1}) {
+    request = valid_request();
+    request.max_open_files = files;
+    EXPECT_NE(rejection(request).find("open file limit"), std::string::npos) << files;
+  }
   request = valid_request();
   request.stdout_limit = Limits::kMaxOutputLimit + 1;
   EXPECT_NE(rejection(request).find("stdout limit"), std::string::npos);
