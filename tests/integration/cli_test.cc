@@ -406,7 +406,8 @@ TEST_F(Cli, PrestartedPythonBehavesLikeAFreshInterpreter) {
   EXPECT_EQ(message.exit_code, 1);
   EXPECT_EQ(message.err, "bad input\n");
   // Closing the interpreter's control socket only costs the early exit notice.
-  auto closed = airlock({"run", "--lang", "python", "import os; os.close(3); print('on'); raise SystemExit(5)"});
+  auto closed =
+      airlock({"run", "--lang", "python", "import os; os.close(3); print('on'); raise SystemExit(5)"});
   EXPECT_EQ(closed.exit_code, 5) << closed.err;
   EXPECT_EQ(closed.out, "on\n");
 }

@@ -17,19 +17,13 @@
 #include "common/child_process.h"
 #include "common/error.h"
 #include "support/airlock_cli.h"
-
-extern char** environ;
+#include "support/test_daemon.h"
 
 namespace airlock::testing {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-struct HttpReply {
-  int status = 0;
-  std::string body;
-};
 
 class Daemon : public ::testing::Test {
  protected:
@@ -38,7 +32,8 @@ class Daemon : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    socket_ = (dir_ / "airlockd.sock").string();
+    daemon_.emplace(dir_);
+    socket_ = daemon_->socket();
   }
   void TearDown() override {
     stop_daemon();
@@ -46,59 +41,29 @@ class Daemon : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  std::vector<std::string> environment() const {
-    std::vector<std::string> env;
-    for (char** entry = environ; *entry; ++entry) env.emplace_back(*entry);
-    env.push_back("AIRLOCK_RUNTIME_DIR=" + dir_.string());
-    return env;
-  }
+  std::vector<std::string> environment() const { return daemon_->environment(); }
 
   void start_daemon(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {fs::path(AIRLOCK_BIN).parent_path() / "airlockd", "--socket", socket_};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    SpawnOptions options;
-    options.env = environment();
-    daemon_ = ChildProcess::spawn(argv, options);
-    for (int i = 0; i < 600 && get("/v1/health").status != 200; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ASSERT_EQ(get("/v1/health").status, 200) << "airlockd did not come up";
+    ASSERT_TRUE(daemon_->start(extra)) << "airlockd did not come up";
   }
 
   void stop_daemon() {
-    if (!daemon_.running()) return;
-    daemon_.kill(SIGTERM);
-    auto status = daemon_.wait_or_kill(std::chrono::seconds(30));
-    EXPECT_EQ(status.exit_code, 0) << "airlockd did not drain and exit cleanly";
+    auto status = daemon_->stop();
+    if (!status) return;
+    EXPECT_EQ(status->exit_code, 0) << "airlockd did not drain and exit cleanly";
     EXPECT_FALSE(fs::exists(socket_)) << "socket left behind";
   }
 
-  HttpReply request(const std::vector<std::string>& curl_args) {
-    std::vector<std::string> argv = {"curl", "-s", "-S", "--unix-socket", socket_, "-w", "\n%{http_code}"};
-    argv.insert(argv.end(), curl_args.begin(), curl_args.end());
-    auto result = run_command(argv, {"PATH=/usr/bin:/bin"}, std::chrono::seconds(120));
-    HttpReply reply;
-    size_t last = result.output.rfind('\n');
-    if (last == std::string::npos) return reply;
-    reply.status = std::atoi(result.output.c_str() + last + 1);
-    reply.body = result.output.substr(0, last);
-    return reply;
-  }
-  HttpReply get(const std::string& path) { return request({"http://airlockd" + path}); }
+  HttpReply request(const std::vector<std::string>& curl_args) { return daemon_->request(curl_args); }
+  HttpReply get(const std::string& path) { return daemon_->get(path); }
   HttpReply post(const std::string& path, const std::string& body,
                  const std::string& accept = "application/json") {
-    return request({"-H", "Accept: " + accept, "-d", body, "http://airlockd" + path});
+    return daemon_->post(path, body, accept);
   }
 
   void wait_for_ready(const std::string& pool) {
-    for (int i = 0; i < 600; ++i) {
-      const json listing = json::parse(get("/v1/pools").body);
-      for (const auto& entry : listing["pools"]) {
-        if (entry["name"] == pool && entry["ready"].get<int>() > 0) return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    FAIL() << "pool " << pool << " never got ready: " << get("/v1/pools").body;
+    ASSERT_TRUE(daemon_->wait_for_ready(pool))
+        << "pool " << pool << " never got ready: " << get("/v1/pools").body;
   }
 
   static void expect_error(const HttpReply& reply, int status, const std::string& code,
@@ -113,7 +78,7 @@ class Daemon : public ::testing::Test {
 
   fs::path dir_;
   std::string socket_;
-  ChildProcess daemon_;
+  std::optional<TestDaemon> daemon_;
 };
 
 TEST_F(Daemon, RunFromTheWarmPoolMatchesTheContract) {
@@ -246,8 +211,8 @@ TEST_F(Daemon, ACrashedDaemonLeavesNoVmsAndItsSuccessorReapsItsDirectories) {
     if (entry.path().filename().string().rfind("run-", 0) == 0) old_dirs.insert(entry.path().string());
   }
   ASSERT_FALSE(old_dirs.empty());
-  daemon_.kill(SIGKILL);
-  daemon_.wait();
+  daemon_->process().kill(SIGKILL);
+  daemon_->process().wait();
   // Pool VMs die with the daemon (PR_SET_PDEATHSIG); give the kernel a moment.
   for (int i = 0; i < 50 && !qemu_processes(dir_.string() + "/").empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
