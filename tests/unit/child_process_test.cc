@@ -1,7 +1,9 @@
 #include "common/child_process.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -65,6 +67,42 @@ TEST(ChildProcess, WaitOrKillStopsAStubbornChild) {
   ChildProcess child = ChildProcess::spawn({"sh", "-c", "trap '' TERM; sleep 60"}, SpawnOptions{});
   auto status = child.wait_or_kill(std::chrono::milliseconds(50));
   EXPECT_EQ(status.signal, SIGKILL);
+}
+
+TEST(ChildProcess, BeforeExecFailureNamesTheOperationAndErrno) {
+  SpawnOptions options;
+  options.before_exec = []() -> const char* {
+    errno = EACCES;
+    return "setresuid(1234)";
+  };
+  try {
+    ChildProcess::spawn({"true"}, options);
+    FAIL() << "spawn succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::io);
+    EXPECT_STREQ(e.what(), "setresuid(1234): Permission denied");
+  }
+}
+
+TEST(ChildProcess, NamespacesAreMadeByTheSpawn) {
+  if (::geteuid() != 0) GTEST_SKIP() << "new namespaces need root";
+  auto [read_end, write_end] = make_pipe();
+  SpawnOptions options;
+  options.fds = {{1, write_end.get()}};
+  options.namespaces = CLONE_NEWPID | CLONE_NEWUTS;
+  options.before_exec = []() -> const char* {
+    return ::sethostname("jailed", 6) < 0 ? "sethostname" : nullptr;
+  };
+  ChildProcess child = ChildProcess::spawn({"sh", "-c", "echo $$ $(hostname)"}, options);
+  write_end.reset();
+  std::string output;
+  char buffer[256];
+  while (auto n = read_some(read_end.get(), buffer, sizeof buffer)) {
+    if (*n == 0) break;
+    output.append(buffer, *n);
+  }
+  EXPECT_EQ(child.wait().exit_code, 0);
+  EXPECT_EQ(output, "1 jailed\n") << "PID 1 of its own PID namespace, with its own host name";
 }
 
 }  // namespace
