@@ -81,6 +81,15 @@ ExitStatus decode_wait_status(int status) {
   ::syscall(SYS_close_range, static_cast<unsigned>(error_pipe + 1), ~0U, 0U);
   if (options.before_exec) {
     if (const char* failed = options.before_exec()) fail(errno, failed);
+    // A change of uid or gid in that step cleared the parent-death signal:
+    // arm it again, then catch a parent that died before it was armed. (Its
+    // pid means nothing in a new PID namespace, but the parent holds the read
+    // end of the error pipe until we exec: no reader left is POLLERR.)
+    if (options.die_with_parent) {
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG)");
+      pollfd reader{error_pipe, POLLOUT, 0};
+      if (::poll(&reader, 1, 0) == 1 && (reader.revents & POLLERR)) ::_exit(127);
+    }
   }
   ::execve(path, argv, envp);
   fail(errno);
