@@ -11,6 +11,16 @@
 namespace airlock {
 namespace {
 
+std::string read_to_end(int fd) {
+  std::string data;
+  char buffer[256];
+  while (auto n = read_some(fd, buffer, sizeof buffer)) {
+    if (*n == 0) break;
+    data.append(buffer, *n);
+  }
+  return data;
+}
+
 TEST(ChildProcess, ReportsExitCodeAndOutput) {
   auto result = run_command({"sh", "-c", "echo out; echo err >&2; exit 3"}, {}, std::chrono::seconds(5));
   EXPECT_EQ(result.status.exit_code, 3);
@@ -52,12 +62,7 @@ TEST(ChildProcess, OnlyMappedDescriptorsAreInherited) {
   ChildProcess child =
       ChildProcess::spawn({"sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"}, options);
   write_end.reset();
-  std::string listing;
-  char buffer[256];
-  while (auto n = read_some(read_end.get(), buffer, sizeof buffer)) {
-    if (*n == 0) break;
-    listing.append(buffer, *n);
-  }
+  std::string listing = read_to_end(read_end.get());
   EXPECT_EQ(child.wait().exit_code, 0);
   // 0-2, the mapped 7, and the fd ls itself opens for /proc/self/fd.
   EXPECT_EQ(listing.rfind("0 1 2 3 7", 0), 0u) << listing;
@@ -95,12 +100,7 @@ TEST(ChildProcess, NamespacesAreMadeByTheSpawn) {
   };
   ChildProcess child = ChildProcess::spawn({"sh", "-c", "echo $$ $(hostname)"}, options);
   write_end.reset();
-  std::string output;
-  char buffer[256];
-  while (auto n = read_some(read_end.get(), buffer, sizeof buffer)) {
-    if (*n == 0) break;
-    output.append(buffer, *n);
-  }
+  std::string output = read_to_end(read_end.get());
   EXPECT_EQ(child.wait().exit_code, 0);
   EXPECT_EQ(output, "1 jailed\n") << "PID 1 of its own PID namespace, with its own host name";
 }
