@@ -128,7 +128,7 @@ Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
   // Directories of runs whose owner was killed outright (SIGKILL) go now.
   reap_stale_dirs(options_.runtime_dir, "run-");
   // Which confinement layers this host can apply is known before any VM starts.
-  isolation_ = vmm::jail::probe_layers();
+  isolation_ = vmm::jail::probe_layers(options_.cache_dir);
   for (auto& layer : isolation_) {
     if (layer.available && options_.simulate_missing_layers.count(layer.name)) {
       layer = {layer.name, false, "marked unavailable by a test"};

@@ -25,13 +25,6 @@ namespace {
 
 constexpr auto kProbeTimeout = std::chrono::seconds(6);
 
-std::string file_identity(const std::string& path) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) < 0) return path + ":missing";
-  return path + ":" + std::to_string(info.st_size) + ":" + std::to_string(info.st_mtim.tv_sec) + "." +
-         std::to_string(info.st_mtim.tv_nsec);
-}
-
 std::string probe_key(const KernelImage& kernel) {
   utsname host{};
   ::uname(&host);

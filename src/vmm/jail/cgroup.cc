@@ -120,7 +120,7 @@ class Cgroup final : public Layer {
  public:
   std::string_view name() const override { return "cgroup"; }
 
-  std::optional<std::string> probe() const override {
+  std::optional<std::string> probe(const std::string& /*cache_dir*/) const override {
     const bool v2 = is_v2();
     for (const auto& parent : parents()) {
       try {

@@ -36,7 +36,7 @@ class Credentials final : public Layer {
  public:
   std::string_view name() const override { return "credentials"; }
 
-  std::optional<std::string> probe() const override {
+  std::optional<std::string> probe(const std::string& /*cache_dir*/) const override {
     if (::geteuid() != 0) return "switching to the unprivileged VMM user needs root";
     return std::nullopt;
   }

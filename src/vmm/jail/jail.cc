@@ -22,10 +22,10 @@ std::vector<std::unique_ptr<Layer>> all_layers() {
 
 }  // namespace
 
-std::vector<LayerStatus> probe_layers() {
+std::vector<LayerStatus> probe_layers(const std::string& cache_dir) {
   std::vector<LayerStatus> statuses;
   for (const auto& layer : all_layers()) {
-    auto missing = layer->probe();
+    auto missing = layer->probe(cache_dir);
     statuses.push_back({std::string(layer->name()), !missing, missing.value_or("")});
   }
   return statuses;

@@ -18,7 +18,7 @@ struct LayerStatus {
 
 // Every layer, in order, with whether this host can apply it. Run once at
 // engine start; also removes cgroups left by processes that were killed.
-std::vector<LayerStatus> probe_layers();
+std::vector<LayerStatus> probe_layers(const std::string& cache_dir);
 
 // "cgroup (reason); seccomp (reason)" for the unavailable ones; empty if none.
 std::string describe_missing(const std::vector<LayerStatus>& layers);

@@ -48,7 +48,7 @@ class JailDir final : public Layer {
  public:
   std::string_view name() const override { return "jail_dir"; }
 
-  std::optional<std::string> probe() const override {
+  std::optional<std::string> probe(const std::string& /*cache_dir*/) const override {
     if (::geteuid() != 0) return "mounting into the jail needs root (no user namespace support yet)";
     return std::nullopt;
   }

@@ -31,6 +31,7 @@ gid_t jail_gid();
 // One confinement layer of the QEMU process, in its own file, with the same
 // verbs as the others (nsjail's mnt.cc/net.cc/cgroup2.cc model):
 //   probe()   at engine start: can this host apply the layer? (nullopt: yes)
+//             A verdict that costs a process spawn may be cached in cache_dir.
 //   prepare() in the parent before the spawn: create what the layer needs;
 //             the destructor removes it again, on every path
 //   enter()   in the child between fork and exec: async-signal-safe calls only
@@ -38,7 +39,7 @@ class Layer {
  public:
   virtual ~Layer() = default;
   virtual std::string_view name() const = 0;
-  virtual std::optional<std::string> probe() const = 0;
+  virtual std::optional<std::string> probe(const std::string& cache_dir) const = 0;
   virtual void prepare(const JailPlan& plan) = 0;
   // Returns nullptr, or the failed operation with errno set.
   virtual const char* enter() const noexcept = 0;

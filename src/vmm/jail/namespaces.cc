@@ -24,7 +24,7 @@ class Namespaces final : public Layer {
  public:
   std::string_view name() const override { return "namespaces"; }
 
-  std::optional<std::string> probe() const override {
+  std::optional<std::string> probe(const std::string& /*cache_dir*/) const override {
     // The real test: a child created in the namespaces, which exits at once.
     clone_args args{};
     args.flags = kNamespaces;

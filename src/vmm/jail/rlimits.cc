@@ -26,7 +26,8 @@ class Rlimits final : public Layer {
  public:
   std::string_view name() const override { return "rlimits"; }
 
-  std::optional<std::string> probe() const override { return std::nullopt; }  // lowering is always allowed
+  // Lowering a limit is always allowed.
+  std::optional<std::string> probe(const std::string& /*cache_dir*/) const override { return std::nullopt; }
 
   void prepare(const JailPlan& plan) override {
     limits_ = {

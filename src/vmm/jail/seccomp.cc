@@ -17,6 +17,9 @@
 #include <cstring>
 
 #include "common/child_process.h"
+#include "common/error.h"
+#include "common/io.h"
+#include "common/temp_dir.h"
 #include "vmm/jail/layer.h"
 
 namespace airlock::vmm::jail {
@@ -66,13 +69,27 @@ class Seccomp final : public Layer {
  public:
   std::string_view name() const override { return "seccomp"; }
 
-  std::optional<std::string> probe() const override {
+  std::optional<std::string> probe(const std::string& cache_dir) const override {
     if (::prctl(PR_GET_SECCOMP) < 0) return std::string("prctl(PR_GET_SECCOMP): ") + std::strerror(errno);
+    // Asking QEMU costs a spawn (~0.1 s on every CLI run): the answer is kept
+    // per QEMU binary version.
+    const std::string cache_file = cache_dir + "/qemu-sandbox-probe";
+    const std::string key = file_identity(find_program("qemu-system-x86_64").value_or("qemu-system-x86_64"));
+    try {
+      if (read_file(cache_file, 4096) == key) return std::nullopt;
+    } catch (const Error&) {
+    }
     // QEMU parses -sandbox before acting on -version: a build without
     // seccomp support fails here.
     auto result = run_command({"qemu-system-x86_64", "-sandbox", kQemuSandbox, "-version"},
                               {"PATH=/usr/local/bin:/usr/bin:/bin"}, std::chrono::seconds(10));
     if (result.status.exit_code != 0) return "qemu-system-x86_64 -sandbox: " + result.output;
+    try {
+      make_directories(cache_dir);
+      write_file(cache_file, key, 0600);
+    } catch (const Error&) {
+      // An unwritable cache only means asking again next time.
+    }
     return std::nullopt;
   }
 
