@@ -283,7 +283,12 @@ TEST_F(Confinement, MissingLayerIsRefusedUnlessWeakerIsolationIsAccepted) {
     EXPECT_TRUE(qemu_processes(runtime_dir_.string() + "/").empty());
   }
   options.allow_weak_isolation = true;
+  std::vector<std::string> notices;
+  options.notice = [&notices](const std::string& text) { notices.push_back(text); };
   engine::Engine accepting(options);
+  ASSERT_FALSE(notices.empty()) << "accepting weaker isolation was not reported";
+  EXPECT_NE(notices[0].find("weaker isolation accepted"), std::string::npos) << notices[0];
+  EXPECT_NE(notices[0].find("cgroup"), std::string::npos) << notices[0];
   engine::RunResult result = accepting.run(request);
   EXPECT_EQ(result.status, engine::RunStatus::ok) << result.error;
   EXPECT_EQ(result.stdout_data, "hi\n");
