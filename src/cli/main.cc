@@ -91,6 +91,7 @@ struct RunOptions {
   std::string images;
   bool no_snapshot = false;
   bool no_daemon = false;
+  bool allow_weak_isolation = false;
   std::string socket;
 };
 
@@ -195,6 +196,7 @@ int run_command(const RunOptions& options) {
     engine::EngineOptions engine_options;
     engine_options.manifest_path = options.images;
     engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
+    engine_options.allow_weak_isolation = options.allow_weak_isolation;
     engine::Engine sandbox_engine(engine_options);
     outcome = sandbox_engine.run(request, options.json ? nullptr : &terminal, &cancel);
   }
@@ -253,6 +255,9 @@ int main(int argc, char** argv) {
   run->add_flag("--no-snapshot", options.no_snapshot,
                 "Boot a fresh kernel instead of restoring a clone of the cached template snapshot");
   run->add_flag("--no-daemon", options.no_daemon, "Run in this process even if airlockd is serving");
+  run->add_flag("--allow-weak-isolation", options.allow_weak_isolation,
+                "Run in this process even if the host cannot apply every confinement layer to QEMU "
+                "(airlockd decides for itself)");
   run->add_option("--socket", options.socket,
                   "airlockd socket to use (default $AIRLOCK_SOCKET, else <runtime dir>/airlockd.sock)");
   run->add_option("--images", options.images, "Path of the image manifest (default: beside the binary)");

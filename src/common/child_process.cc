@@ -1,6 +1,7 @@
 #include "common/child_process.h"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -33,8 +34,10 @@ ExitStatus decode_wait_status(int status) {
 [[noreturn]] void exec_child(const char* path, char* const argv[], char* const envp[],
                              const std::vector<std::pair<int, int>>& fds, int high_base,
                              const SpawnOptions& options, int error_pipe) {
-  auto fail = [error_pipe](int err) {
+  // The parent reads errno, then the name of the failed operation (none: execve).
+  auto fail = [error_pipe](int err, const char* operation = nullptr) {
     ssize_t ignored = ::write(error_pipe, &err, sizeof err);
+    if (operation) ignored = ::write(error_pipe, operation, std::strlen(operation));
     (void)ignored;
     ::_exit(127);
   };
@@ -76,6 +79,18 @@ ExitStatus decode_wait_status(int status) {
   ::syscall(SYS_close_range, static_cast<unsigned>(max_target + 1), static_cast<unsigned>(error_pipe - 1),
             0U);
   ::syscall(SYS_close_range, static_cast<unsigned>(error_pipe + 1), ~0U, 0U);
+  if (options.before_exec) {
+    if (const char* failed = options.before_exec()) fail(errno, failed);
+    // A change of uid or gid in that step cleared the parent-death signal:
+    // arm it again, then catch a parent that died before it was armed. (Its
+    // pid means nothing in a new PID namespace, but the parent holds the read
+    // end of the error pipe until we exec: no reader left is POLLERR.)
+    if (options.die_with_parent) {
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG)");
+      pollfd reader{error_pipe, POLLOUT, 0};
+      if (::poll(&reader, 1, 0) == 1 && (reader.revents & POLLERR)) ::_exit(127);
+    }
+  }
   ::execve(path, argv, envp);
   fail(errno);
   ::_exit(127);
@@ -136,8 +151,18 @@ ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv, const Spa
   if (error_fd < 0) throw_errno("fcntl(F_DUPFD_CLOEXEC)");
   error_write.reset(error_fd);
 
-  pid_t pid = ::fork();
-  if (pid < 0) throw_errno("fork");
+  pid_t pid;
+  if (options.namespaces != 0) {
+    // glibc has no clone3 wrapper; without a stack it returns twice, like fork.
+    clone_args args{};
+    args.flags = options.namespaces;
+    args.exit_signal = SIGCHLD;
+    pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+    if (pid < 0) throw_errno("clone3", "namespaces " + std::to_string(options.namespaces));
+  } else {
+    pid = ::fork();
+    if (pid < 0) throw_errno("fork");
+  }
   if (pid == 0) {
     exec_child(resolved->c_str(), argv_ptrs.data(), env_ptrs.data(), options.fds, high_base, options,
                error_write.get());
@@ -146,14 +171,22 @@ ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv, const Spa
   child.pid_ = pid;
   child.pidfd_.reset(pidfd_open(pid));
   error_write.reset();
-  int child_errno = 0;
+  // The pipe closes at execve; anything written before that is the child's failure.
+  std::string report;
+  char buffer[512];
   ssize_t n;
-  do {
-    n = ::read(error_read.get(), &child_errno, sizeof child_errno);
-  } while (n < 0 && errno == EINTR);
-  if (n == sizeof child_errno) {
+  while ((n = ::read(error_read.get(), buffer, sizeof buffer)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    report.append(buffer, static_cast<size_t>(n));
+  }
+  if (report.size() >= sizeof(int)) {
+    int child_errno = 0;
+    std::memcpy(&child_errno, report.data(), sizeof child_errno);
+    std::string operation = report.substr(sizeof child_errno);
+    if (operation.empty()) operation = "execve(\"" + *resolved + "\")";
     child.wait();
-    throw Error(ErrorCode::io, "execve(\"" + *resolved + "\"): " + std::strerror(child_errno));
+    throw Error(ErrorCode::io, operation + ": " + std::strerror(child_errno));
   }
   if (!child.pidfd_) throw_errno("pidfd_open");
   return child;

@@ -3,6 +3,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -25,6 +27,15 @@ struct SpawnOptions {
   // outlive the thread that spawned it (pools spawn from their long-lived
   // refill thread; a request thread destroys its VM before it ends).
   bool die_with_parent = true;
+  // CLONE_NEW* flags: the child is created in these new namespaces (clone3),
+  // so it is, for example, PID 1 of its own PID namespace from the start.
+  uint64_t namespaces = 0;
+  // Runs in the child after the fds are in place, just before execve. It runs
+  // between fork and exec, so it may make only async-signal-safe calls (no
+  // allocation, no locks, raw syscalls for set*id). Returns nullptr, or the
+  // operation that failed (a string that outlives the spawn) with errno set;
+  // spawn() then throws Error(io) naming that operation and errno.
+  std::function<const char*()> before_exec;
 };
 
 struct ExitStatus {

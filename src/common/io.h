@@ -18,6 +18,8 @@ void write_all(int fd, std::string_view data);
 std::optional<size_t> read_some(int fd, char* buffer, size_t size);
 
 std::string read_file(const std::string& path, size_t max_size);
+// "path:size:mtime" — changes whenever the file is replaced or rewritten; for cache keys.
+std::string file_identity(const std::string& path);
 void write_file(const std::string& path, std::string_view data, int mode = 0644);
 
 void set_nonblocking(int fd, bool nonblocking = true);

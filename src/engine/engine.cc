@@ -134,12 +134,34 @@ Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
   templates_.emplace(options_.cache_dir + "/templates", "/dev/shm");
   // Directories of runs whose owner was killed outright (SIGKILL) go now.
   reap_stale_dirs(options_.runtime_dir, "run-");
+  // Which confinement layers this host can apply is known before any VM starts.
+  isolation_ = vmm::jail::probe_layers(options_.cache_dir);
+  for (auto& layer : isolation_) {
+    if (layer.available && options_.simulate_missing_layers.count(layer.name)) {
+      layer = {layer.name, false, "marked unavailable by a test"};
+    }
+    if (!layer.available && options_.allow_weak_isolation) skipped_layers_.insert(layer.name);
+  }
+  // Refused runs name the missing layers in their error; accepted ones say it once here.
+  const std::string missing = vmm::jail::describe_missing(isolation_);
+  if (!missing.empty() && options_.allow_weak_isolation && options_.notice) {
+    options_.notice("weaker isolation accepted: QEMU runs without " + missing);
+  }
+}
+
+void Engine::require_isolation() const {
+  if (options_.allow_weak_isolation) return;
+  const std::string missing = vmm::jail::describe_missing(isolation_);
+  if (missing.empty()) return;
+  throw Error(ErrorCode::unavailable,
+              "refusing to run: this host cannot apply these confinement layers to QEMU: " + missing +
+                  "; --allow-weak-isolation runs without them");
 }
 
 vmm::AccelDecision Engine::accel_for(vmm::AccelChoice choice, const vmm::KernelImage& kernel) {
   if (choice == vmm::AccelChoice::automatic && automatic_accel_) return *automatic_accel_;
   TempDir scratch = TempDir::create(options_.runtime_dir, "run-");
-  auto decision = vmm::choose_accel(choice, kernel, options_.cache_dir, scratch.path());
+  auto decision = vmm::choose_accel(choice, kernel, options_.cache_dir, scratch.path(), skipped_layers_);
   if (decision.probed_now && options_.notice) options_.notice(decision.reason);
   if (choice == vmm::AccelChoice::automatic) automatic_accel_ = decision;
   return decision;
@@ -184,6 +206,7 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     config.vcpus = profile.cpus;
     config.work_dir = paths.dir;
     config.memory_file = vmm::MemoryFileSpec{paths.memory, true};
+    config.skipped_layers = skipped_layers_;
     std::unique_ptr<vmm::Vm> vm = backend_->start(config);
     GuestSession session(*vm, cancel);
     session.await_hello(SteadyClock::now() + kBootTimeout);
@@ -230,6 +253,7 @@ vmm::Accel Engine::accelerator(vmm::AccelChoice choice) {
 }
 
 Engine::Resolved Engine::resolve(const Profile& profile) {
+  require_isolation();
   std::lock_guard lock(state_mutex_);
   if (!catalog_) catalog_ = ImageCatalog::load(find_manifest(options_.manifest_path));
   Resolved resolved{&find_language(profile.language), catalog_->kernel(profile.kernel), "", {}};
@@ -270,6 +294,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     config.memory_mb = profile.memory_mb;
     config.vcpus = profile.cpus;
     config.work_dir = guest.run_dir_.path();
+    config.skipped_layers = skipped_layers_;
     if (from_snapshot) {
       config.rootfs = snapshot->disk;
       config.rootfs_format = "qcow2";

@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "common/temp_dir.h"
@@ -15,6 +16,7 @@
 #include "engine/run_result.h"
 #include "engine/template_store.h"
 #include "vmm/accel_probe.h"
+#include "vmm/jail/jail.h"
 #include "vmm/vm_backend.h"
 
 namespace airlock::engine {
@@ -25,6 +27,12 @@ struct EngineOptions {
   std::string runtime_dir;    // empty: default_runtime_dir()
   // One-line notices for the user (e.g. falling back from KVM to TCG).
   std::function<void(const std::string&)> notice;
+  // Run even if this host cannot apply every confinement layer to QEMU
+  // (vmm/jail); the missing ones are reported and skipped. Without it such a
+  // host refuses every run with Error(unavailable).
+  bool allow_weak_isolation = false;
+  // Test hook: treat these layers as unavailable on this host.
+  std::set<std::string> simulate_missing_layers;
 };
 
 // What a VM is made for. Runs with equal profiles can use each other's
@@ -87,6 +95,11 @@ class Engine {
   // The accelerator runs with this choice use (probes KVM once if needed).
   vmm::Accel accelerator(vmm::AccelChoice choice);
 
+  // The confinement layers and whether this host applies them (probed once, at construction).
+  const std::vector<vmm::jail::LayerStatus>& isolation() const { return isolation_; }
+  // Throws Error(unavailable) if a layer is missing and weaker isolation was not accepted.
+  void require_isolation() const;
+
   // Runs the language's warm-up (our code) in a guest that waits in a pool:
   // a new QEMU process translates guest code from scratch, and this pays
   // that, and the first-touch copy-on-write faults, before a request comes.
@@ -123,6 +136,8 @@ class Engine {
   std::optional<ImageCatalog> catalog_;
   std::optional<vmm::AccelDecision> automatic_accel_;
   std::map<std::string, std::string> initramfs_digests_;  // file identity -> content hash
+  std::vector<vmm::jail::LayerStatus> isolation_;
+  std::set<std::string> skipped_layers_;  // missing and accepted as missing
 };
 
 }  // namespace airlock::engine

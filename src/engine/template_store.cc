@@ -27,13 +27,6 @@ std::string stable_hash(const std::string& text) {
   return hex;
 }
 
-std::string file_identity(const std::string& path) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) < 0) return path + ":missing";
-  return path + ":" + std::to_string(info.st_size) + ":" + std::to_string(info.st_mtim.tv_sec) + "." +
-         std::to_string(info.st_mtim.tv_nsec);
-}
-
 TemplateStore::TemplateStore(std::string root, std::string memory_dir)
     : root_(std::move(root)), memory_dir_(std::move(memory_dir)) {}
 

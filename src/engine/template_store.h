@@ -50,7 +50,4 @@ class TemplateStore {
 // A stable 64-bit FNV-1a hash as 16 hex digits, for cache keys.
 std::string stable_hash(const std::string& text);
 
-// "path:size:mtime" — changes whenever the file is replaced or rewritten.
-std::string file_identity(const std::string& path);
-
 }  // namespace airlock::engine

@@ -33,6 +33,7 @@ struct Options {
   int queue_timeout_s = 10;
   std::string listen;      // host:port on loopback, optional
   std::string token_file;  // required with listen
+  bool allow_weak_isolation = false;
 };
 
 std::string read_token(const std::string& path) {
@@ -63,7 +64,10 @@ int serve(const Options& options) {
   engine::EngineOptions engine_options;
   engine_options.manifest_path = options.images;
   engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
+  engine_options.allow_weak_isolation = options.allow_weak_isolation;
   engine::Engine engine(engine_options);
+  // A daemon that would refuse every run says so at start, not per request.
+  engine.require_isolation();
   const std::string accel(vmm::to_string(engine.accelerator(vmm::AccelChoice::automatic)));
 
   server::Metrics metrics;
@@ -120,6 +124,8 @@ int main(int argc, char** argv) {
   app.add_option("--images", options.images, "Image manifest (default: beside the binary)");
   app.add_option("--listen", options.listen, "Also serve TCP on loopback, host:port (needs --token-file)");
   app.add_option("--token-file", options.token_file, "File holding the bearer token for --listen (mode 600)");
+  app.add_flag("--allow-weak-isolation", options.allow_weak_isolation,
+               "Serve even if the host cannot apply every confinement layer to QEMU");
   app.add_option("--pool-size", options.pool_size, "Warm VMs kept ready per language")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();

@@ -25,13 +25,6 @@ namespace {
 
 constexpr auto kProbeTimeout = std::chrono::seconds(6);
 
-std::string file_identity(const std::string& path) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) < 0) return path + ":missing";
-  return path + ":" + std::to_string(info.st_size) + ":" + std::to_string(info.st_mtim.tv_sec) + "." +
-         std::to_string(info.st_mtim.tv_nsec);
-}
-
 std::string probe_key(const KernelImage& kernel) {
   utsname host{};
   ::uname(&host);
@@ -48,7 +41,8 @@ struct ProbeVerdict {
 };
 
 // Boots the agent (no root disk) under KVM and waits for its hello.
-ProbeVerdict run_probe(const KernelImage& kernel, const std::string& work_dir) {
+ProbeVerdict run_probe(const KernelImage& kernel, const std::string& work_dir,
+                       const std::set<std::string>& skipped_layers) {
   VmConfig config;
   config.name = "airlock-kvm-probe";
   config.accel = Accel::kvm;
@@ -56,6 +50,7 @@ ProbeVerdict run_probe(const KernelImage& kernel, const std::string& work_dir) {
   config.memory_mb = 128;
   config.work_dir = work_dir;
   config.probe_only = true;
+  config.skipped_layers = skipped_layers;
   QemuBackend backend;
   std::unique_ptr<QemuVm> vm;
   try {
@@ -126,7 +121,7 @@ AccelChoice parse_accel_choice(const std::string& text) {
 }
 
 AccelDecision choose_accel(AccelChoice choice, const KernelImage& kernel, const std::string& cache_dir,
-                           const std::string& work_dir) {
+                           const std::string& work_dir, const std::set<std::string>& skipped_layers) {
   if (choice == AccelChoice::tcg) return {Accel::tcg, "TCG was requested", false};
 
   UniqueFd kvm(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
@@ -146,7 +141,7 @@ AccelDecision choose_accel(AccelChoice choice, const KernelImage& kernel, const 
         throw Error(ErrorCode::not_found, "stale");
       }
     } catch (const std::exception&) {
-      verdict = run_probe(kernel, work_dir);
+      verdict = run_probe(kernel, work_dir, skipped_layers);
       probed_now = true;
       try {
         make_directories(cache_dir);

@@ -21,8 +21,9 @@ struct AccelDecision {
 // enough (nested setups exist where it opens and no stock kernel boots). The
 // verdict is cached under cache_dir, keyed by host kernel, QEMU binary and
 // guest kernel, because a failed probe can cost seconds.
-// `work_dir` is a scratch directory for the probe VM.
+// `work_dir` is a scratch directory for the probe VM, which is confined like
+// any VM but for `skipped_layers`.
 AccelDecision choose_accel(AccelChoice choice, const KernelImage& kernel, const std::string& cache_dir,
-                           const std::string& work_dir);
+                           const std::string& work_dir, const std::set<std::string>& skipped_layers);
 
 }  // namespace airlock::vmm

@@ -4,8 +4,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common/error.h"
 #include "common/io.h"
+#include "vmm/disk_image.h"
 #include "vmm/host_clock.h"
 
 namespace airlock::vmm {
@@ -29,6 +32,35 @@ void create_overlay(const std::string& base, const std::string& base_format, con
   }
 }
 
+// Everything QEMU opens by path for this VM, and the sizes its limits follow.
+jail::JailPlan jail_plan(const VmConfig& config, const std::string& overlay) {
+  jail::JailPlan plan;
+  plan.name = config.name;
+  plan.work_dir = config.work_dir;
+  plan.vcpus = config.vcpus;
+  plan.memory_mb = config.memory_mb;
+  plan.read_only_files = {config.kernel.path};
+  if (!config.kernel.initramfs.empty()) plan.read_only_files.push_back(config.kernel.initramfs);
+  plan.max_file_bytes = static_cast<uint64_t>(config.memory_mb) << 20;
+  if (!overlay.empty()) {
+    plan.writable_files.push_back(overlay);
+    for (const auto& image : backing_chain(config.rootfs)) plan.read_only_files.push_back(image);
+    plan.max_file_bytes = std::max(plan.max_file_bytes, virtual_disk_size(overlay));
+  }
+  if (config.memory_file) {
+    // QEMU opens the RAM file read-write even for a private mapping (7.2 has
+    // no "rom" mode). A template's file does not exist yet: it is made here,
+    // so that the jail can bind it.
+    if (config.memory_file->shared) {
+      UniqueFd ram(::open(config.memory_file->path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+      if (!ram) throw_errno("open", config.memory_file->path);
+    }
+    plan.writable_files.push_back(config.memory_file->path);
+  }
+  if (config.accel == Accel::kvm) plan.devices.push_back("/dev/kvm");
+  return plan;
+}
+
 }  // namespace
 
 std::string guest_cmdline(const VmConfig& config) {
@@ -42,8 +74,10 @@ std::string guest_cmdline(const VmConfig& config) {
   return cmdline;
 }
 
-QemuVm::QemuVm(ChildProcess process, UniqueFd channel, UniqueFd console, UniqueFd qmp)
-    : process_(std::move(process)),
+QemuVm::QemuVm(std::unique_ptr<jail::Jail> jail, ChildProcess process, UniqueFd channel, UniqueFd console,
+               UniqueFd qmp)
+    : jail_(std::move(jail)),
+      process_(std::move(process)),
       channel_(std::move(channel)),
       console_(std::move(console)),
       qmp_socket_(std::move(qmp)) {
@@ -103,6 +137,8 @@ void QemuVm::destroy() {
   console_.reset();
   qmp_.reset();
   qmp_socket_.reset();
+  // Only now that QEMU is reaped can its cgroup go.
+  if (!process_.running()) jail_.reset();
 }
 
 std::unique_ptr<Vm> QemuBackend::start(const VmConfig& config) { return start_qemu(config); }
@@ -119,11 +155,15 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   spec.kernel_cmdline = guest_cmdline(config);
   spec.memory_file = config.memory_file;
   spec.incoming = config.restore;
+  std::string overlay;
   if (!config.rootfs.empty()) {
-    const std::string overlay = config.work_dir + "/rootfs-overlay.qcow2";
+    overlay = config.work_dir + "/rootfs-overlay.qcow2";
     create_overlay(config.rootfs, config.rootfs_format, overlay);
     spec.drives.push_back({"root", overlay, "qcow2", false, true});
   }
+  const jail::JailPlan plan = jail_plan(config, overlay);
+  auto jail = std::make_unique<jail::Jail>(plan, config.skipped_layers);
+  spec.sandbox = jail->qemu_sandbox();
   auto [console_host, console_vm] = make_socket_pair();
   auto [agent_host, agent_vm] = make_socket_pair();
   auto [qmp_host, qmp_vm] = make_socket_pair();
@@ -140,9 +180,10 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
                  {1, console_vm.get()},
                  {2, console_vm.get()}};
   options.env = {};
+  jail->configure(options);
   ChildProcess process = ChildProcess::spawn(spec.to_argv(), options);
-  auto vm = std::make_unique<QemuVm>(std::move(process), std::move(agent_host), std::move(console_host),
-                                     std::move(qmp_host));
+  auto vm = std::make_unique<QemuVm>(std::move(jail), std::move(process), std::move(agent_host),
+                                     std::move(console_host), std::move(qmp_host));
   return vm;
 }
 

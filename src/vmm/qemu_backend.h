@@ -6,6 +6,7 @@
 
 #include "common/child_process.h"
 #include "common/unique_fd.h"
+#include "vmm/jail/jail.h"
 #include "vmm/qmp_client.h"
 #include "vmm/vm_backend.h"
 
@@ -13,10 +14,13 @@ namespace airlock::vmm {
 
 // One QEMU process. Channels are socket pairs handed to QEMU as inherited
 // fds, so there are no socket files to race on or leak; the per-run disk
-// layer is a qcow2 overlay in the VM's work directory.
+// layer is a qcow2 overlay in the VM's work directory. The process is
+// confined by a jail (vmm/jail) that outlives it: destroy() reaps QEMU first,
+// then removes the jail's cgroup and directory.
 class QemuVm final : public Vm {
  public:
-  QemuVm(ChildProcess process, UniqueFd channel, UniqueFd console, UniqueFd qmp);
+  QemuVm(std::unique_ptr<jail::Jail> jail, ChildProcess process, UniqueFd channel, UniqueFd console,
+         UniqueFd qmp);
   ~QemuVm() override;
 
   int channel_fd() const override { return channel_.get(); }
@@ -33,6 +37,7 @@ class QemuVm final : public Vm {
   pid_t pid() const { return process_.pid(); }
 
  private:
+  std::unique_ptr<jail::Jail> jail_;
   ChildProcess process_;
   UniqueFd channel_;
   UniqueFd console_;

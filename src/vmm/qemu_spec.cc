@@ -71,6 +71,10 @@ std::vector<std::string> QemuSpec::to_argv() const {
                    "M,mem-path=" + escape_option_value(memory_file->path) +
                    (memory_file->shared ? ",share=on" : ",share=off"));
   }
+  if (!sandbox.empty()) {
+    argv.push_back("-sandbox");
+    argv.push_back(sandbox);
+  }
   if (incoming) {
     argv.push_back("-incoming");
     argv.push_back("defer");

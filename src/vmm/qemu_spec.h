@@ -45,6 +45,7 @@ struct QemuSpec {
   int console_fd = -1;  // guest serial console (and QEMU's own stderr)
   int agent_fd = -1;    // virtio-serial port named "airlock"
   int qmp_fd = -1;      // QMP monitor
+  std::string sandbox;  // QEMU's seccomp sandbox (-sandbox), empty: off
 
   std::vector<std::string> to_argv() const;
 };

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "vmm/qemu_spec.h"
@@ -30,6 +31,9 @@ struct VmConfig {
   int vcpus = 1;
   std::string work_dir;  // private directory for this VM's files (overlay)
   bool probe_only = false;
+  // Confinement layers (vmm/jail) not applied to this VM's QEMU: the host
+  // lacks them and the user accepted weaker isolation. Empty: all of them.
+  std::set<std::string> skipped_layers;
 };
 
 // A running VM as the engine sees it: a channel to the agent, a way to notice

@@ -1,13 +1,25 @@
 #include "common/child_process.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/io.h"
 
 namespace airlock {
 namespace {
+
+std::string read_to_end(int fd) {
+  std::string data;
+  char buffer[256];
+  while (auto n = read_some(fd, buffer, sizeof buffer)) {
+    if (*n == 0) break;
+    data.append(buffer, *n);
+  }
+  return data;
+}
 
 TEST(ChildProcess, ReportsExitCodeAndOutput) {
   auto result = run_command({"sh", "-c", "echo out; echo err >&2; exit 3"}, {}, std::chrono::seconds(5));
@@ -50,12 +62,7 @@ TEST(ChildProcess, OnlyMappedDescriptorsAreInherited) {
   ChildProcess child =
       ChildProcess::spawn({"sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"}, options);
   write_end.reset();
-  std::string listing;
-  char buffer[256];
-  while (auto n = read_some(read_end.get(), buffer, sizeof buffer)) {
-    if (*n == 0) break;
-    listing.append(buffer, *n);
-  }
+  std::string listing = read_to_end(read_end.get());
   EXPECT_EQ(child.wait().exit_code, 0);
   // 0-2, the mapped 7, and the fd ls itself opens for /proc/self/fd.
   EXPECT_EQ(listing.rfind("0 1 2 3 7", 0), 0u) << listing;
@@ -65,6 +72,37 @@ TEST(ChildProcess, WaitOrKillStopsAStubbornChild) {
   ChildProcess child = ChildProcess::spawn({"sh", "-c", "trap '' TERM; sleep 60"}, SpawnOptions{});
   auto status = child.wait_or_kill(std::chrono::milliseconds(50));
   EXPECT_EQ(status.signal, SIGKILL);
+}
+
+TEST(ChildProcess, BeforeExecFailureNamesTheOperationAndErrno) {
+  SpawnOptions options;
+  options.before_exec = []() -> const char* {
+    errno = EACCES;
+    return "setresuid(1234)";
+  };
+  try {
+    ChildProcess::spawn({"true"}, options);
+    FAIL() << "spawn succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::io);
+    EXPECT_STREQ(e.what(), "setresuid(1234): Permission denied");
+  }
+}
+
+TEST(ChildProcess, NamespacesAreMadeByTheSpawn) {
+  if (::geteuid() != 0) GTEST_SKIP() << "new namespaces need root";
+  auto [read_end, write_end] = make_pipe();
+  SpawnOptions options;
+  options.fds = {{1, write_end.get()}};
+  options.namespaces = CLONE_NEWPID | CLONE_NEWUTS;
+  options.before_exec = []() -> const char* {
+    return ::sethostname("jailed", 6) < 0 ? "sethostname" : nullptr;
+  };
+  ChildProcess child = ChildProcess::spawn({"sh", "-c", "echo $$ $(hostname)"}, options);
+  write_end.reset();
+  std::string output = read_to_end(read_end.get());
+  EXPECT_EQ(child.wait().exit_code, 0);
+  EXPECT_EQ(output, "1 jailed\n") << "PID 1 of its own PID namespace, with its own host name";
 }
 
 }  // namespace

@@ -1,0 +1,59 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airlock::vmm::jail {
+
+// What one QEMU process needs from its jail: the files it opens by path and
+// the sizes its limits are derived from. Built by the backend from a VmConfig.
+struct JailPlan {
+  std::string name;                          // unique among live VMs of this host (cgroup name)
+  std::string work_dir;                      // the VM's private directory; the jail root is made in it
+  std::vector<std::string> read_only_files;  // kernel, initramfs, backing images
+  std::vector<std::string> writable_files;   // overlay, RAM file
+  std::vector<std::string> devices;          // e.g. /dev/kvm
+  int vcpus = 1;
+  int memory_mb = 256;
+  uint64_t max_file_bytes = 0;  // the largest file QEMU may need to write
+};
+
+// The uid and gid QEMU runs as (see credentials.cc for why this one).
+uid_t jail_uid();
+gid_t jail_gid();
+
+// One confinement layer of the QEMU process, in its own file, with the same
+// verbs as the others (nsjail's mnt.cc/net.cc/cgroup2.cc model):
+//   probe()   at engine start: can this host apply the layer? (nullopt: yes)
+//             A verdict that costs a process spawn may be cached in cache_dir.
+//   prepare() in the parent before the spawn: create what the layer needs;
+//             the destructor removes it again, on every path
+//   enter()   in the child between fork and exec: async-signal-safe calls only
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual std::string_view name() const = 0;
+  virtual std::optional<std::string> probe(const std::string& cache_dir) const = 0;
+  virtual void prepare(const JailPlan& plan) = 0;
+  // Returns nullptr, or the failed operation with errno set.
+  virtual const char* enter() const noexcept = 0;
+  // CLONE_NEW* flags the child must be created with.
+  virtual uint64_t clone_flags() const { return 0; }
+  // The value of QEMU's -sandbox option, if this layer uses it.
+  virtual std::string qemu_sandbox() const { return {}; }
+};
+
+std::unique_ptr<Layer> make_cgroup();
+std::unique_ptr<Layer> make_namespaces();
+std::unique_ptr<Layer> make_jail_dir();
+std::unique_ptr<Layer> make_rlimits();
+std::unique_ptr<Layer> make_credentials();
+std::unique_ptr<Layer> make_seccomp();
+
+}  // namespace airlock::vmm::jail
