@@ -123,6 +123,7 @@ int run_benchmark(int requests) {
       throw airlock::Error(airlock::ErrorCode::internal, "bad run: " + result.dump());
     hits += result["pool_hit"].get<bool>();
     if (i % 20 == 0) {  // baselines interleaved, so drift hits both
+      wait_ready(2);    // and, like the requests, never beside a refill
       auto h = time_command({"/usr/bin/python3", "-c", "print(1)"}, 2);
       host.insert(host.end(), h.begin(), h.end());
       auto b = time_command({"bwrap",
@@ -151,6 +152,37 @@ int run_benchmark(int requests) {
       bwrap.insert(bwrap.end(), b.begin(), b.end());
     }
   }
+  // Memory of the idle pooled python VMs (all alive at once, so the pages of
+  // the template they share are split between them), and clone restore
+  // times as the daemon's own metrics saw them.
+  wait_ready(2);
+  std::vector<double> pss, private_dirty;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    try {
+      const std::string cmdline = airlock::read_file(entry.path().string() + "/cmdline", 1 << 16);
+      if (cmdline.rfind("qemu-system", 0) != 0 || cmdline.find(runtime.path()) == std::string::npos ||
+          cmdline.find("python-256m") == std::string::npos) {
+        continue;
+      }
+      const std::string rollup = airlock::read_file(entry.path().string() + "/smaps_rollup", 65536);
+      auto field = [&rollup](const std::string& key) {
+        size_t at = rollup.find("\n" + key + ":");
+        return at == std::string::npos ? 0.0 : std::atof(rollup.c_str() + at + key.size() + 2) / 1024.0;
+      };
+      pss.push_back(field("Pss"));
+      private_dirty.push_back(field("Private_Dirty"));
+    } catch (const airlock::Error&) {
+    }
+  }
+  const std::string metrics = http(socket_path, "GET", "/metrics");
+  auto metric = [&metrics](const std::string& name) {
+    size_t at = metrics.find("\n" + name + " ");
+    return at == std::string::npos ? 0.0 : std::atof(metrics.c_str() + at + name.size() + 2);
+  };
+  const double restores = metric("airlock_clone_restore_duration_seconds_count");
+  const double restore_mean_ms =
+      restores > 0 ? 1000.0 * metric("airlock_clone_restore_duration_seconds_sum") / restores : 0.0;
+
   // Sustained: back to back, each run a fresh VM (pool hit or not).
   const int sustained_runs = 20;
   auto sustained_start = SteadyClock::now();
@@ -171,6 +203,12 @@ int run_benchmark(int requests) {
   std::printf("  ratio airlock p50 / host python p50 %6.2fx\n",
               percentile(warm, 0.5) / percentile(host, 0.5));
   std::printf("  sustained, fresh VM per run, back to back: %.1f runs/s (2 cores)\n", runs_per_second);
+  std::printf("  clone restore (QEMU start -> guest ready), mean of %.0f pool clones: %.1f ms\n", restores,
+              restore_mean_ms);
+  for (size_t i = 0; i < pss.size(); ++i) {
+    std::printf("  idle pooled python VM %zu of %zu: PSS %.1f MiB, private dirty %.1f MiB\n", i + 1,
+                pss.size(), pss[i], private_dirty[i]);
+  }
   return 0;
 }
 

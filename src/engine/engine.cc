@@ -147,6 +147,7 @@ Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
   if (!missing.empty() && options_.allow_weak_isolation && options_.notice) {
     options_.notice("weaker isolation accepted: QEMU runs without " + missing);
   }
+  retirer_ = std::thread([this] { retire_loop(); });
 }
 
 void Engine::require_isolation() const {
@@ -156,6 +157,36 @@ void Engine::require_isolation() const {
   throw Error(ErrorCode::unavailable,
               "refusing to run: this host cannot apply these confinement layers to QEMU: " + missing +
                   "; --allow-weak-isolation runs without them");
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard lock(retire_mutex_);
+    retire_stop_ = true;
+  }
+  retire_wake_.notify_one();
+  retirer_.join();
+}
+
+void Engine::retire(ReadyGuest guest) {
+  {
+    std::lock_guard lock(retire_mutex_);
+    retiring_.push_back(std::move(guest));
+  }
+  retire_wake_.notify_one();
+}
+
+void Engine::retire_loop() {
+  std::unique_lock lock(retire_mutex_);
+  for (;;) {
+    retire_wake_.wait(lock, [this] { return retire_stop_ || !retiring_.empty(); });
+    if (retiring_.empty()) return;  // stopping, and nothing left
+    std::optional<ReadyGuest> doomed(std::move(retiring_.front()));
+    retiring_.pop_front();
+    lock.unlock();
+    doomed.reset();  // ~ReadyGuest: destroys the VM, then removes its run directory
+    lock.lock();
+  }
 }
 
 vmm::AccelDecision Engine::accel_for(vmm::AccelChoice choice, const vmm::KernelImage& kernel) {
@@ -411,6 +442,7 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
     }
   }
   // Single use: whatever ran in this VM, nobody gets it again.
+  if (guest) retire(std::move(*guest));
   guest.reset();
   if (result.accel.empty()) result.accel = "tcg";
   result.timing.total_ms = elapsed_ms(accepted, SteadyClock::now());

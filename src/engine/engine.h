@@ -1,5 +1,7 @@
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -7,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "common/temp_dir.h"
 #include "engine/guest_session.h"
@@ -85,6 +88,10 @@ class ReadyGuest {
 class Engine {
  public:
   explicit Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend = nullptr);
+  // Waits until every VM that served a request is destroyed.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   // `pooled`: a guest for this request's profile taken from a warm pool; without
   // one the engine starts a guest (a clone of the template, or a boot).
@@ -138,6 +145,16 @@ class Engine {
   std::map<std::string, std::string> initramfs_digests_;  // file identity -> content hash
   std::vector<vmm::jail::LayerStatus> isolation_;
   std::set<std::string> skipped_layers_;  // missing and accepted as missing
+
+  // VMs that served their request are destroyed here, off the request's
+  // path: the caller has its result without waiting for QEMU's teardown.
+  void retire(ReadyGuest guest);
+  void retire_loop();
+  std::mutex retire_mutex_;
+  std::condition_variable retire_wake_;
+  std::deque<ReadyGuest> retiring_;
+  bool retire_stop_ = false;
+  std::thread retirer_;  // declared last: started after, and joined before, everything above
 };
 
 }  // namespace airlock::engine
