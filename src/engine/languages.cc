@@ -15,7 +15,8 @@ namespace {
 // the file, compile, run in a fresh __main__, print) and then the interpreter
 // waits again: a pool warms each guest this way, so the emulator has
 // translated that path and the pages it writes are already this process's
-// own when the request comes. The first other job is the program: the
+// own when the request comes (it also winds down as a program's end does,
+// short of exiting, so that path is warm too). The first other job is the program: the
 // interpreter becomes it, with a fresh __main__, the run's argv, environment
 // and directory, a reseeded `random` (the clone's kernel RNG was reseeded
 // first), and tracebacks that start at the user's code, as `python3 main.py`
@@ -44,20 +45,28 @@ def _exit_status(request):
         pass
     return 1
 
-def _finish(status):
-    try:
-        threading._shutdown()
-    except BaseException:
-        pass
-    atexit._run_exitfuncs()
-    # Newest first, so a finaliser still finds the modules imported before it.
+def _wind_down(warming):
+    # Non-daemon threads finish, as at interpreter exit (threading._shutdown
+    # itself would mark the main thread stopped, so the warm-up cannot use it).
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            try:
+                thread.join()
+            except BaseException:
+                pass
+    # A warm-up must not run (and so drop) handlers that imports registered.
+    if not warming or atexit._ncallbacks() == 0:
+        atexit._run_exitfuncs()
+    # Objects __main__ holds are finalised newest first, so a finaliser still
+    # finds the modules imported before it. (Cycles are left: CPython does
+    # not promise __del__ for objects alive at exit, and a full collection
+    # costs ~10 ms here.)
     try:
         namespace = sys.modules["__main__"].__dict__
         for name in reversed(list(namespace)):
             if name != "__builtins__":
                 namespace.pop(name, None)
         del namespace
-        gc.collect()
     except BaseException:
         pass
     for stream in (sys.stdout, sys.stderr):
@@ -65,6 +74,9 @@ def _finish(status):
             stream.flush()
         except BaseException:
             pass
+
+def _finish(status):
+    _wind_down(False)
     # The result is known: the agent hears it now, with stdio closed, rather
     # than after the process's own teardown (tens of milliseconds of freeing
     # pages under emulation). Only if fd 3 is still our control socket.
@@ -131,8 +143,7 @@ while True:
     if not _job.get("warm"):
         break
     _status = _run(_job)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _wind_down(True)
     _control.write(b"warmed %d\n" % _status)
 _finish(_run(_job))
 )PY";
