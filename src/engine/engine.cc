@@ -329,6 +329,8 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     if (from_snapshot) {
       config.rootfs = snapshot->disk;
       config.rootfs_format = "qcow2";
+      config.rootfs_empty_layer = snapshot->dir + "/empty-layer.qcow2";
+      vmm::make_empty_layer(config.rootfs, config.rootfs_format, config.rootfs_empty_layer);
       config.memory_file = vmm::MemoryFileSpec{snapshot->memory, false};
       config.restore = true;
     }

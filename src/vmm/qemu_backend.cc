@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -31,6 +32,21 @@ void create_overlay(const std::string& base, const std::string& base_format, con
                 "qemu-img create overlay on " + base + " " + result.status.describe() + ": " + result.output);
   }
 }
+
+}  // namespace
+
+void make_empty_layer(const std::string& base, const std::string& base_format, const std::string& layer) {
+  if (::access(layer.c_str(), F_OK) == 0) return;
+  const std::string building =
+      layer + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(::gettid());
+  create_overlay(base, base_format, building);
+  if (::rename(building.c_str(), layer.c_str()) < 0) {
+    ::unlink(building.c_str());
+    throw_errno("rename", layer);
+  }
+}
+
+namespace {
 
 // Everything QEMU opens by path for this VM, and the sizes its limits follow.
 jail::JailPlan jail_plan(const VmConfig& config, const std::string& overlay) {
@@ -158,7 +174,15 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   std::string overlay;
   if (!config.rootfs.empty()) {
     overlay = config.work_dir + "/rootfs-overlay.qcow2";
-    create_overlay(config.rootfs, config.rootfs_format, overlay);
+    if (!config.rootfs_empty_layer.empty()) {
+      std::error_code error;
+      if (!std::filesystem::copy_file(config.rootfs_empty_layer, overlay, error)) {
+        throw Error(ErrorCode::vm,
+                    "copy the empty layer " + config.rootfs_empty_layer + ": " + error.message());
+      }
+    } else {
+      create_overlay(config.rootfs, config.rootfs_format, overlay);
+    }
     spec.drives.push_back({"root", overlay, "qcow2", false, true});
   }
   const jail::JailPlan plan = jail_plan(config, overlay);

@@ -23,6 +23,9 @@ struct VmConfig {
   KernelImage kernel;
   std::string rootfs;                 // read-only base image; empty boots without a root disk
   std::string rootfs_format = "raw";  // "raw", or "qcow2" for a template's disk
+  // An empty qcow2 layer over `rootfs`, made once (see make_empty_layer):
+  // copying it is cheaper than running qemu-img for every VM. Empty: qemu-img.
+  std::string rootfs_empty_layer;
   // Guest RAM in this file instead of anonymous memory (templates and clones).
   std::optional<MemoryFileSpec> memory_file;
   // Start paused, waiting for restore_snapshot() instead of booting.
@@ -35,6 +38,10 @@ struct VmConfig {
   // lacks them and the user accepted weaker isolation. Empty: all of them.
   std::set<std::string> skipped_layers;
 };
+
+// Makes `layer`, an empty qcow2 layer over `base` for VmConfig::rootfs_empty_layer,
+// if it is not there yet; atomic (built aside, then renamed). Throws Error(vm).
+void make_empty_layer(const std::string& base, const std::string& base_format, const std::string& layer);
 
 // A running VM as the engine sees it: a channel to the agent, a way to notice
 // that the VM is gone, and a destructor that leaves nothing behind.
