@@ -315,7 +315,42 @@ TEST_F(Daemon, AClientThatHangsUpCancelsItsRun) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_TRUE(killed) << "the run went on after its client left";
+  // Its VM is destroyed right after the result, on the engine's retiring thread.
+  for (int i = 0; i < 100 && !qemu_processes(dir_.string() + "/").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_TRUE(qemu_processes(dir_.string() + "/").empty());
+}
+
+TEST_F(Daemon, QemuKilledBehindARunningRequestGivesItAClearErrorAndThePoolRefills) {
+  start_daemon({"--pool-size", "1"});
+  wait_for_ready("python-256m");
+  HttpReply reply;
+  std::thread client([&] {
+    reply =
+        post("/v1/run",
+             R"J({"language":"python","code":"import time\nprint('running', flush=True)\ntime.sleep(60)"})J");
+  });
+  // Once the request holds the pooled VM, kill every QEMU of this daemon.
+  for (int i = 0; i < 200; ++i) {
+    if (get("/metrics").body.find(R"(airlock_pool_in_use{pool="python-256m"} 1)") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const auto killed_at = std::chrono::steady_clock::now();
+  for (pid_t pid : qemu_processes(dir_.string() + "/")) ::kill(pid, SIGKILL);
+  client.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(10));
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  const json result = json::parse(reply.body);
+  EXPECT_EQ(result["status"], "internal_error");
+  EXPECT_NE(result["error"].get<std::string>().find("the VM stopped unexpectedly"), std::string::npos)
+      << reply.body;
+  EXPECT_NE(get("/metrics").body.find("airlock_vm_crashes_total 1"), std::string::npos);
+  // The pool replaces what it lost, and the next request is served.
+  wait_for_ready("python-256m");
+  const json next = json::parse(post("/v1/run", R"J({"language":"python","code":"print('again')"})J").body);
+  EXPECT_EQ(next["stdout"], "again\n");
 }
 
 TEST_F(Daemon, EveryRunGetsANewVm) {
