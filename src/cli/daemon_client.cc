@@ -41,6 +41,7 @@ std::string request_body(const engine::RunRequest& request) {
                {"cpus", request.cpus},
                {"pids", request.max_processes},
                {"open_files", request.max_open_files},
+               {"disk_mb", request.disk_mb},
                {"stdout_limit", request.stdout_limit},
                {"stderr_limit", request.stderr_limit},
                {"stdin", request.stdin_source.data}};

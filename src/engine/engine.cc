@@ -415,6 +415,7 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
     exec.timeout_ms = static_cast<uint64_t>(request.timeout_s) * 1000;
     exec.max_processes = static_cast<uint64_t>(request.max_processes);
     exec.max_open_files = static_cast<uint64_t>(request.max_open_files);
+    exec.disk_limit_bytes = static_cast<uint64_t>(request.disk_mb) << 20;
     exec.prestarted = guest->has_prestarted() && can_use_prestarted(language, request);
     guest->session().queue_file(language.code_path, request.code, 0644);
     ExecOutcome outcome =

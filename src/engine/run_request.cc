@@ -88,6 +88,7 @@ void validate(const RunRequest& request) {
   check_range("cpus", request.cpus, 1, Limits::kMaxCpus);
   check_range("process limit", request.max_processes, Limits::kMinProcesses, Limits::kMaxProcesses);
   check_range("open file limit", request.max_open_files, Limits::kMinOpenFiles, Limits::kMaxOpenFiles);
+  check_range("disk MiB", request.disk_mb, Limits::kMinDiskMb, Limits::kMaxDiskMb);
   if (request.stdout_limit > Limits::kMaxOutputLimit) {
     reject("stdout limit " + std::to_string(request.stdout_limit) + " bytes exceeds the maximum of " +
            std::to_string(Limits::kMaxOutputLimit));

@@ -31,6 +31,9 @@ struct Limits {
   static constexpr int kMinOpenFiles = 16;
   static constexpr int kMaxOpenFiles = 65536;
   static constexpr int kDefaultOpenFiles = 1024;
+  // Writable space on the guest's disk; the images are built with this much free.
+  static constexpr int kMinDiskMb = 1;
+  static constexpr int kMaxDiskMb = 256;
 };
 
 // Where a run's standard input comes from: a host fd streamed as the program
@@ -49,6 +52,7 @@ struct RunRequest {
   int cpus = 1;
   int max_processes = Limits::kDefaultProcesses;
   int max_open_files = Limits::kDefaultOpenFiles;
+  int disk_mb = Limits::kMaxDiskMb;
   uint64_t stdout_limit = Limits::kDefaultStdoutLimit;
   uint64_t stderr_limit = Limits::kDefaultStderrLimit;
   StdinSource stdin_source;

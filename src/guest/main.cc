@@ -244,10 +244,9 @@ int serve() {
   load_modules();
   auto parameters = kernel_parameters();
   const bool probe_only = parameters.count("airlock.probe") != 0;
-  if (!probe_only) {
-    auto root = parameters.find("airlock.root");
-    mount_root(root != parameters.end() ? root->second : "/dev/vda", 5000);
-  }
+  auto root = parameters.find("airlock.root");
+  const std::string root_device = root != parameters.end() ? root->second : "/dev/vda";
+  if (!probe_only) mount_root(root_device, 5000);
 
   Channel channel(open_named_port("airlock", 5000));
   protocol::Hello hello;
@@ -277,6 +276,7 @@ int serve() {
         auto request = protocol::Exec::parse(frame->payload);
         Program program;
         try {
+          limit_writable_space(root_device, request.disk_limit_bytes);
           program = request.prestarted ? take_prestarted(prestarted, request) : start_program(request, false);
         } catch (const Error& e) {
           channel.send(FrameType::error, frame->stream, protocol::ErrorReport{e.what()}.to_payload());

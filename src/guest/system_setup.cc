@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -91,6 +92,18 @@ void mount_root(const std::string& device, int timeout_ms) {
   mount_or_throw("devtmpfs", root + "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
   mount_or_throw("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   ::chmod((root + "/tmp").c_str(), 01777);
+}
+
+void limit_writable_space(const std::string& device, uint64_t bytes) {
+  if (bytes == 0) return;
+  struct statfs info {};
+  if (::statfs(kRootfsMount, &info) < 0) throw_errno("statfs", kRootfsMount);
+  const std::string knob = "/sys/fs/ext4/" + device.substr(device.rfind('/') + 1) + "/reserved_clusters";
+  // f_bfree counts reserved clusters as free; a cluster is one block here (no bigalloc).
+  const uint64_t block = static_cast<uint64_t>(info.f_bsize);
+  const uint64_t free_blocks = static_cast<uint64_t>(info.f_bfree);
+  const uint64_t wanted = (bytes + block - 1) / block;
+  write_file(knob, std::to_string(free_blocks > wanted ? free_blocks - wanted : 0));
 }
 
 long long uptime_ms() {

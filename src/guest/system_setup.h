@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -21,6 +22,12 @@ std::map<std::string, std::string> kernel_parameters();
 // /proc (hiding other users' processes, so the agent is invisible), /dev,
 // /dev/shm and /tmp.
 void mount_root(const std::string& device, int timeout_ms);
+
+// Leaves `bytes` of the root filesystem's free space writable by reserving
+// the rest through ext4's reserved_clusters, which ordinary writes may not
+// use, root's included: a program then gets ENOSPC at its disk limit.
+// 0 leaves the filesystem as it is. Throws Error if the knob is missing.
+void limit_writable_space(const std::string& device, uint64_t bytes);
 
 // Milliseconds since the guest kernel started.
 long long uptime_ms();

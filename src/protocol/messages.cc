@@ -135,6 +135,7 @@ std::string Exec::to_payload() const {
                         {"timeout_ms", timeout_ms},
                         {"max_processes", max_processes},
                         {"max_open_files", max_open_files},
+                        {"disk_limit_bytes", disk_limit_bytes},
                         {"prestarted", prestarted}});
 }
 
@@ -152,6 +153,7 @@ Exec Exec::parse(std::string_view payload) {
   message.timeout_ms = get_unsigned(object, "timeout_ms", "exec");
   message.max_processes = get_unsigned(object, "max_processes", "exec", 1 << 22);
   message.max_open_files = get_unsigned(object, "max_open_files", "exec", 1 << 20);
+  message.disk_limit_bytes = get_unsigned(object, "disk_limit_bytes", "exec", 1ULL << 40);
   message.prestarted = object.contains("prestarted") && get_bool(object, "prestarted", "exec");
   return message;
 }

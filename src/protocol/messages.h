@@ -49,6 +49,8 @@ struct Exec {
   // Hard rlimits of the program: processes of its uid (RLIMIT_NPROC) and open files.
   uint64_t max_processes = 256;
   uint64_t max_open_files = 1024;
+  // Bytes of the root filesystem the run may fill; 0 leaves it as it is.
+  uint64_t disk_limit_bytes = 0;
   // Hand the program to the interpreter prestarted in the template (its
   // control socket gets {"path","argv","env","cwd"}) instead of exec'ing argv.
   bool prestarted = false;

@@ -26,10 +26,12 @@ TEST(Messages, ExecRoundTrips) {
   exec.timeout_ms = 2000;
   exec.max_processes = 64;
   exec.max_open_files = 128;
+  exec.disk_limit_bytes = 16 << 20;
   exec.prestarted = true;
   Exec parsed = Exec::parse(exec.to_payload());
   EXPECT_EQ(parsed.max_processes, 64u);
   EXPECT_EQ(parsed.max_open_files, 128u);
+  EXPECT_EQ(parsed.disk_limit_bytes, 16u << 20);
   EXPECT_TRUE(parsed.prestarted);
   EXPECT_EQ(parsed.argv, exec.argv);
   EXPECT_EQ(parsed.env, exec.env);

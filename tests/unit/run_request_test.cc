@@ -67,6 +67,11 @@ TEST(RunRequest, EachLimitIsEnforcedWithAMessageNamingIt) {
     request.max_open_files = files;
     EXPECT_NE(rejection(request).find("open file limit"), std::string::npos) << files;
   }
+  for (int disk : {0, Limits::kMaxDiskMb + 1}) {
+    request = valid_request();
+    request.disk_mb = disk;
+    EXPECT_NE(rejection(request).find("disk"), std::string::npos) << disk;
+  }
   request = valid_request();
   request.stdout_limit = Limits::kMaxOutputLimit + 1;
   EXPECT_NE(rejection(request).find("stdout limit"), std::string::npos);
