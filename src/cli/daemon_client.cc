@@ -42,6 +42,7 @@ std::string request_body(const engine::RunRequest& request) {
                {"pids", request.max_processes},
                {"open_files", request.max_open_files},
                {"disk_mb", request.disk_mb},
+               {"network", request.network},
                {"stdout_limit", request.stdout_limit},
                {"stderr_limit", request.stderr_limit},
                {"stdin", request.stdin_source.data}};

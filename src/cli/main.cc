@@ -84,6 +84,7 @@ struct RunOptions {
   int max_processes = engine::Limits::kDefaultProcesses;
   int max_open_files = engine::Limits::kDefaultOpenFiles;
   int disk_mb = engine::Limits::kMaxDiskMb;
+  std::string network = "none";
   uint64_t stdout_limit = engine::Limits::kDefaultStdoutLimit;
   uint64_t stderr_limit = engine::Limits::kDefaultStderrLimit;
   bool json = false;
@@ -152,6 +153,7 @@ int run_command(const RunOptions& options) {
   request.max_processes = options.max_processes;
   request.max_open_files = options.max_open_files;
   request.disk_mb = options.disk_mb;
+  request.network = options.network;
   request.stdout_limit = options.stdout_limit;
   request.stderr_limit = options.stderr_limit;
   request.kernel = options.kernel;
@@ -248,6 +250,8 @@ int main(int argc, char** argv) {
   run->add_option("--open-files", options.max_open_files, "Files each process may have open (16-65536)")
       ->capture_default_str();
   run->add_option("--disk", options.disk_mb, "MiB the program may write to the guest's disk (1-256)")
+      ->capture_default_str();
+  run->add_option("--net", options.network, "Network: none (no network device; the only mode built so far)")
       ->capture_default_str();
   run->add_option("--stdout-limit", options.stdout_limit, "Bytes of stdout kept before the run is stopped")
       ->capture_default_str();

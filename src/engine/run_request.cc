@@ -89,6 +89,13 @@ void validate(const RunRequest& request) {
   check_range("process limit", request.max_processes, Limits::kMinProcesses, Limits::kMaxProcesses);
   check_range("open file limit", request.max_open_files, Limits::kMinOpenFiles, Limits::kMaxOpenFiles);
   check_range("disk MiB", request.disk_mb, Limits::kMinDiskMb, Limits::kMaxDiskMb);
+  if (request.network != "none") {
+    if (request.network == "full" || request.network.rfind("allow:", 0) == 0) {
+      reject("network '" + request.network +
+             "' is not available yet: guests have no network device, only 'none' is supported");
+    }
+    reject("network '" + request.network + "' is not one of none, full, allow:DOMAIN[,DOMAIN...]");
+  }
   if (request.stdout_limit > Limits::kMaxOutputLimit) {
     reject("stdout limit " + std::to_string(request.stdout_limit) + " bytes exceeds the maximum of " +
            std::to_string(Limits::kMaxOutputLimit));

@@ -40,9 +40,9 @@ std::string string_field(const json& value, const std::string& name) {
 
 engine::RunRequest parse_run_request(const std::string& body) {
   json document = parse_body(body);
-  static const std::set<std::string> known = {"language",   "code",      "stdin",        "env",
-                                              "timeout_s",  "memory_mb", "cpus",         "pids",
-                                              "open_files", "disk_mb",   "stdout_limit", "stderr_limit"};
+  static const std::set<std::string> known = {
+      "language", "code",       "stdin",   "env",     "timeout_s",    "memory_mb",   "cpus",
+      "pids",     "open_files", "disk_mb", "network", "stdout_limit", "stderr_limit"};
   for (auto& [key, value] : document.items()) {
     if (!known.count(key)) reject("unknown field '" + key + "'");
   }
@@ -62,6 +62,7 @@ engine::RunRequest parse_run_request(const std::string& body) {
   if (document.contains("memory_mb")) request.memory_mb = integer_field(document["memory_mb"], "memory_mb");
   if (document.contains("cpus")) request.cpus = integer_field(document["cpus"], "cpus");
   if (document.contains("pids")) request.max_processes = integer_field(document["pids"], "pids");
+  if (document.contains("network")) request.network = string_field(document["network"], "network");
   if (document.contains("disk_mb")) request.disk_mb = integer_field(document["disk_mb"], "disk_mb");
   if (document.contains("open_files"))
     request.max_open_files = integer_field(document["open_files"], "open_files");

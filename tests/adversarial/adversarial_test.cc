@@ -182,6 +182,11 @@ TEST_F(HostileRequests, OversizeEmptyAndNulCodeGetClassifiedOutcomes) {
 
   auto wrong_type = daemon().post("/v1/run", R"J({"language":"python","code":"print(1)","pids":"many"})J");
   EXPECT_EQ(wrong_type.status, 400);
+  // A network mode that is not built is refused, never silently downgraded.
+  auto network =
+      daemon().post("/v1/run", R"J({"language":"python","code":"print(1)","network":"allow:example.test"})J");
+  EXPECT_EQ(network.status, 400);
+  EXPECT_NE(network.body.find("not available yet"), std::string::npos) << network.body;
   EXPECT_NE(wrong_type.body.find("pids"), std::string::npos) << wrong_type.body;
 }
 

@@ -67,6 +67,12 @@ TEST(RunRequest, EachLimitIsEnforcedWithAMessageNamingIt) {
     request.max_open_files = files;
     EXPECT_NE(rejection(request).find("open file limit"), std::string::npos) << files;
   }
+  for (const char* network : {"full", "allow:example.test", "wifi"}) {
+    request = valid_request();
+    request.network = network;
+    EXPECT_NE(rejection(request).find(std::string("network '") + network + "'"), std::string::npos)
+        << network;
+  }
   for (int disk : {0, Limits::kMaxDiskMb + 1}) {
     request = valid_request();
     request.disk_mb = disk;
