@@ -270,8 +270,22 @@ int serve() {
     switch (frame->type) {
       case FrameType::write_file: receive_file(channel, *frame); break;
       case FrameType::resume: resume_as_clone(channel, *frame); break;
-      case FrameType::prestart: prestart(channel, *frame, prestarted); break;
-      case FrameType::warm: warm(channel, *frame, prestarted); break;
+      case FrameType::prestart:
+      case FrameType::warm:
+        // A failure here (an interpreter that died, a pipe that broke) fails
+        // this request, not the agent.
+        try {
+          if (frame->type == FrameType::prestart) {
+            prestart(channel, *frame, prestarted);
+          } else {
+            warm(channel, *frame, prestarted);
+          }
+        } catch (const Error& e) {
+          if (e.code() == ErrorCode::protocol) throw;
+          prestarted.reset();
+          channel.send(FrameType::error, frame->stream, protocol::ErrorReport{e.what()}.to_payload());
+        }
+        break;
       case FrameType::exec: {
         auto request = protocol::Exec::parse(frame->payload);
         Program program;
