@@ -2,7 +2,8 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
-#include <set>
+#include <type_traits>
+#include <utility>
 
 #include "common/error.h"
 
@@ -40,40 +41,46 @@ std::string string_field(const json& value, const std::string& name) {
 
 engine::RunRequest parse_run_request(const std::string& body) {
   json document = parse_body(body);
-  static const std::set<std::string> known = {
-      "language", "code",       "stdin",   "env",     "timeout_s",    "memory_mb",   "cpus",
-      "pids",     "open_files", "disk_mb", "network", "stdout_limit", "stderr_limit"};
+  engine::RunRequest request;
+  // Each field is named once, where it is parsed: a field this loop does not
+  // take is unknown, so the accepted set and the parsing cannot drift apart.
+  const std::pair<const char*, int*> integers[] = {{"timeout_s", &request.timeout_s},
+                                                   {"memory_mb", &request.memory_mb},
+                                                   {"cpus", &request.cpus},
+                                                   {"pids", &request.max_processes},
+                                                   {"open_files", &request.max_open_files},
+                                                   {"disk_mb", &request.disk_mb}};
+  const std::pair<const char*, uint64_t*> output_limits[] = {{"stdout_limit", &request.stdout_limit},
+                                                             {"stderr_limit", &request.stderr_limit}};
+  const std::pair<const char*, std::string*> strings[] = {{"language", &request.language},
+                                                          {"code", &request.code},
+                                                          {"stdin", &request.stdin_source.data},
+                                                          {"network", &request.network}};
+  auto find = [](const auto& table, const std::string& key) {
+    for (const auto& [name, target] : table) {
+      if (key == name) return target;
+    }
+    return static_cast<std::remove_cvref_t<decltype(table[0].second)>>(nullptr);
+  };
   for (auto& [key, value] : document.items()) {
-    if (!known.count(key)) reject("unknown field '" + key + "'");
+    if (auto* text = find(strings, key)) {
+      *text = string_field(value, key);
+    } else if (auto* number = find(integers, key)) {
+      *number = integer_field(value, key);
+    } else if (auto* limit = find(output_limits, key)) {
+      int bytes = integer_field(value, key);
+      if (bytes < 0) reject("field '" + key + "' must not be negative");
+      *limit = static_cast<uint64_t>(bytes);
+    } else if (key == "env") {
+      if (!value.is_object()) reject("field 'env' must be an object of strings");
+      for (auto& [name, entry] : value.items())
+        request.env.emplace_back(name, string_field(entry, "env." + name));
+    } else {
+      reject("unknown field '" + key + "'");
+    }
   }
   if (!document.contains("language")) reject("missing field 'language'");
   if (!document.contains("code")) reject("missing field 'code'");
-  engine::RunRequest request;
-  request.language = string_field(document["language"], "language");
-  request.code = string_field(document["code"], "code");
-  if (document.contains("stdin")) request.stdin_source.data = string_field(document["stdin"], "stdin");
-  if (document.contains("env")) {
-    const json& env = document["env"];
-    if (!env.is_object()) reject("field 'env' must be an object of strings");
-    for (auto& [name, value] : env.items())
-      request.env.emplace_back(name, string_field(value, "env." + name));
-  }
-  if (document.contains("timeout_s")) request.timeout_s = integer_field(document["timeout_s"], "timeout_s");
-  if (document.contains("memory_mb")) request.memory_mb = integer_field(document["memory_mb"], "memory_mb");
-  if (document.contains("cpus")) request.cpus = integer_field(document["cpus"], "cpus");
-  if (document.contains("pids")) request.max_processes = integer_field(document["pids"], "pids");
-  if (document.contains("network")) request.network = string_field(document["network"], "network");
-  if (document.contains("disk_mb")) request.disk_mb = integer_field(document["disk_mb"], "disk_mb");
-  if (document.contains("open_files"))
-    request.max_open_files = integer_field(document["open_files"], "open_files");
-  auto limit = [&](const char* name, uint64_t& target) {
-    if (!document.contains(name)) return;
-    int value = integer_field(document[name], name);
-    if (value < 0) reject(std::string("field '") + name + "' must not be negative");
-    target = static_cast<uint64_t>(value);
-  };
-  limit("stdout_limit", request.stdout_limit);
-  limit("stderr_limit", request.stderr_limit);
   engine::validate(request);
   return request;
 }
