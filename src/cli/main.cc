@@ -94,6 +94,7 @@ struct RunOptions {
   bool no_snapshot = false;
   bool no_daemon = false;
   bool allow_weak_isolation = false;
+  std::vector<std::string> test_resolve;
   std::string socket;
 };
 
@@ -173,7 +174,8 @@ int run_command(const RunOptions& options) {
   // in-process engine streams it instead, as the program reads it.
   const bool stdin_is_bounded = request.stdin_source.fd < 0 || stdin_is_bounded_now();
   const bool daemon_capable = !options.no_daemon && options.kernel.empty() && options.accel == "auto" &&
-                              !options.no_snapshot && options.images.empty() && stdin_is_bounded;
+                              !options.no_snapshot && options.images.empty() &&
+                              options.test_resolve.empty() && stdin_is_bounded;
   if (daemon_capable) {
     engine::validate(request);
     const std::string socket_path = daemon_socket(options);
@@ -201,6 +203,10 @@ int run_command(const RunOptions& options) {
     engine_options.manifest_path = options.images;
     engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
     engine_options.allow_weak_isolation = options.allow_weak_isolation;
+    for (const auto& entry : options.test_resolve) {
+      auto parsed = airlock::network::parse_resolver_entry(entry);
+      engine_options.test_resolver[parsed.name] = parsed;
+    }
     engine::Engine sandbox_engine(engine_options);
     outcome = sandbox_engine.run(request, options.json ? nullptr : &terminal, &cancel);
   }
@@ -209,7 +215,10 @@ int run_command(const RunOptions& options) {
   if (options.json) {
     std::string text = engine::to_json(result).dump() + "\n";
     airlock::write_all(1, text);
-  } else if (result.status != engine::RunStatus::ok && result.status != engine::RunStatus::error) {
+  } else {
+    for (const auto& reason : result.network_denied) spdlog::warn("network filter refused: {}", reason);
+  }
+  if (!options.json && result.status != engine::RunStatus::ok && result.status != engine::RunStatus::error) {
     spdlog::error("{}", result.error.empty() ? std::string(engine::to_string(result.status)) : result.error);
   }
   // Cancelled by a signal to us: exit as a shell expects of that signal (130 for Ctrl-C).
@@ -251,8 +260,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_option("--disk", options.disk_mb, "MiB the program may write to the guest's disk (1-256)")
       ->capture_default_str();
-  run->add_option("--net", options.network, "Network: none (no network device; the only mode built so far)")
+  run->add_option("--net", options.network,
+                  "Network: none (no network device), allow:NAME[,NAME...] (HTTP/HTTPS to those names "
+                  "only, checked on the host) or full")
       ->capture_default_str();
+  run->add_option("--test-resolve", options.test_resolve,
+                  "Testing only: resolve NAME as ADDRESS (a DNS answer, address rules apply) or pin it to "
+                  "ADDRESS:PORT (a local test server); NAME=ADDRESS[:PORT], repeatable, runs in-process")
+      ->allow_extra_args(false);
   run->add_option("--stdout-limit", options.stdout_limit, "Bytes of stdout kept before the run is stopped")
       ->capture_default_str();
   run->add_option("--stderr-limit", options.stderr_limit, "Bytes of stderr kept before the run is stopped")

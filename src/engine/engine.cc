@@ -75,6 +75,26 @@ void warm_prestarted(GuestSession& session, const Language& language) {
   session.warm(own_exec(language, language.command), SteadyClock::now() + std::chrono::seconds(60));
 }
 
+// The host side of a guest's network, or null for `none` (no device at all).
+std::unique_ptr<network::GuestNetwork> make_network(const std::string& policy_text,
+                                                    const network::ResolverMap& resolver,
+                                                    const std::string& socket_dir) {
+  const network::NetworkPolicy policy = network::parse_network_policy(policy_text);
+  if (policy.mode == network::NetworkMode::none) return nullptr;
+  return std::make_unique<network::GuestNetwork>(policy, resolver, socket_dir);
+}
+
+void setup_guest_network(GuestSession& session, const network::GuestNetwork& guest_network) {
+  const auto& link = guest_network.guest_setup();
+  protocol::NetworkSetup setup;
+  setup.address = link.address;
+  setup.prefix_length = link.prefix_length;
+  setup.gateway = link.gateway;
+  setup.nameserver = link.nameserver;
+  setup.hosts = link.hosts;
+  session.setup_network(setup, SteadyClock::now() + std::chrono::seconds(10));
+}
+
 bool can_use_prestarted(const Language& language, const RunRequest& request) {
   for (const auto& [name, value] : request.env) {
     for (const auto& prefix : language.startup_env_prefixes) {
@@ -217,6 +237,7 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
                     file_identity(rootfs) + "|" +
                     file_identity(find_program("qemu-system-x86_64").value_or("qemu")) + "|" +
                     std::to_string(vmm::host_tsc_khz());
+  key += "|net=" + profile.network;
   for (const auto& arg : language.warmup) key += "|" + arg;
   for (const auto& arg : language.prestart) key += "|" + arg;
   key += "|" + language.warmup_program;
@@ -238,9 +259,15 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     config.work_dir = paths.dir;
     config.memory_file = vmm::MemoryFileSpec{paths.memory, true};
     config.skipped_layers = skipped_layers_;
+    // The template's device set (a network device or not) is every clone's.
+    TempDir socket_dir = TempDir::create(options_.runtime_dir, "net-");
+    auto guest_network = make_network(profile.network, options_.test_resolver, socket_dir.path());
+    if (guest_network) config.network_fd = guest_network->vm_fd();
     std::unique_ptr<vmm::Vm> vm = backend_->start(config);
+    if (guest_network) guest_network->close_vm_fd();
     GuestSession session(*vm, cancel);
     session.await_hello(SteadyClock::now() + kBootTimeout);
+    if (guest_network) setup_guest_network(session, *guest_network);
     run_warmup(session, language);
     if (!language.prestart.empty()) {
       protocol::Exec interpreter = own_exec(language, language.prestart);
@@ -257,8 +284,14 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
 }
 
 std::string Profile::name() const {
+  std::string net;
+  if (network == "full") {
+    net = "-net-full";
+  } else if (network != "none") {
+    net = "-net-" + stable_hash(network).substr(0, 8);
+  }
   return language + "-" + std::to_string(memory_mb) + "m" +
-         (cpus > 1 ? "-" + std::to_string(cpus) + "cpu" : "") + (kernel.empty() ? "" : "-" + kernel) +
+         (cpus > 1 ? "-" + std::to_string(cpus) + "cpu" : "") + (kernel.empty() ? "" : "-" + kernel) + net +
          (use_snapshot ? "" : "-fresh");
 }
 
@@ -268,12 +301,22 @@ Profile profile_of(const RunRequest& request) {
           request.cpus,
           request.kernel,
           request.accel,
-          request.use_snapshot};
+          request.use_snapshot,
+          network::parse_network_policy(request.network).to_string()};
 }
 
 ReadyGuest::~ReadyGuest() {
   session_.reset();
   if (vm_) vm_->destroy();
+}
+
+void Engine::check_request(const RunRequest& request) const {
+  validate(request);
+  if (!options_.allow_full_network && request.network == "full") {
+    throw Error(ErrorCode::invalid_argument,
+                "network 'full' is not allowed by this airlockd (unfiltered access reaches the host's "
+                "network too); use allow:DOMAIN,... or ask its operator for --allow-full-network");
+  }
 }
 
 vmm::Accel Engine::accelerator(vmm::AccelChoice choice) {
@@ -326,6 +369,8 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     config.vcpus = profile.cpus;
     config.work_dir = guest.run_dir_.path();
     config.skipped_layers = skipped_layers_;
+    guest.network_ = make_network(profile.network, options_.test_resolver, guest.run_dir_.path());
+    if (guest.network_) config.network_fd = guest.network_->vm_fd();
     if (from_snapshot) {
       config.rootfs = snapshot->disk;
       config.rootfs_format = "qcow2";
@@ -335,6 +380,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
       config.restore = true;
     }
     guest.vm_ = backend_->start(config);
+    if (guest.network_) guest.network_->close_vm_fd();
     const auto spawned = SteadyClock::now();
     guest.timing_.setup_ms = elapsed_ms(accepted, spawned);
     guest.session_ = std::make_unique<GuestSession>(*guest.vm_, cancel);
@@ -343,6 +389,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
       guest.session_->resume_clone(spawned + kBootTimeout);
     } else {
       guest.session_->await_hello(spawned + kBootTimeout);
+      if (guest.network_) setup_guest_network(*guest.session_, *guest.network_);
     }
     guest.timing_.boot_ms = elapsed_ms(spawned, SteadyClock::now());
     guest.from_snapshot_ = from_snapshot;
@@ -364,6 +411,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     guest.session_.reset();
     if (guest.vm_) guest.vm_->destroy();
     guest.vm_.reset();
+    guest.network_.reset();
     templates_->discard(snapshot_name);
     start(false);
   }
@@ -387,7 +435,7 @@ void Engine::warm_guest(ReadyGuest& guest) {
 RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelToken* cancel,
                       std::optional<ReadyGuest> pooled) {
   const auto accepted = SteadyClock::now();
-  validate(request);
+  check_request(request);
   const Language& language = find_language(request.language);
 
   RunResult result;
@@ -428,6 +476,7 @@ RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelT
     result.timing = timing;
     result.timing.execute_ms = elapsed_ms(outcome.started, outcome.ended);
     result.from_snapshot = guest->from_snapshot();
+    result.network_denied = guest->network_denials();
   } catch (const Error& e) {
     // Errors of the request or of this host (no images, KVM demanded but
     // unusable) are the caller's to report; everything after is a result.

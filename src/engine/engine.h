@@ -18,6 +18,8 @@
 #include "engine/run_request.h"
 #include "engine/run_result.h"
 #include "engine/template_store.h"
+#include "network/guest_network.h"
+#include "network/policy.h"
 #include "vmm/accel_probe.h"
 #include "vmm/jail/jail.h"
 #include "vmm/vm_backend.h"
@@ -36,6 +38,13 @@ struct EngineOptions {
   bool allow_weak_isolation = false;
   // Test hook: treat these layers as unavailable on this host.
   std::set<std::string> simulate_missing_layers;
+  // Test-only name resolution for `allow:` networks (network::ResolverEntry):
+  // lets tests reach local servers by name without the internet.
+  network::ResolverMap test_resolver;
+  // Whether `full` network (unfiltered: the host's LAN and cloud metadata
+  // included) may be asked for. The CLI's user asks for herself; airlockd
+  // serves others, and allows it only when its operator says so.
+  bool allow_full_network = true;
 };
 
 // What a VM is made for. Runs with equal profiles can use each other's
@@ -47,7 +56,9 @@ struct Profile {
   std::string kernel;  // empty: the manifest's default
   vmm::AccelChoice accel = vmm::AccelChoice::automatic;
   bool use_snapshot = true;
-  std::string name() const;  // "python-256m", "python-512m-2cpu"
+  std::string network = "none";  // canonical NetworkPolicy::to_string()
+  // "python-256m", "python-512m-2cpu", "python-256m-net-full", "python-256m-net-3f2a9c01"
+  std::string name() const;
 };
 Profile profile_of(const RunRequest& request);
 
@@ -68,11 +79,16 @@ class ReadyGuest {
   const RunTiming& start_timing() const { return timing_; }
   // Becomes readable if the VM stops while it waits (e.g. in a pool).
   int exit_fd() const { return vm_ ? vm_->exit_fd() : -1; }
+  // What the network filter refused so far (empty without a network).
+  std::vector<std::string> network_denials() const {
+    return network_ ? network_->denials() : std::vector<std::string>{};
+  }
 
  private:
   friend class Engine;
-  // Declaration order is destruction order reversed: session, VM, directory.
+  // Declaration order is destruction order reversed: session, VM, network, directory.
   TempDir run_dir_;
+  std::unique_ptr<network::GuestNetwork> network_;
   std::unique_ptr<vmm::Vm> vm_;
   std::unique_ptr<GuestSession> session_;
   bool from_snapshot_ = false;
@@ -98,6 +114,10 @@ class Engine {
   // Thread-safe.
   RunResult run(const RunRequest& request, OutputSink* sink = nullptr, const CancelToken* cancel = nullptr,
                 std::optional<ReadyGuest> pooled = std::nullopt);
+
+  // Throws Error(invalid_argument) if the request is malformed or out of
+  // bounds, or asks for what this engine's options do not allow.
+  void check_request(const RunRequest& request) const;
 
   // The accelerator runs with this choice use (probes KVM once if needed).
   vmm::Accel accelerator(vmm::AccelChoice choice);

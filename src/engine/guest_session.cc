@@ -186,6 +186,11 @@ void GuestSession::warm(const protocol::Exec& exec, SteadyClock::time_point dead
   await_reply(FrameType::warmed, deadline, "warm its interpreter");
 }
 
+void GuestSession::setup_network(const protocol::NetworkSetup& setup, SteadyClock::time_point deadline) {
+  queue(FrameType::network_setup, 0, setup.to_payload());
+  await_reply(FrameType::network_ready, deadline, "configure its network");
+}
+
 void GuestSession::await_reply(FrameType expected, SteadyClock::time_point deadline, const char* doing) {
   protocol::Frame frame = await_frame(deadline, doing);
   if (frame.type == FrameType::error) {

@@ -74,6 +74,9 @@ class GuestSession {
   // Runs our warm-up program (`exec`, its code file queued before) in the
   // prestarted interpreter, which then waits for the program again.
   void warm(const protocol::Exec& exec, SteadyClock::time_point deadline);
+  // Configures the guest's network interface and name files (fresh boots only:
+  // clones inherit it from their template).
+  void setup_network(const protocol::NetworkSetup& setup, SteadyClock::time_point deadline);
 
   // Queues a file for the guest; it is sent before anything queued later.
   void queue_file(const std::string& path, std::string_view content, uint32_t mode);

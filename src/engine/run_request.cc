@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "engine/languages.h"
+#include "network/policy.h"
 
 namespace airlock::engine {
 
@@ -89,13 +90,7 @@ void validate(const RunRequest& request) {
   check_range("process limit", request.max_processes, Limits::kMinProcesses, Limits::kMaxProcesses);
   check_range("open file limit", request.max_open_files, Limits::kMinOpenFiles, Limits::kMaxOpenFiles);
   check_range("disk MiB", request.disk_mb, Limits::kMinDiskMb, Limits::kMaxDiskMb);
-  if (request.network != "none") {
-    if (request.network == "full" || request.network.rfind("allow:", 0) == 0) {
-      reject("network '" + request.network +
-             "' is not available yet: guests have no network device, only 'none' is supported");
-    }
-    reject("network '" + request.network + "' is not one of none, full, allow:DOMAIN[,DOMAIN...]");
-  }
+  network::parse_network_policy(request.network);
   if (request.stdout_limit > Limits::kMaxOutputLimit) {
     reject("stdout limit " + std::to_string(request.stdout_limit) + " bytes exceeds the maximum of " +
            std::to_string(Limits::kMaxOutputLimit));

@@ -53,8 +53,8 @@ struct RunRequest {
   int max_processes = Limits::kDefaultProcesses;
   int max_open_files = Limits::kDefaultOpenFiles;
   int disk_mb = Limits::kMaxDiskMb;
-  // "none" (no network device in the guest) is the only mode built so far;
-  // "full" and "allow:DOMAIN,..." are recognised and refused with a clear error.
+  // "none" (no network device in the guest), "allow:DOMAIN[,DOMAIN...]"
+  // (HTTP/HTTPS to those names only, filtered on the host) or "full".
   std::string network = "none";
   uint64_t stdout_limit = Limits::kDefaultStdoutLimit;
   uint64_t stderr_limit = Limits::kDefaultStderrLimit;

@@ -72,6 +72,7 @@ json to_json(const RunResult& result) {
   object["accel"] = result.accel;
   object["from_snapshot"] = result.from_snapshot;
   object["pool_hit"] = result.pool_hit;
+  object["network_denied"] = result.network_denied;
   object["error"] = result.error.empty() ? json(nullptr) : json(result.error);
   return object;
 }
@@ -137,6 +138,11 @@ RunResult result_from_json(const json& object) {
     result.accel = object.at("accel").get<std::string>();
     result.from_snapshot = object.value("from_snapshot", false);
     result.pool_hit = object.value("pool_hit", false);
+    if (auto denied = object.find("network_denied"); denied != object.end() && denied->is_array()) {
+      for (const auto& reason : *denied) {
+        if (reason.is_string()) result.network_denied.push_back(reason.get<std::string>());
+      }
+    }
     if (!object.at("error").is_null()) result.error = object.at("error").get<std::string>();
     return result;
   } catch (const json::exception& e) {

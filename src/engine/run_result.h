@@ -40,6 +40,8 @@ struct RunResult {
   bool from_snapshot = false;  // restored from a template rather than booted
   bool pool_hit = false;       // the VM came ready from a warm pool
   std::string error;           // what went wrong, for timeout / internal_error / killed
+  // Connections the network filter refused during the run, with reasons.
+  std::vector<std::string> network_denied;
 };
 
 // The `--json` / API form. Output bytes are carried exactly: as a string when

@@ -25,6 +25,7 @@
 #include "common/io.h"
 #include "guest/channel.h"
 #include "guest/file_writer.h"
+#include "guest/network_setup.h"
 #include "guest/program_runner.h"
 #include "guest/system_setup.h"
 #include "protocol/messages.h"
@@ -247,6 +248,11 @@ int serve() {
   auto root = parameters.find("airlock.root");
   const std::string root_device = root != parameters.end() ? root->second : "/dev/vda";
   if (!probe_only) mount_root(root_device, 5000);
+  try {
+    bring_up_loopback();
+  } catch (const Error& e) {
+    log_line(std::string("loopback: ") + e.what());
+  }
 
   Channel channel(open_named_port("airlock", 5000));
   protocol::Hello hello;
@@ -270,6 +276,15 @@ int serve() {
     switch (frame->type) {
       case FrameType::write_file: receive_file(channel, *frame); break;
       case FrameType::resume: resume_as_clone(channel, *frame); break;
+      case FrameType::network_setup:
+        try {
+          configure_network(protocol::NetworkSetup::parse(frame->payload));
+          channel.send(FrameType::network_ready, frame->stream, "{}");
+        } catch (const Error& e) {
+          if (e.code() == ErrorCode::protocol) throw;
+          channel.send(FrameType::error, frame->stream, protocol::ErrorReport{e.what()}.to_payload());
+        }
+        break;
       case FrameType::prestart:
       case FrameType::warm:
         // A failure here (an interpreter that died, a pipe that broke) fails

@@ -43,6 +43,8 @@ std::string_view to_string(FrameType type) {
     case FrameType::prestarted: return "prestarted";
     case FrameType::warm: return "warm";
     case FrameType::warmed: return "warmed";
+    case FrameType::network_setup: return "network_setup";
+    case FrameType::network_ready: return "network_ready";
   }
   return "unknown";
 }

@@ -18,28 +18,30 @@ inline constexpr uint32_t kMaxPayload = 256 * 1024;
 inline constexpr size_t kDataChunk = 64 * 1024;
 
 enum class FrameType : uint8_t {
-  hello = 1,         // guest -> host, JSON, stream 0: first frame on the channel
-  hello_ack = 2,     // host -> guest, JSON, stream 0
-  write_file = 3,    // host -> guest, JSON header; `size` bytes of file_data follow
-  file_data = 4,     // host -> guest, raw bytes
-  exec = 5,          // host -> guest, JSON
-  stdin_data = 6,    // host -> guest, raw bytes
-  stdin_close = 7,   // host -> guest, empty
-  stdin_ack = 8,     // guest -> host, JSON {"bytes"}: stdin consumed, flow control credit
-  stdout_data = 9,   // guest -> host, raw bytes
-  stderr_data = 10,  // guest -> host, raw bytes
-  exit = 11,         // guest -> host, JSON: the program ended
-  cancel = 12,       // host -> guest, empty: kill the program's whole process tree
-  error = 13,        // guest -> host, JSON {"message"}: the request failed in the guest
-  resume = 14,       // host -> guest, JSON: this VM is a clone restored from a snapshot
-  resumed = 15,      // guest -> host, JSON: clock and RNG are fresh; ready for requests
-  prestart = 16,     // host -> guest, JSON exec: start an interpreter now, feed it code later
-  prestarted = 17,   // guest -> host, JSON {}: the prestarted interpreter is ready
-  warm = 18,         // host -> guest, JSON exec: run our warm-up program in the prestarted interpreter
-  warmed = 19,       // guest -> host, JSON {}: it ran, and the interpreter waits for the program again
+  hello = 1,           // guest -> host, JSON, stream 0: first frame on the channel
+  hello_ack = 2,       // host -> guest, JSON, stream 0
+  write_file = 3,      // host -> guest, JSON header; `size` bytes of file_data follow
+  file_data = 4,       // host -> guest, raw bytes
+  exec = 5,            // host -> guest, JSON
+  stdin_data = 6,      // host -> guest, raw bytes
+  stdin_close = 7,     // host -> guest, empty
+  stdin_ack = 8,       // guest -> host, JSON {"bytes"}: stdin consumed, flow control credit
+  stdout_data = 9,     // guest -> host, raw bytes
+  stderr_data = 10,    // guest -> host, raw bytes
+  exit = 11,           // guest -> host, JSON: the program ended
+  cancel = 12,         // host -> guest, empty: kill the program's whole process tree
+  error = 13,          // guest -> host, JSON {"message"}: the request failed in the guest
+  resume = 14,         // host -> guest, JSON: this VM is a clone restored from a snapshot
+  resumed = 15,        // guest -> host, JSON: clock and RNG are fresh; ready for requests
+  prestart = 16,       // host -> guest, JSON exec: start an interpreter now, feed it code later
+  prestarted = 17,     // guest -> host, JSON {}: the prestarted interpreter is ready
+  warm = 18,           // host -> guest, JSON exec: run our warm-up program in the prestarted interpreter
+  warmed = 19,         // guest -> host, JSON {}: it ran, and the interpreter waits for the program again
+  network_setup = 20,  // host -> guest, JSON: configure the network interface, hosts and resolver
+  network_ready = 21,  // guest -> host, JSON {}: done
 };
 
-inline constexpr uint8_t kMaxFrameType = 19;
+inline constexpr uint8_t kMaxFrameType = 21;
 
 std::string_view to_string(FrameType type);
 

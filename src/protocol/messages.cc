@@ -244,6 +244,44 @@ Resumed Resumed::parse(std::string_view payload) {
   return resumed;
 }
 
+std::string NetworkSetup::to_payload() const {
+  json host_list = json::array();
+  for (const auto& [name, host_address] : hosts) host_list.push_back(json::array({name, host_address}));
+  return serialize(json{{"address", address},
+                        {"prefix_length", prefix_length},
+                        {"gateway", gateway},
+                        {"nameserver", nameserver},
+                        {"hosts", host_list}});
+}
+
+NetworkSetup NetworkSetup::parse(std::string_view payload) {
+  constexpr std::string_view kName = "network_setup";
+  json object = parse_object(payload, kName);
+  NetworkSetup setup;
+  setup.address = get_string(object, "address", kName);
+  setup.prefix_length = static_cast<int>(get_unsigned(object, "prefix_length", kName, 32));
+  setup.gateway = get_string(object, "gateway", kName);
+  setup.nameserver = get_string(object, "nameserver", kName);
+  const json& host_list = field(object, "hosts", kName);
+  if (!host_list.is_array() || host_list.size() > kMaxHosts)
+    fail(kName, "field 'hosts' is not a list of at most 256");
+  for (const auto& entry : host_list) {
+    if (!entry.is_array() || entry.size() != 2 || !entry[0].is_string() || !entry[1].is_string()) {
+      fail(kName, "field 'hosts' holds an entry that is not [name, address]");
+    }
+    const auto& name = entry[0].get_ref<const std::string&>();
+    const auto& host_address = entry[1].get_ref<const std::string&>();
+    // These become lines of /etc/hosts: nothing that could start another line or field.
+    auto plain = [](const std::string& text) {
+      return !text.empty() && text.size() <= 253 &&
+             text.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") == std::string::npos;
+    };
+    if (!plain(name) || !plain(host_address)) fail(kName, "field 'hosts' holds a malformed name or address");
+    setup.hosts.emplace_back(name, host_address);
+  }
+  return setup;
+}
+
 std::string ErrorReport::to_payload() const { return serialize(json{{"message", message}}); }
 
 ErrorReport ErrorReport::parse(std::string_view payload) {

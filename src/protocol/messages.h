@@ -4,12 +4,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 4;
+inline constexpr int kProtocolVersion = 5;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw
@@ -90,6 +91,20 @@ struct Resumed {
   int64_t uptime_ms = 0;
   std::string to_payload() const;
   static Resumed parse(std::string_view payload);
+};
+
+// Sent once to a freshly booted guest whose profile has a network (before
+// any snapshot is taken): one interface, a static address, and the names
+// the guest may use. Addresses are dotted IPv4; names are DNS names.
+struct NetworkSetup {
+  static constexpr size_t kMaxHosts = 256;
+  std::string address;
+  int prefix_length = 24;
+  std::string gateway;                                     // empty: no default route
+  std::string nameserver;                                  // empty: no resolver
+  std::vector<std::pair<std::string, std::string>> hosts;  // name -> address
+  std::string to_payload() const;
+  static NetworkSetup parse(std::string_view payload);
 };
 
 struct ErrorReport {

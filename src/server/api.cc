@@ -135,6 +135,7 @@ void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
 void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   const auto started = SteadyClock::now();
   engine::RunRequest request = parse_run_request(http_request.body);
+  engine_.check_request(request);  // refused before the response (or its stream) begins
   auto ticket = admission_.enter();
   if (!ticket) {
     metrics_.record_queue_rejection();
@@ -189,6 +190,7 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
   metrics_.record_run(engine::find_language(request.language).name,
                       std::string(engine::to_string(result.status)), seconds);
+  metrics_.record_network_denials(result.network_denied.size());
   if (result.from_snapshot && !result.pool_hit) metrics_.record_restore(result.timing.boot_ms / 1000.0);
   // (Pool clones report their restore time through the pool's callback.)
   if (result.status == engine::RunStatus::internal_error &&

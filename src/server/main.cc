@@ -34,6 +34,8 @@ struct Options {
   std::string listen;      // host:port on loopback, optional
   std::string token_file;  // required with listen
   bool allow_weak_isolation = false;
+  bool allow_full_network = false;
+  std::vector<std::string> test_resolve;
 };
 
 std::string read_token(const std::string& path) {
@@ -65,6 +67,11 @@ int serve(const Options& options) {
   engine_options.manifest_path = options.images;
   engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
   engine_options.allow_weak_isolation = options.allow_weak_isolation;
+  engine_options.allow_full_network = options.allow_full_network;
+  for (const auto& entry : options.test_resolve) {
+    auto parsed = network::parse_resolver_entry(entry);
+    engine_options.test_resolver[parsed.name] = parsed;
+  }
   engine::Engine engine(engine_options);
   // A daemon that would refuse every run says so at start, not per request.
   engine.require_isolation();
@@ -126,6 +133,13 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", options.token_file, "File holding the bearer token for --listen (mode 600)");
   app.add_flag("--allow-weak-isolation", options.allow_weak_isolation,
                "Serve even if the host cannot apply every confinement layer to QEMU");
+  app.add_flag("--allow-full-network", options.allow_full_network,
+               "Serve runs asking for network 'full' (unfiltered: reaches this host's network and cloud "
+               "metadata too); without it only none and allow: are served");
+  app.add_option("--test-resolve", options.test_resolve,
+                 "Testing only: resolve NAME as ADDRESS (a DNS answer, address rules apply) or pin it to "
+                 "ADDRESS:PORT (a local test server) for allow: networks; NAME=ADDRESS[:PORT], repeatable")
+      ->allow_extra_args(false);
   app.add_option("--pool-size", options.pool_size, "Warm VMs kept ready per language")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();

@@ -48,6 +48,11 @@ void Metrics::record_vm_crash() {
   ++vm_crashes_;
 }
 
+void Metrics::record_network_denials(size_t count) {
+  std::lock_guard lock(mutex_);
+  network_denials_ += count;
+}
+
 void Metrics::record_queue_rejection() {
   std::lock_guard lock(mutex_);
   ++queue_rejections_;
@@ -72,6 +77,9 @@ std::string Metrics::render(const std::string& pool_lines) const {
   out += "# HELP airlock_queue_rejections_total Requests refused with 429 by admission control.\n";
   out += "# TYPE airlock_queue_rejections_total counter\n";
   out += "airlock_queue_rejections_total " + std::to_string(queue_rejections_) + "\n";
+  out += "# HELP airlock_network_denied_total Guest connections the network filter refused.\n";
+  out += "# TYPE airlock_network_denied_total counter\n";
+  out += "airlock_network_denied_total " + std::to_string(network_denials_) + "\n";
   out += pool_lines;
   return out;
 }

@@ -17,6 +17,7 @@ class Metrics {
   void record_restore(double seconds);
   void record_vm_crash();
   void record_queue_rejection();
+  void record_network_denials(size_t count);
   // `pool_lines` are the pool gauges, rendered by whoever owns the pools.
   std::string render(const std::string& pool_lines) const;
 
@@ -36,6 +37,7 @@ class Metrics {
   Histogram run_duration_;
   Histogram restore_duration_;
   uint64_t vm_crashes_ = 0;
+  uint64_t network_denials_ = 0;
   uint64_t queue_rejections_ = 0;
 };
 

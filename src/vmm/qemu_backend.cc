@@ -22,6 +22,7 @@ constexpr size_t kConsoleTailBytes = 16 * 1024;
 constexpr int kConsoleFd = 3;
 constexpr int kAgentFd = 4;
 constexpr int kQmpFd = 5;
+constexpr int kNetworkFd = 6;
 
 void create_overlay(const std::string& base, const std::string& base_format, const std::string& overlay) {
   auto result =
@@ -203,6 +204,10 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
                  // failed start can be explained with its last words.
                  {1, console_vm.get()},
                  {2, console_vm.get()}};
+  if (config.network_fd >= 0) {
+    spec.network_fd = kNetworkFd;
+    options.fds.push_back({kNetworkFd, config.network_fd});
+  }
   options.env = {};
   jail->configure(options);
   ChildProcess process = ChildProcess::spawn(spec.to_argv(), options);

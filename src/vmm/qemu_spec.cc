@@ -65,6 +65,12 @@ std::vector<std::string> QemuSpec::to_argv() const {
       "-mon",
       "chardev=qmp,mode=control",
   };
+  if (network_fd >= 0) {
+    argv.push_back("-netdev");
+    argv.push_back("socket,id=net,fd=" + std::to_string(network_fd));
+    argv.push_back("-device");
+    argv.push_back("virtio-net-device,netdev=net,mac=52:54:00:12:34:56");
+  }
   if (memory_file) {
     argv.push_back("-object");
     argv.push_back("memory-backend-file,id=mem,size=" + std::to_string(memory_mb) +

@@ -45,6 +45,10 @@ struct QemuSpec {
   int console_fd = -1;  // guest serial console (and QEMU's own stderr)
   int agent_fd = -1;    // virtio-serial port named "airlock"
   int qmp_fd = -1;      // QMP monitor
+  // The guest's ethernet link (virtio-net), length-prefixed frames on a
+  // stream socket whose other end is the host's user-mode network stack.
+  // -1: the guest has no network device at all.
+  int network_fd = -1;
   std::string sandbox;  // QEMU's seccomp sandbox (-sandbox), empty: off
 
   std::vector<std::string> to_argv() const;

@@ -34,6 +34,9 @@ struct VmConfig {
   int vcpus = 1;
   std::string work_dir;  // private directory for this VM's files (overlay)
   bool probe_only = false;
+  // The VM's end of its ethernet link (see QemuSpec::network_fd), owned by
+  // the caller and inherited by QEMU; -1: no network device.
+  int network_fd = -1;
   // Confinement layers (vmm/jail) not applied to this VM's QEMU: the host
   // lacks them and the user accepted weaker isolation. Empty: all of them.
   std::set<std::string> skipped_layers;

@@ -22,6 +22,7 @@
 #include "engine/run_result.h"
 #include "support/airlock_cli.h"
 #include "support/test_daemon.h"
+#include "support/upstream_server.h"
 
 namespace airlock::testing {
 namespace {
@@ -79,7 +80,14 @@ class DaemonEnvironment : public ::testing::Environment {
     fs::create_directories(dir_);
     write_file(kHostMarkerFile, "a file of the host's\n");
     daemon_.emplace(dir_);
-    up_ = daemon_->start({"--pool-size", "1"}, {"AIRLOCK_ADVERSARIAL_SECRET=host-only"});
+    upstream_.emplace();
+    // The network payloads' names: one pinned to the local upstream, the
+    // others answered like DNS with addresses the filter must refuse.
+    const std::string upstream = "127.0.0.1:" + std::to_string(upstream_->port());
+    up_ = daemon_->start({"--pool-size", "1", "--test-resolve", "allowed.test=" + upstream, "--test-resolve",
+                          "metadata.test=169.254.169.254", "--test-resolve", "private.test=10.0.0.1",
+                          "--test-resolve", "mapped.test=::ffff:127.0.0.1"},
+                         {"AIRLOCK_ADVERSARIAL_SECRET=host-only"});
   }
 
   void TearDown() override {
@@ -89,10 +97,16 @@ class DaemonEnvironment : public ::testing::Environment {
       auto reply = daemon_->post("/v1/run", R"J({"language":"python","code":"print('still serving')"})J");
       EXPECT_EQ(reply.status, 200);
       EXPECT_NE(reply.body.find("still serving"), std::string::npos) << reply.body;
+      // The network payloads' refusals were counted by the filter, not only seen by the guest.
+      std::smatch denied;
+      const std::string metrics = daemon_->get("/metrics").body;
+      ASSERT_TRUE(std::regex_search(metrics, denied, std::regex("airlock_network_denied_total ([0-9]+)")));
+      EXPECT_GE(std::stoi(denied[1]), 8) << metrics;
     }
     auto status = daemon_->stop();
     EXPECT_TRUE(status && status->exit_code == 0) << "airlockd did not drain and exit cleanly";
     daemon_.reset();
+    upstream_.reset();
     EXPECT_TRUE(qemu_processes(dir_.string() + "/").empty()) << "QEMU left running";
     std::vector<std::string> left;
     for (const auto& entry : fs::directory_iterator(dir_)) left.push_back(entry.path().filename());
@@ -107,6 +121,7 @@ class DaemonEnvironment : public ::testing::Environment {
  private:
   static inline fs::path dir_;
   static inline std::optional<TestDaemon> daemon_;
+  static inline std::optional<UpstreamServer> upstream_;
   static inline bool up_ = false;
 };
 
@@ -152,6 +167,15 @@ TEST_P(Adversarial, PayloadHasItsClassifiedOutcome) {
       }
       EXPECT_EQ(result["stdout_encoding"], "base64") << shown;
       EXPECT_EQ(out, expected) << shown;
+    } else if (key == "network_denied_contains") {
+      // Proof that the host's filter refused, not only that the guest failed.
+      for (const auto& fragment : want) {
+        bool found = false;
+        for (const auto& reason : result["network_denied"]) {
+          found = found || reason.get<std::string>().find(fragment.get<std::string>()) != std::string::npos;
+        }
+        EXPECT_TRUE(found) << "no network denial mentions '" << fragment.get<std::string>() << "'" << shown;
+      }
     } else {
       ADD_FAILURE() << payload.name << ": unknown expectation '" << key << "'";
     }
@@ -182,11 +206,15 @@ TEST_F(HostileRequests, OversizeEmptyAndNulCodeGetClassifiedOutcomes) {
 
   auto wrong_type = daemon().post("/v1/run", R"J({"language":"python","code":"print(1)","pids":"many"})J");
   EXPECT_EQ(wrong_type.status, 400);
-  // A network mode that is not built is refused, never silently downgraded.
-  auto network =
-      daemon().post("/v1/run", R"J({"language":"python","code":"print(1)","network":"allow:example.test"})J");
-  EXPECT_EQ(network.status, 400);
-  EXPECT_NE(network.body.find("not available yet"), std::string::npos) << network.body;
+  // Unfiltered network is the daemon operator's decision, not a caller's.
+  auto full = daemon().post("/v1/run", R"J({"language":"python","code":"print(1)","network":"full"})J");
+  EXPECT_EQ(full.status, 400);
+  EXPECT_NE(full.body.find("--allow-full-network"), std::string::npos) << full.body;
+  // An allowlist names hosts; an address in it is refused, naming it.
+  auto literal = daemon().post(
+      "/v1/run", R"J({"language":"python","code":"print(1)","network":"allow:169.254.169.254"})J");
+  EXPECT_EQ(literal.status, 400);
+  EXPECT_NE(literal.body.find("'169.254.169.254' is not a domain name"), std::string::npos) << literal.body;
   EXPECT_NE(wrong_type.body.find("pids"), std::string::npos) << wrong_type.body;
 }
 

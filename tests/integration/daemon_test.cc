@@ -92,9 +92,10 @@ TEST_F(Daemon, RunFromTheWarmPoolMatchesTheContract) {
   json result = json::parse(reply.body);
   std::set<std::string> keys;
   for (auto& [key, value] : result.items()) keys.insert(key);
-  EXPECT_EQ(keys, (std::set<std::string>{"status", "exit_code", "signal", "stdout", "stdout_encoding",
-                                         "stderr", "stderr_encoding", "stdout_truncated", "stderr_truncated",
-                                         "timing", "accel", "from_snapshot", "pool_hit", "error"}));
+  EXPECT_EQ(keys,
+            (std::set<std::string>{"status", "exit_code", "signal", "stdout", "stdout_encoding", "stderr",
+                                   "stderr_encoding", "stdout_truncated", "stderr_truncated", "timing",
+                                   "accel", "from_snapshot", "pool_hit", "error", "network_denied"}));
   EXPECT_EQ(result["status"], "ok");
   EXPECT_EQ(result["stdout"], "42\n");
   EXPECT_EQ(result["pool_hit"], true);

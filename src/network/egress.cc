@@ -1,0 +1,331 @@
+#include "network/egress.h"
+
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "common/error.h"
+#include "network/sniff.h"
+
+namespace airlock::network {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long a client may take to say where it is going, and a server to accept.
+constexpr auto kOpeningTimeout = std::chrono::seconds(10);
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+// Bytes buffered toward one side before the other side is no longer read.
+constexpr size_t kMaxBuffered = 256 * 1024;
+
+// Why a connection is refused; the message is what the guest and logs see.
+struct Refusal {
+  std::string reason;
+};
+
+int remaining_ms(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return left < 0 ? 0 : static_cast<int>(left);
+}
+
+// Waits for `events` on fd; false on timeout or once stop_fd is readable.
+bool wait_for(int fd, short events, int stop_fd, Clock::time_point deadline) {
+  for (;;) {
+    pollfd fds[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
+    const int ready = ::poll(fds, 2, remaining_ms(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0 || fds[1].revents) return false;
+    return true;
+  }
+}
+
+std::vector<Endpoint> resolve(const EgressRoute& route, const ResolverMap& resolver) {
+  std::vector<Endpoint> usable;
+  std::string first_refusal;
+  auto consider = [&](const Endpoint& endpoint) {
+    if (auto why = forbidden_address_reason(reinterpret_cast<const sockaddr*>(&endpoint.address))) {
+      if (first_refusal.empty()) first_refusal = endpoint.describe() + " is " + *why;
+      return;
+    }
+    usable.push_back(endpoint);
+  };
+  auto with_port = [](Endpoint endpoint, uint16_t port) {
+    if (endpoint.address.ss_family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(&endpoint.address)->sin_port = htons(port);
+    } else {
+      reinterpret_cast<sockaddr_in6*>(&endpoint.address)->sin6_port = htons(port);
+    }
+    return endpoint;
+  };
+  if (auto entry = resolver.find(route.name); entry != resolver.end()) {
+    if (entry->second.pinned) return {entry->second.endpoint};
+    consider(with_port(entry->second.endpoint, route.port));
+  } else {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const int status = ::getaddrinfo(route.name.c_str(), nullptr, &hints, &found);
+    if (status != 0)
+      throw Refusal{route.name + " does not resolve on the host (" + ::gai_strerror(status) + ")"};
+    for (addrinfo* info = found; info; info = info->ai_next) {
+      if (info->ai_addrlen > sizeof(sockaddr_storage)) continue;
+      Endpoint endpoint;
+      std::memcpy(&endpoint.address, info->ai_addr, info->ai_addrlen);
+      endpoint.length = info->ai_addrlen;
+      consider(with_port(endpoint, route.port));
+    }
+    ::freeaddrinfo(found);
+  }
+  if (usable.empty()) {
+    throw Refusal{route.name + " resolves to no public address (" +
+                  (first_refusal.empty() ? std::string("no address") : first_refusal) + ")"};
+  }
+  return usable;
+}
+
+UniqueFd connect_upstream(const std::vector<Endpoint>& endpoints, int stop_fd, const std::string& name) {
+  std::string last_error;
+  for (const auto& endpoint : endpoints) {
+    UniqueFd socket(::socket(endpoint.address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!socket) throw_errno("socket");
+    if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&endpoint.address), endpoint.length) == 0) {
+      return socket;
+    }
+    if (errno != EINPROGRESS) {
+      last_error = endpoint.describe() + ": " + std::strerror(errno);
+      continue;
+    }
+    if (!wait_for(socket.get(), POLLOUT, stop_fd, Clock::now() + kConnectTimeout)) {
+      last_error = endpoint.describe() + ": no answer within 10 s";
+      continue;
+    }
+    int error = 0;
+    socklen_t length = sizeof error;
+    ::getsockopt(socket.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error == 0) return socket;
+    last_error = endpoint.describe() + ": " + std::strerror(error);
+  }
+  throw Refusal{"could not connect to " + name + " (" + last_error + ")"};
+}
+
+// Requests on an HTTP connection, checked one by one: each head must name the
+// route's host before it and its body are passed on. After a protocol switch
+// (WebSocket) the rest of the stream is passed as it is.
+class HttpRequestGate {
+ public:
+  explicit HttpRequestGate(const EgressRoute& route) : route_(route) {}
+
+  // Moves what may pass from `pending` to `out`. A request that may not
+  // pass stops everything after it: refusal() says why.
+  void pass(std::string& pending, std::string& out) {
+    while (!pending.empty() && !refusal_) {
+      if (raw_) {
+        out += pending;
+        pending.clear();
+        return;
+      }
+      if (body_left_ > 0) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(body_left_, pending.size()));
+        out.append(pending, 0, n);
+        pending.erase(0, n);
+        body_left_ -= n;
+        continue;
+      }
+      HttpRequestHead head = sniff_http_request(pending);
+      if (head.status == SniffStatus::incomplete) return;
+      try {
+        check(head);
+      } catch (const Refusal& refusal) {
+        refusal_ = refusal;
+        pending.clear();
+        return;
+      }
+      out.append(pending, 0, head.head_bytes);
+      pending.erase(0, head.head_bytes);
+      body_left_ = head.content_length;
+      raw_ = head.upgrade;
+    }
+  }
+
+  void check(const HttpRequestHead& head) const {
+    if (head.status == SniffStatus::invalid) throw Refusal{"HTTP request refused: " + head.problem};
+    if (head.host != route_.name) {
+      throw Refusal{"HTTP Host '" + head.host + "' is not the name connected to (" + route_.name + ")"};
+    }
+    if (head.port && *head.port != route_.port) {
+      throw Refusal{"HTTP Host names port " + std::to_string(*head.port) + ", the connection is to port " +
+                    std::to_string(route_.port)};
+    }
+  }
+
+  const std::optional<Refusal>& refusal() const { return refusal_; }
+
+ private:
+  const EgressRoute& route_;
+  std::optional<Refusal> refusal_;
+  uint64_t body_left_ = 0;
+  bool raw_ = false;
+};
+
+std::string forbidden_response(const std::string& reason) {
+  const std::string body = "airlock network filter: " + reason + "\n";
+  return "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+         "Content-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// TLS alert record: fatal (2), unrecognized_name (112).
+constexpr char kUnrecognizedNameAlert[] = {0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x70};
+
+void send_best_effort(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0) return;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// One direction of the relay: bytes read from `from` wait in `buffer` until `to` takes them.
+struct Direction {
+  int from;
+  int to;
+  std::string buffer;
+  bool from_closed = false;
+  bool to_shut = false;
+};
+
+bool read_into(int fd, std::string& into, bool& closed) {
+  char chunk[16384];
+  const ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+  if (n > 0) {
+    into.append(chunk, static_cast<size_t>(n));
+    return true;
+  }
+  if (n == 0) {
+    closed = true;
+    return true;
+  }
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
+bool flush(Direction& direction) {
+  while (!direction.buffer.empty()) {
+    const ssize_t n =
+        ::send(direction.to, direction.buffer.data(), direction.buffer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    direction.buffer.erase(0, static_cast<size_t>(n));
+  }
+  if (direction.from_closed && !direction.to_shut) {
+    ::shutdown(direction.to, SHUT_WR);
+    direction.to_shut = true;
+  }
+  return true;
+}
+
+// Relays until both directions are done. A later HTTP request that may not
+// pass ends the outward direction: the server answers what it was sent,
+// then the connection closes; the refusal is reported when it is found.
+void relay(int guest, int upstream, std::string opening, HttpRequestGate* gate, int stop_fd,
+           const std::function<void(const std::string&)>& denied) {
+  Direction outward{guest, upstream, {}};
+  Direction inward{upstream, guest, {}};
+  std::string unchecked = std::move(opening);
+  auto admit = [&] {
+    if (gate) {
+      gate->pass(unchecked, outward.buffer);
+    } else {
+      outward.buffer += unchecked;
+      unchecked.clear();
+    }
+  };
+  admit();
+  bool reported = false;
+  for (;;) {
+    if (gate && gate->refusal() && !reported) {
+      if (denied) denied(gate->refusal()->reason);
+      reported = true;
+      outward.from_closed = true;
+    }
+    if (!flush(outward) || !flush(inward)) return;
+    if (outward.to_shut && inward.to_shut) return;
+    pollfd fds[3] = {{guest, 0, 0}, {upstream, 0, 0}, {stop_fd, POLLIN, 0}};
+    const bool refused = gate && gate->refusal();
+    if (!outward.from_closed && !refused && outward.buffer.size() + unchecked.size() < kMaxBuffered) {
+      fds[0].events |= POLLIN;
+    }
+    if (!inward.buffer.empty()) fds[0].events |= POLLOUT;
+    if (!inward.from_closed && inward.buffer.size() < kMaxBuffered) fds[1].events |= POLLIN;
+    if (!outward.buffer.empty()) fds[1].events |= POLLOUT;
+    if (::poll(fds, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[2].revents) return;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      if (!read_into(guest, unchecked, outward.from_closed)) return;
+      admit();
+      // A half-checked request at the end of the stream goes nowhere.
+      if (outward.from_closed) unchecked.clear();
+    }
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+      if (!read_into(upstream, inward.buffer, inward.from_closed)) return;
+    }
+  }
+}
+
+}  // namespace
+
+void serve_egress(UniqueFd guest, const EgressRoute& route, const ResolverMap& resolver, int stop_fd,
+                  const std::function<void(const std::string&)>& denied) {
+  const bool https = route.port == kHttpsPort;
+  std::string opening;
+  try {
+    // What the client says first decides where it may go.
+    const auto deadline = Clock::now() + kOpeningTimeout;
+    std::optional<HttpRequestGate> gate;
+    if (!https) gate.emplace(route);
+    for (;;) {
+      if (https) {
+        ClientHello hello = sniff_client_hello(opening);
+        if (hello.status == SniffStatus::invalid) throw Refusal{"TLS connection refused: " + hello.problem};
+        if (hello.status == SniffStatus::complete) {
+          if (hello.server_name != route.name) {
+            throw Refusal{"TLS server name '" + hello.server_name + "' is not the name connected to (" +
+                          route.name + ")"};
+          }
+          break;
+        }
+      } else {
+        HttpRequestHead head = sniff_http_request(opening);
+        if (head.status != SniffStatus::incomplete) {
+          gate->check(head);
+          break;
+        }
+      }
+      if (!wait_for(guest.get(), POLLIN, stop_fd, deadline)) return;
+      bool closed = false;
+      if (!read_into(guest.get(), opening, closed) || closed) return;
+    }
+    UniqueFd upstream = connect_upstream(resolve(route, resolver), stop_fd, route.name);
+    relay(guest.get(), upstream.get(), std::move(opening), gate ? &*gate : nullptr, stop_fd, denied);
+  } catch (const Refusal& refusal) {
+    // Recorded before the guest can learn of it: a program that exits on the
+    // answer must find its refusal in its run's result.
+    if (denied) denied(refusal.reason);
+    if (https) {
+      send_best_effort(guest.get(), std::string_view(kUnrecognizedNameAlert, sizeof kUnrecognizedNameAlert));
+    } else {
+      send_best_effort(guest.get(), forbidden_response(refusal.reason));
+    }
+  } catch (const std::exception& e) {
+    if (denied) denied(std::string("connection to ") + route.name + " failed: " + e.what());
+  }
+}
+
+}  // namespace airlock::network
