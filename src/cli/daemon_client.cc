@@ -33,6 +33,8 @@ UniqueFd connect_to(const std::string& socket_path) {
 std::string request_body(const engine::RunRequest& request) {
   json env = json::object();
   for (const auto& [name, value] : request.env) env[name] = value;
+  json mounts = json::array();
+  for (const auto& mount : request.mounts) mounts.push_back(mount.to_string());
   json body = {{"language", request.language},
                {"code", request.code},
                {"env", env},
@@ -43,6 +45,7 @@ std::string request_body(const engine::RunRequest& request) {
                {"open_files", request.max_open_files},
                {"disk_mb", request.disk_mb},
                {"network", request.network},
+               {"mounts", mounts},
                {"stdout_limit", request.stdout_limit},
                {"stderr_limit", request.stderr_limit},
                {"stdin", request.stdin_source.data}};

@@ -95,6 +95,7 @@ struct RunOptions {
   bool no_daemon = false;
   bool allow_weak_isolation = false;
   std::vector<std::string> test_resolve;
+  std::vector<std::string> mounts;
   std::string socket;
 };
 
@@ -155,6 +156,7 @@ int run_command(const RunOptions& options) {
   request.max_open_files = options.max_open_files;
   request.disk_mb = options.disk_mb;
   request.network = options.network;
+  for (const auto& mount : options.mounts) request.mounts.push_back(engine::parse_mount(mount));
   request.stdout_limit = options.stdout_limit;
   request.stderr_limit = options.stderr_limit;
   request.kernel = options.kernel;
@@ -264,6 +266,9 @@ int main(int argc, char** argv) {
                   "Network: none (no network device), allow:NAME[,NAME...] (HTTP/HTTPS to those names "
                   "only, checked on the host) or full")
       ->capture_default_str();
+  run->add_option("--mount", options.mounts,
+                  "Share a host directory read-only: ro:HOST_DIR:GUEST_DIR (repeatable, at most 8)")
+      ->allow_extra_args(false);
   run->add_option("--test-resolve", options.test_resolve,
                   "Testing only: resolve NAME as ADDRESS (a DNS answer, address rules apply) or pin it to "
                   "ADDRESS:PORT (a local test server); NAME=ADDRESS[:PORT], repeatable, runs in-process")

@@ -1,6 +1,11 @@
 #include "engine/engine.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
 
 #include "common/child_process.h"
 #include "common/error.h"
@@ -93,6 +98,59 @@ void setup_guest_network(GuestSession& session, const network::GuestNetwork& gue
   setup.nameserver = link.nameserver;
   setup.hosts = link.hosts;
   session.setup_network(setup, SteadyClock::now() + std::chrono::seconds(10));
+}
+
+// The mount with its host directory resolved (symlinks followed once, here)
+// and checked: a directory others may read, inside `roots` if given.
+MountSpec resolve_mount(const MountSpec& mount, const std::optional<std::vector<std::string>>& roots = {}) {
+  auto fail = [&mount](const std::string& problem) -> MountSpec {
+    throw Error(ErrorCode::invalid_argument, "mount host path '" + mount.host_path + "' " + problem);
+  };
+  char resolved[PATH_MAX];
+  if (!::realpath(mount.host_path.c_str(), resolved)) return fail(std::string(": ") + std::strerror(errno));
+  struct stat info {};
+  if (::stat(resolved, &info) < 0) return fail(std::string(": ") + std::strerror(errno));
+  if (!S_ISDIR(info.st_mode)) return fail("is not a directory");
+  if (std::string(resolved) == "/") return fail("is the host's root directory");
+  if ((info.st_mode & (S_IROTH | S_IXOTH)) != (S_IROTH | S_IXOTH)) {
+    return fail(
+        "is not readable by others: QEMU shares it as an unprivileged user, so only what others "
+        "may read can be shared");
+  }
+  if (roots) {
+    bool inside = false;
+    std::string listed;
+    for (const auto& root : *roots) {
+      char root_resolved[PATH_MAX];
+      if (!::realpath(root.c_str(), root_resolved)) continue;
+      const std::string base = root_resolved;
+      const std::string path = resolved;
+      inside = inside || path == base || path.rfind(base == "/" ? base : base + "/", 0) == 0;
+      listed += (listed.empty() ? "" : ", ") + base;
+    }
+    if (!inside) {
+      return fail(roots->empty() ? "cannot be mounted: this airlockd allows no mounts (its operator can "
+                                   "allow directories with --mount-root DIR)"
+                                 : "is outside this airlockd's mount roots (" + listed + ")");
+    }
+  }
+  return {resolved, mount.guest_path};
+}
+
+std::vector<vmm::SharedDirectory> shared_dirs_of(const Profile& profile) {
+  std::vector<vmm::SharedDirectory> shares;
+  for (size_t i = 0; i < profile.mounts.size(); ++i) {
+    shares.push_back({profile.mounts[i].host_path, "share" + std::to_string(i)});
+  }
+  return shares;
+}
+
+void mount_guest_shares(GuestSession& session, const Profile& profile) {
+  protocol::MountShares message;
+  for (size_t i = 0; i < profile.mounts.size(); ++i) {
+    message.shares.emplace_back("share" + std::to_string(i), profile.mounts[i].guest_path);
+  }
+  session.mount_shares(message, SteadyClock::now() + std::chrono::seconds(10));
 }
 
 bool can_use_prestarted(const Language& language, const RunRequest& request) {
@@ -238,6 +296,7 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
                     file_identity(find_program("qemu-system-x86_64").value_or("qemu")) + "|" +
                     std::to_string(vmm::host_tsc_khz());
   key += "|net=" + profile.network;
+  for (const auto& mount : profile.mounts) key += "|mount=" + mount.to_string();
   for (const auto& arg : language.warmup) key += "|" + arg;
   for (const auto& arg : language.prestart) key += "|" + arg;
   key += "|" + language.warmup_program;
@@ -263,6 +322,9 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     TempDir socket_dir = TempDir::create(options_.runtime_dir, "net-");
     auto guest_network = make_network(profile.network, options_.test_resolver, socket_dir.path());
     if (guest_network) config.network_fd = guest_network->vm_fd();
+    // The share devices exist in the template, unmounted: a mounted 9p
+    // export cannot be migrated. Clones mount them after restore.
+    config.shared_dirs = shared_dirs_of(profile);
     std::unique_ptr<vmm::Vm> vm = backend_->start(config);
     if (guest_network) guest_network->close_vm_fd();
     GuestSession session(*vm, cancel);
@@ -290,19 +352,29 @@ std::string Profile::name() const {
   } else if (network != "none") {
     net = "-net-" + stable_hash(network).substr(0, 8);
   }
+  if (!mounts.empty()) {
+    std::string all;
+    for (const auto& mount : mounts) all += mount.to_string() + "\n";
+    net += "-mnt-" + stable_hash(all).substr(0, 8);
+  }
   return language + "-" + std::to_string(memory_mb) + "m" +
          (cpus > 1 ? "-" + std::to_string(cpus) + "cpu" : "") + (kernel.empty() ? "" : "-" + kernel) + net +
          (use_snapshot ? "" : "-fresh");
 }
 
 Profile profile_of(const RunRequest& request) {
+  std::vector<MountSpec> mounts;
+  for (const auto& mount : request.mounts) mounts.push_back(resolve_mount(mount));
+  std::sort(mounts.begin(), mounts.end(),
+            [](const MountSpec& a, const MountSpec& b) { return a.guest_path < b.guest_path; });
   return {find_language(request.language).name,
           request.memory_mb,
           request.cpus,
           request.kernel,
           request.accel,
           request.use_snapshot,
-          network::parse_network_policy(request.network).to_string()};
+          network::parse_network_policy(request.network).to_string(),
+          std::move(mounts)};
 }
 
 ReadyGuest::~ReadyGuest() {
@@ -312,6 +384,7 @@ ReadyGuest::~ReadyGuest() {
 
 void Engine::check_request(const RunRequest& request) const {
   validate(request);
+  for (const auto& mount : request.mounts) resolve_mount(mount, options_.mount_roots);
   if (!options_.allow_full_network && request.network == "full") {
     throw Error(ErrorCode::invalid_argument,
                 "network 'full' is not allowed by this airlockd (unfiltered access reaches the host's "
@@ -371,6 +444,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     config.skipped_layers = skipped_layers_;
     guest.network_ = make_network(profile.network, options_.test_resolver, guest.run_dir_.path());
     if (guest.network_) config.network_fd = guest.network_->vm_fd();
+    config.shared_dirs = shared_dirs_of(profile);
     if (from_snapshot) {
       config.rootfs = snapshot->disk;
       config.rootfs_format = "qcow2";
@@ -391,6 +465,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
       guest.session_->await_hello(spawned + kBootTimeout);
       if (guest.network_) setup_guest_network(*guest.session_, *guest.network_);
     }
+    if (!profile.mounts.empty()) mount_guest_shares(*guest.session_, profile);
     guest.timing_.boot_ms = elapsed_ms(spawned, SteadyClock::now());
     guest.from_snapshot_ = from_snapshot;
     guest.prestarted_ = from_snapshot && !language.prestart.empty();

@@ -45,6 +45,10 @@ struct EngineOptions {
   // included) may be asked for. The CLI's user asks for herself; airlockd
   // serves others, and allows it only when its operator says so.
   bool allow_full_network = true;
+  // Host directories runs may mount (--mount ro:HOST:GUEST) lie inside one
+  // of these. nullopt: any directory (the CLI's user mounts her own files);
+  // airlockd passes its operator's --mount-root list (none: no mounts).
+  std::optional<std::vector<std::string>> mount_roots;
 };
 
 // What a VM is made for. Runs with equal profiles can use each other's
@@ -56,8 +60,10 @@ struct Profile {
   std::string kernel;  // empty: the manifest's default
   vmm::AccelChoice accel = vmm::AccelChoice::automatic;
   bool use_snapshot = true;
-  std::string network = "none";  // canonical NetworkPolicy::to_string()
-  // "python-256m", "python-512m-2cpu", "python-256m-net-full", "python-256m-net-3f2a9c01"
+  std::string network = "none";   // canonical NetworkPolicy::to_string()
+  std::vector<MountSpec> mounts;  // host paths resolved (no symlinks), sorted by guest path
+  // "python-256m", "python-512m-2cpu", "python-256m-net-full", "python-256m-net-3f2a9c01",
+  // "python-256m-mnt-0c1d2e3f"
   std::string name() const;
 };
 Profile profile_of(const RunRequest& request);

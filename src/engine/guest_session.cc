@@ -191,6 +191,11 @@ void GuestSession::setup_network(const protocol::NetworkSetup& setup, SteadyCloc
   await_reply(FrameType::network_ready, deadline, "configure its network");
 }
 
+void GuestSession::mount_shares(const protocol::MountShares& shares, SteadyClock::time_point deadline) {
+  queue(FrameType::mount, 0, shares.to_payload());
+  await_reply(FrameType::mounted, deadline, "mount its shared directories");
+}
+
 void GuestSession::await_reply(FrameType expected, SteadyClock::time_point deadline, const char* doing) {
   protocol::Frame frame = await_frame(deadline, doing);
   if (frame.type == FrameType::error) {

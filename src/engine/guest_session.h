@@ -77,6 +77,8 @@ class GuestSession {
   // Configures the guest's network interface and name files (fresh boots only:
   // clones inherit it from their template).
   void setup_network(const protocol::NetworkSetup& setup, SteadyClock::time_point deadline);
+  // Mounts the shared directories (after boot or restore: never in a template).
+  void mount_shares(const protocol::MountShares& shares, SteadyClock::time_point deadline);
 
   // Queues a file for the guest; it is sent before anything queued later.
   void queue_file(const std::string& path, std::string_view content, uint32_t mode);

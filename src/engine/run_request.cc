@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "engine/languages.h"
 #include "network/policy.h"
+#include "protocol/guest_path.h"
 
 namespace airlock::engine {
 
@@ -19,7 +20,62 @@ bool is_valid_env_name(const std::string& name) {
   return true;
 }
 
+// Where a share may not go: over the system the program runs on, or over the
+// kernel's own views.
+constexpr const char* kReservedGuestPaths[] = {"/bin",   "/boot",   "/dev",  "/etc",  "/lib", "/lib32",
+                                               "/lib64", "/libx32", "/proc", "/root", "/run", "/sbin",
+                                               "/sys",   "/tmp",    "/usr",  "/var"};
+
+bool is_within(const std::string& path, const std::string& directory) {
+  return path == directory || path.rfind(directory + "/", 0) == 0;
+}
+
+void check_mount(const MountSpec& mount) {
+  if (mount.host_path.empty() || mount.host_path[0] != '/') {
+    reject("mount host path '" + mount.host_path + "' is not absolute");
+  }
+  if (mount.host_path.find('\0') != std::string::npos || mount.host_path.find(',') != std::string::npos) {
+    reject("mount host path '" + mount.host_path + "' contains a NUL byte or a comma");
+  }
+  const std::string guest = protocol::join_guest_path(protocol::split_guest_path(mount.guest_path));
+  if (guest != mount.guest_path)
+    reject("mount guest path '" + mount.guest_path + "' is not normalised (" + guest + ")");
+  if (guest == "/" || guest == "/home" || guest == "/home/sandbox") {
+    reject("mount guest path '" + guest + "' would hide the program's own files; use a directory below it");
+  }
+  for (const char* reserved : kReservedGuestPaths) {
+    if (is_within(guest, reserved)) {
+      reject("mount guest path '" + guest + "' is inside " + reserved +
+             ", which belongs to the guest system");
+    }
+  }
+}
+
 }  // namespace
+
+MountSpec parse_mount(const std::string& text) {
+  const size_t first = text.find(':');
+  const size_t last = text.rfind(':');
+  if (first == std::string::npos || first == last) {
+    reject("mount '" + text + "' is not of the form ro:HOST_DIR:GUEST_DIR");
+  }
+  const std::string mode = text.substr(0, first);
+  if (mode == "rw") {
+    reject("mount '" + text +
+           "': rw mounts are not supported (nothing a guest does may write the host's files); mount it ro: "
+           "and return results through the program's output");
+  }
+  if (mode != "ro") reject("mount '" + text + "': mode '" + mode + "' is not ro");
+  MountSpec mount{text.substr(first + 1, last - first - 1), text.substr(last + 1)};
+  // Normalised here so that equal mounts spell the same everywhere after.
+  try {
+    mount.guest_path = protocol::join_guest_path(protocol::split_guest_path(mount.guest_path));
+  } catch (const Error& e) {
+    reject("mount '" + text + "': guest " + e.what());
+  }
+  check_mount(mount);
+  return mount;
+}
 
 bool is_valid_utf8(std::string_view text) {
   size_t i = 0;
@@ -91,6 +147,18 @@ void validate(const RunRequest& request) {
   check_range("open file limit", request.max_open_files, Limits::kMinOpenFiles, Limits::kMaxOpenFiles);
   check_range("disk MiB", request.disk_mb, Limits::kMinDiskMb, Limits::kMaxDiskMb);
   network::parse_network_policy(request.network);
+  if (request.mounts.size() > Limits::kMaxMounts) {
+    reject(std::to_string(request.mounts.size()) + " mounts; the limit is " +
+           std::to_string(Limits::kMaxMounts));
+  }
+  for (size_t i = 0; i < request.mounts.size(); ++i) {
+    check_mount(request.mounts[i]);
+    for (size_t j = 0; j < i; ++j) {
+      const auto& a = request.mounts[i].guest_path;
+      const auto& b = request.mounts[j].guest_path;
+      if (is_within(a, b) || is_within(b, a)) reject("mount guest paths '" + b + "' and '" + a + "' overlap");
+    }
+  }
   if (request.stdout_limit > Limits::kMaxOutputLimit) {
     reject("stdout limit " + std::to_string(request.stdout_limit) + " bytes exceeds the maximum of " +
            std::to_string(Limits::kMaxOutputLimit));

@@ -34,7 +34,21 @@ struct Limits {
   // Writable space on the guest's disk; the images are built with this much free.
   static constexpr int kMinDiskMb = 1;
   static constexpr int kMaxDiskMb = 256;
+  static constexpr size_t kMaxMounts = 8;
 };
+
+// A host directory the program sees, read-only, at `guest_path`.
+struct MountSpec {
+  std::string host_path;   // absolute; canonical (no symlinks) once resolved on the host
+  std::string guest_path;  // absolute, normalised
+  std::string to_string() const { return "ro:" + host_path + ":" + guest_path; }
+  bool operator==(const MountSpec&) const = default;
+};
+
+// "ro:HOST:GUEST" -> MountSpec (syntax only: the host path is not looked at).
+// "rw:" is refused: nothing a guest does may write the host's files. Throws
+// Error(invalid_argument) naming what is wrong.
+MountSpec parse_mount(const std::string& text);
 
 // Where a run's standard input comes from: a host fd streamed as the program
 // reads (the CLI's stdin), or bytes given up front (the API). Neither: empty.
@@ -56,6 +70,7 @@ struct RunRequest {
   // "none" (no network device in the guest), "allow:DOMAIN[,DOMAIN...]"
   // (HTTP/HTTPS to those names only, filtered on the host) or "full".
   std::string network = "none";
+  std::vector<MountSpec> mounts;
   uint64_t stdout_limit = Limits::kDefaultStdoutLimit;
   uint64_t stderr_limit = Limits::kDefaultStderrLimit;
   StdinSource stdin_source;

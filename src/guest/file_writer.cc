@@ -7,40 +7,19 @@
 #include <vector>
 
 #include "common/error.h"
+#include "protocol/guest_path.h"
 
 namespace airlock::guest {
 
-std::vector<std::string> split_guest_path(const std::string& path) {
-  if (path.find('\0') != std::string::npos) {
-    throw Error(ErrorCode::invalid_argument, "file path contains a NUL byte");
-  }
-  if (path.empty() || path[0] != '/') {
-    throw Error(ErrorCode::invalid_argument, "file path '" + path + "' is not absolute");
-  }
-  if (path.size() > 4096) throw Error(ErrorCode::invalid_argument, "file path is longer than 4096 bytes");
-  std::vector<std::string> parts;
-  size_t pos = 1;
-  while (pos <= path.size()) {
-    size_t end = path.find('/', pos);
-    if (end == std::string::npos) end = path.size();
-    std::string part = path.substr(pos, end - pos);
-    if (part == "..") {
-      throw Error(ErrorCode::invalid_argument, "file path '" + path + "' contains '..'");
-    }
-    if (!part.empty() && part != ".") parts.push_back(part);
-    pos = end + 1;
-  }
-  if (parts.empty()) throw Error(ErrorCode::invalid_argument, "file path '" + path + "' names no file");
-  return parts;
-}
+namespace {
 
-UniqueFd create_file_in_root(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
-                             gid_t gid) {
-  const std::vector<std::string> parts = split_guest_path(path);
-
+// Opens each of parts[0, count) under the root in turn, making the missing
+// ones (owned by uid/gid), never following a symlink. Returns the last one.
+UniqueFd walk_directories(const std::string& root_dir, const std::string& path,
+                          const std::vector<std::string>& parts, size_t count, uid_t uid, gid_t gid) {
   UniqueFd dir(::open(root_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
   if (!dir) throw_errno("open", root_dir);
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     if (::mkdirat(dir.get(), parts[i].c_str(), 0755) == 0) {
       ::fchownat(dir.get(), parts[i].c_str(), uid, gid, AT_SYMLINK_NOFOLLOW);
     } else if (errno != EEXIST) {
@@ -50,6 +29,20 @@ UniqueFd create_file_in_root(const std::string& root_dir, const std::string& pat
     if (!next) throw_errno("open", path);
     dir = std::move(next);
   }
+  return dir;
+}
+
+}  // namespace
+
+UniqueFd make_directory_in_root(const std::string& root_dir, const std::string& path) {
+  const std::vector<std::string> parts = protocol::split_guest_path(path);
+  return walk_directories(root_dir, path, parts, parts.size(), 0, 0);
+}
+
+UniqueFd create_file_in_root(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
+                             gid_t gid) {
+  const std::vector<std::string> parts = protocol::split_guest_path(path);
+  UniqueFd dir = walk_directories(root_dir, path, parts, parts.size() - 1, uid, gid);
   // Not O_TRUNC: what the name points at is checked before anything is cut.
   // O_NONBLOCK: a FIFO planted there fails at once instead of blocking us.
   UniqueFd file(::openat(dir.get(), parts.back().c_str(),

@@ -9,11 +9,10 @@
 
 namespace airlock::guest {
 
-// The components of an absolute guest path, after dropping empty and "."
-// ones. Throws Error(invalid_argument) for a relative path, "..", a NUL
-// byte, or a path that names no file. Bytes from the host, but checked as
-// if hostile: they will come from API clients once files can be uploaded.
-std::vector<std::string> split_guest_path(const std::string& path);
+// Makes directory `path` inside the root at `root_dir` (and its missing
+// parents, root-owned, 0755) without following any symlink, and returns an
+// O_PATH descriptor of it: a mount point nothing can redirect.
+UniqueFd make_directory_in_root(const std::string& root_dir, const std::string& path);
 
 // Creates (or truncates) `path` inside the root at `root_dir`, owned by
 // uid/gid, making missing parent directories. No component may be a symlink

@@ -27,6 +27,7 @@
 #include "guest/file_writer.h"
 #include "guest/network_setup.h"
 #include "guest/program_runner.h"
+#include "guest/shares.h"
 #include "guest/system_setup.h"
 #include "protocol/messages.h"
 
@@ -230,6 +231,19 @@ Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& requ
   return program;
 }
 
+// Runs one set-up step the host asked for and answers `done`, or an error
+// frame naming what failed; only a protocol violation ends the agent.
+template <typename Step>
+void set_up(Channel& channel, const protocol::Frame& frame, FrameType done, Step step) {
+  try {
+    step();
+    channel.send(done, frame.stream, "{}");
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::protocol) throw;
+    channel.send(FrameType::error, frame.stream, protocol::ErrorReport{e.what()}.to_payload());
+  }
+}
+
 int serve() {
   sigset_t blocked;
   sigemptyset(&blocked);
@@ -276,14 +290,13 @@ int serve() {
     switch (frame->type) {
       case FrameType::write_file: receive_file(channel, *frame); break;
       case FrameType::resume: resume_as_clone(channel, *frame); break;
+      case FrameType::mount:
+        set_up(channel, *frame, FrameType::mounted,
+               [&] { mount_shares(protocol::MountShares::parse(frame->payload)); });
+        break;
       case FrameType::network_setup:
-        try {
-          configure_network(protocol::NetworkSetup::parse(frame->payload));
-          channel.send(FrameType::network_ready, frame->stream, "{}");
-        } catch (const Error& e) {
-          if (e.code() == ErrorCode::protocol) throw;
-          channel.send(FrameType::error, frame->stream, protocol::ErrorReport{e.what()}.to_payload());
-        }
+        set_up(channel, *frame, FrameType::network_ready,
+               [&] { configure_network(protocol::NetworkSetup::parse(frame->payload)); });
         break;
       case FrameType::prestart:
       case FrameType::warm:

@@ -45,6 +45,8 @@ std::string_view to_string(FrameType type) {
     case FrameType::warmed: return "warmed";
     case FrameType::network_setup: return "network_setup";
     case FrameType::network_ready: return "network_ready";
+    case FrameType::mount: return "mount";
+    case FrameType::mounted: return "mounted";
   }
   return "unknown";
 }

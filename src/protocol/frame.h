@@ -39,9 +39,11 @@ enum class FrameType : uint8_t {
   warmed = 19,         // guest -> host, JSON {}: it ran, and the interpreter waits for the program again
   network_setup = 20,  // host -> guest, JSON: configure the network interface, hosts and resolver
   network_ready = 21,  // guest -> host, JSON {}: done
+  mount = 22,          // host -> guest, JSON: mount the shared directories (after boot or restore)
+  mounted = 23,        // guest -> host, JSON {}: done
 };
 
-inline constexpr uint8_t kMaxFrameType = 21;
+inline constexpr uint8_t kMaxFrameType = 23;
 
 std::string_view to_string(FrameType type);
 

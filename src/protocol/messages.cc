@@ -282,6 +282,30 @@ NetworkSetup NetworkSetup::parse(std::string_view payload) {
   return setup;
 }
 
+std::string MountShares::to_payload() const {
+  json list = json::array();
+  for (const auto& [tag, path] : shares) list.push_back({{"tag", tag}, {"path", path}});
+  return serialize(json{{"shares", list}});
+}
+
+MountShares MountShares::parse(std::string_view payload) {
+  constexpr std::string_view kName = "mount";
+  json object = parse_object(payload, kName);
+  const json& list = field(object, "shares", kName);
+  if (!list.is_array() || list.size() > kMaxShares) fail(kName, "field 'shares' is not a list of at most 16");
+  MountShares message;
+  for (const auto& share : list) {
+    if (!share.is_object()) fail(kName, "field 'shares' holds a non-object");
+    std::string tag = get_string(share, "tag", kName);
+    if (tag.empty() || tag.size() > 31 ||
+        tag.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789") != std::string::npos) {
+      fail(kName, "a share's tag is not 1-31 lowercase letters and digits");
+    }
+    message.shares.emplace_back(std::move(tag), get_string(share, "path", kName));
+  }
+  return message;
+}
+
 std::string ErrorReport::to_payload() const { return serialize(json{{"message", message}}); }
 
 ErrorReport ErrorReport::parse(std::string_view payload) {

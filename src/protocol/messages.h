@@ -10,7 +10,7 @@
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 5;
+inline constexpr int kProtocolVersion = 6;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw
@@ -105,6 +105,16 @@ struct NetworkSetup {
   std::vector<std::pair<std::string, std::string>> hosts;  // name -> address
   std::string to_payload() const;
   static NetworkSetup parse(std::string_view payload);
+};
+
+// The host directories a guest mounts read-only: each virtio-9p tag at its
+// absolute guest path. Sent after boot or restore, never before a snapshot
+// (a mounted 9p export cannot migrate).
+struct MountShares {
+  static constexpr size_t kMaxShares = 16;
+  std::vector<std::pair<std::string, std::string>> shares;  // tag -> guest path
+  std::string to_payload() const;
+  static MountShares parse(std::string_view payload);
 };
 
 struct ErrorReport {

@@ -36,6 +36,7 @@ struct Options {
   bool allow_weak_isolation = false;
   bool allow_full_network = false;
   std::vector<std::string> test_resolve;
+  std::vector<std::string> mount_roots;
 };
 
 std::string read_token(const std::string& path) {
@@ -68,6 +69,7 @@ int serve(const Options& options) {
   engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
   engine_options.allow_weak_isolation = options.allow_weak_isolation;
   engine_options.allow_full_network = options.allow_full_network;
+  engine_options.mount_roots = options.mount_roots;
   for (const auto& entry : options.test_resolve) {
     auto parsed = network::parse_resolver_entry(entry);
     engine_options.test_resolver[parsed.name] = parsed;
@@ -136,6 +138,10 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-full-network", options.allow_full_network,
                "Serve runs asking for network 'full' (unfiltered: reaches this host's network and cloud "
                "metadata too); without it only none and allow: are served");
+  app.add_option("--mount-root", options.mount_roots,
+                 "A host directory whose subdirectories runs may mount read-only (repeatable); without "
+                 "one, runs asking for mounts are refused")
+      ->allow_extra_args(false);
   app.add_option("--test-resolve", options.test_resolve,
                  "Testing only: resolve NAME as ADDRESS (a DNS answer, address rules apply) or pin it to "
                  "ADDRESS:PORT (a local test server) for allow: networks; NAME=ADDRESS[:PORT], repeatable")

@@ -71,6 +71,13 @@ engine::RunRequest parse_run_request(const std::string& body) {
       int bytes = integer_field(value, key);
       if (bytes < 0) reject("field '" + key + "' must not be negative");
       *limit = static_cast<uint64_t>(bytes);
+    } else if (key == "mounts") {
+      if (!value.is_array()) reject("field 'mounts' must be a list of \"ro:HOST_DIR:GUEST_DIR\" strings");
+      if (value.size() > engine::Limits::kMaxMounts) {
+        reject("field 'mounts' has more than " + std::to_string(engine::Limits::kMaxMounts) + " entries");
+      }
+      for (const auto& entry : value)
+        request.mounts.push_back(engine::parse_mount(string_field(entry, "mounts[]")));
     } else if (key == "env") {
       if (!value.is_object()) reject("field 'env' must be an object of strings");
       for (auto& [name, entry] : value.items())

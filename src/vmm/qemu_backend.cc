@@ -75,6 +75,7 @@ jail::JailPlan jail_plan(const VmConfig& config, const std::string& overlay) {
     plan.writable_files.push_back(config.memory_file->path);
   }
   if (config.accel == Accel::kvm) plan.devices.push_back("/dev/kvm");
+  for (const auto& share : config.shared_dirs) plan.read_only_dirs.push_back(share.host_path);
   return plan;
 }
 
@@ -172,6 +173,7 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   spec.kernel_cmdline = guest_cmdline(config);
   spec.memory_file = config.memory_file;
   spec.incoming = config.restore;
+  spec.shared_dirs = config.shared_dirs;
   std::string overlay;
   if (!config.rootfs.empty()) {
     overlay = config.work_dir + "/rootfs-overlay.qcow2";

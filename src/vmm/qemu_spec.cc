@@ -89,6 +89,16 @@ std::vector<std::string> QemuSpec::to_argv() const {
     argv.push_back("-initrd");
     argv.push_back(escape_option_value(initramfs));
   }
+  for (size_t i = 0; i < shared_dirs.size(); ++i) {
+    const std::string id = "share" + std::to_string(i);
+    // security_model=none: files keep their host owners and modes, and QEMU
+    // (an unprivileged user in its jail) can read only what others may read.
+    argv.push_back("-fsdev");
+    argv.push_back("local,id=" + id + ",path=" + escape_option_value(shared_dirs[i].host_path) +
+                   ",security_model=none,readonly=on");
+    argv.push_back("-device");
+    argv.push_back("virtio-9p-device,fsdev=" + id + ",mount_tag=" + shared_dirs[i].tag);
+  }
   for (const auto& drive : drives) {
     std::string options =
         "file=" + escape_option_value(drive.path) + ",if=none,id=" + drive.id + ",format=" + drive.format;

@@ -25,6 +25,13 @@ struct MemoryFileSpec {
   bool shared = false;
 };
 
+// A host directory exported read-only to the guest over virtio-9p; the
+// guest mounts it by `tag`.
+struct SharedDirectory {
+  std::string host_path;
+  std::string tag;
+};
+
 // Everything that goes on a QEMU command line, as typed fields. The argv is
 // built from this and never passes through a shell.
 struct QemuSpec {
@@ -40,6 +47,7 @@ struct QemuSpec {
   std::optional<MemoryFileSpec> memory_file;
   bool incoming = false;          // wait for a migration stream (restore) instead of booting
   std::vector<DriveSpec> drives;  // attached as virtio-blk in this order: vda, vdb, ...
+  std::vector<SharedDirectory> shared_dirs;
   // File descriptors already open in the QEMU process (inherited at these
   // numbers), each one end of a connected socket pair held by the host.
   int console_fd = -1;  // guest serial console (and QEMU's own stderr)

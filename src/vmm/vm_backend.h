@@ -37,6 +37,8 @@ struct VmConfig {
   // The VM's end of its ethernet link (see QemuSpec::network_fd), owned by
   // the caller and inherited by QEMU; -1: no network device.
   int network_fd = -1;
+  // Host directories exported read-only (virtio-9p); the guest mounts them.
+  std::vector<SharedDirectory> shared_dirs;
   // Confinement layers (vmm/jail) not applied to this VM's QEMU: the host
   // lacks them and the user accepted weaker isolation. Empty: all of them.
   std::set<std::string> skipped_layers;

@@ -215,6 +215,18 @@ TEST_F(HostileRequests, OversizeEmptyAndNulCodeGetClassifiedOutcomes) {
       "/v1/run", R"J({"language":"python","code":"print(1)","network":"allow:169.254.169.254"})J");
   EXPECT_EQ(literal.status, 400);
   EXPECT_NE(literal.body.find("'169.254.169.254' is not a domain name"), std::string::npos) << literal.body;
+  // This daemon has no mount roots: no host directory can be asked for, and never writable.
+  auto mount = daemon().post("/v1/run", R"J({"language":"shell","code":"true","mounts":["ro:/etc:/data"]})J");
+  EXPECT_EQ(mount.status, 400);
+  EXPECT_NE(mount.body.find("allows no mounts"), std::string::npos) << mount.body;
+  auto writable =
+      daemon().post("/v1/run", R"J({"language":"shell","code":"true","mounts":["rw:/tmp:/data"]})J");
+  EXPECT_EQ(writable.status, 400);
+  EXPECT_NE(writable.body.find("rw mounts are not supported"), std::string::npos) << writable.body;
+  auto traversal =
+      daemon().post("/v1/run", R"J({"language":"shell","code":"true","mounts":["ro:/tmp:/data/../etc"]})J");
+  EXPECT_EQ(traversal.status, 400);
+  EXPECT_NE(traversal.body.find("'..'"), std::string::npos) << traversal.body;
   EXPECT_NE(wrong_type.body.find("pids"), std::string::npos) << wrong_type.body;
 }
 

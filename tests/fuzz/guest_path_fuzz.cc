@@ -9,12 +9,12 @@
 #include <string>
 
 #include "common/error.h"
-#include "guest/file_writer.h"
+#include "protocol/guest_path.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path(reinterpret_cast<const char*>(data), size);
   try {
-    auto parts = airlock::guest::split_guest_path(path);
+    auto parts = airlock::protocol::split_guest_path(path);
     if (parts.empty()) std::abort();
     for (const auto& part : parts) {
       if (part.empty() || part == "." || part == ".." || part.find('/') != std::string::npos ||

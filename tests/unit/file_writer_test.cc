@@ -9,11 +9,13 @@
 
 #include "common/error.h"
 #include "common/temp_dir.h"
+#include "protocol/guest_path.h"
 
 namespace airlock::guest {
 namespace {
 
 namespace fs = std::filesystem;
+using protocol::split_guest_path;
 
 TEST(GuestPath, NormalisesAbsolutePaths) {
   EXPECT_EQ(split_guest_path("/home/sandbox/main.py"),

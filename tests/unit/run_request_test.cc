@@ -118,3 +118,59 @@ TEST(Utf8, ValidatesStrictly) {
 
 }  // namespace
 }  // namespace airlock::engine
+
+namespace airlock::engine {
+namespace {
+
+std::string mount_rejection(const std::string& text) {
+  try {
+    parse_mount(text);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
+    return e.what();
+  }
+  return "accepted";
+}
+
+TEST(Mounts, ParsesAndNormalisesReadOnlyMounts) {
+  MountSpec mount = parse_mount("ro:/srv/data:/data//set/./");
+  EXPECT_EQ(mount.host_path, "/srv/data");
+  EXPECT_EQ(mount.guest_path, "/data/set");
+  EXPECT_EQ(mount.to_string(), "ro:/srv/data:/data/set");
+  EXPECT_EQ(parse_mount("ro:/srv/with:colon:/home/sandbox/input").host_path, "/srv/with:colon");
+}
+
+TEST(Mounts, RefusesWhatCouldWriteTheHostOrHideTheGuestSystem) {
+  EXPECT_NE(mount_rejection("rw:/srv:/data").find("rw mounts are not supported"), std::string::npos);
+  EXPECT_NE(mount_rejection(":/srv:/data").find("mode '' is not ro"), std::string::npos);
+  EXPECT_NE(mount_rejection("/srv:/data").find("ro:HOST_DIR:GUEST_DIR"), std::string::npos);
+  EXPECT_NE(mount_rejection("ro:/srv:/").find("names no file"), std::string::npos);
+  EXPECT_NE(mount_rejection("ro:/srv").find("ro:HOST_DIR:GUEST_DIR"), std::string::npos);
+  EXPECT_NE(mount_rejection("ro:srv:/data").find("is not absolute"), std::string::npos);
+  EXPECT_NE(mount_rejection("ro:/srv:data").find("not absolute"), std::string::npos);
+  EXPECT_NE(mount_rejection("ro:/srv:/data/../etc").find("'..'"), std::string::npos);
+  for (const char* guest : {"/home", "/home/sandbox/"}) {
+    EXPECT_NE(mount_rejection(std::string("ro:/srv:") + guest).find("would hide"), std::string::npos)
+        << guest;
+  }
+  for (const char* guest : {"/etc", "/usr/lib/x", "/proc", "/dev/shm", "/tmp/x", "/bin"}) {
+    EXPECT_NE(mount_rejection(std::string("ro:/srv:") + guest).find("belongs to the guest system"),
+              std::string::npos)
+        << guest;
+  }
+  RunRequest request;
+  request.language = "python";
+  request.code = "print(1)";
+  request.mounts = {parse_mount("ro:/a:/data"), parse_mount("ro:/b:/data/inner")};
+  try {
+    validate(request);
+    ADD_FAILURE() << "overlapping mounts accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("overlap"), std::string::npos) << e.what();
+  }
+  request.mounts.assign(Limits::kMaxMounts + 1, parse_mount("ro:/a:/data"));
+  EXPECT_THROW(validate(request), Error);
+}
+
+}  // namespace
+}  // namespace airlock::engine

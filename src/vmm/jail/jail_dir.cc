@@ -89,6 +89,10 @@ class JailDir final : public Layer {
       if (!covered(file)) add_bind(file, false, kReadOnly);
     }
     for (const auto& file : plan.writable_files) add_bind(file, false, kWritable);
+    // Only the shared directory itself: nothing beside it, nothing mounted below it.
+    for (const auto& dir : plan.read_only_dirs) {
+      if (!covered(dir)) add_bind(dir, true, kReadOnly | MS_NOEXEC);
+    }
     for (const auto& device : plan.devices) add_bind(device, false, kDevice);
     dirs_.assign(dirs.begin(), dirs.end());  // a set sorts parents before children
   }

@@ -18,6 +18,7 @@ struct JailPlan {
   std::string work_dir;                      // the VM's private directory; the jail root is made in it
   std::vector<std::string> read_only_files;  // kernel, initramfs, backing images
   std::vector<std::string> writable_files;   // overlay, RAM file
+  std::vector<std::string> read_only_dirs;   // shared directories (virtio-9p exports)
   std::vector<std::string> devices;          // e.g. /dev/kvm
   int vcpus = 1;
   int memory_mb = 256;
