@@ -94,6 +94,13 @@ bool GuestSession::read_channel() {
 
 GuestSession::Wakeup GuestSession::wait(SteadyClock::time_point deadline, int stdin_fd) {
   flush();
+  // A VM already reaped (an earlier step saw it stop) has no exit fd left to
+  // wake us: say so now rather than at the deadline.
+  if (vm_.exit_fd() < 0 && vm_.exit_reason()) {
+    Wakeup stopped;
+    stopped.vm_stopped = true;
+    return stopped;
+  }
   pollfd fds[5] = {
       {channel_open_ ? vm_.channel_fd() : -1, static_cast<short>(POLLIN | (outbox_.empty() ? 0 : POLLOUT)),
        0},

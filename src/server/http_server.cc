@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "server/http_message.h"
 
 namespace airlock::server {
 
@@ -179,8 +180,8 @@ template <typename Stream>
 void HttpServer::serve_stream(Stream& socket, bool needs_token) {
   beast::flat_buffer buffer;
   for (;;) {
-    http::request_parser<http::string_body> parser;
-    parser.body_limit(kMaxBodyBytes);
+    RequestParser parser;
+    apply_request_limits(parser);
     beast::error_code error;
     http::read(socket, buffer, parser, error);
     if (error == http::error::body_limit) {
@@ -192,13 +193,7 @@ void HttpServer::serve_stream(Stream& socket, bool needs_token) {
     }
     if (error) return;  // closed, or not HTTP
     auto& message = parser.get();
-    HttpRequest request;
-    request.method = std::string(message.method_string());
-    request.target = std::string(message.target());
-    if (auto query = request.target.find('?'); query != std::string::npos) request.target.resize(query);
-    request.body = message.body();
-    request.accept = std::string(message[http::field::accept]);
-    request.authorization = std::string(message[http::field::authorization]);
+    HttpRequest request = to_http_request(message);
     request.client_fd = socket.native_handle();
     const bool keep_alive = message.keep_alive() && !stopping_;
     BeastWriter<Stream> writer(socket, keep_alive);
