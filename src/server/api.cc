@@ -71,10 +71,14 @@ class NdjsonSink final : public engine::OutputSink {
 };
 
 json pool_json(const engine::PoolStats& stats) {
+  json mounts = json::array();
+  for (const auto& mount : stats.profile.mounts) mounts.push_back(mount.to_string());
   return {{"name", stats.name},
           {"language", stats.profile.language},
           {"memory_mb", stats.profile.memory_mb},
           {"cpus", stats.profile.cpus},
+          {"network", stats.profile.network},
+          {"mounts", mounts},
           {"target", stats.target},
           {"ready", stats.ready},
           {"in_use", stats.in_use},
@@ -116,6 +120,7 @@ void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
       return run(request, writer);
     }
     if (request.target == "/v1/pools" && request.method == "GET") return list_pools(writer);
+    if (request.target == "/v1/pools" && request.method == "POST") return create_pool(request, writer);
     if (request.target.rfind("/v1/pools/", 0) == 0 && request.method == "PUT") {
       return resize_pool(request.target.substr(std::string("/v1/pools/").size()), request, writer);
     }
@@ -211,6 +216,24 @@ void Api::list_pools(ResponseWriter& writer) {
   std::lock_guard lock(pools_mutex_);
   for (const auto& [name, pool] : pools_) pools.push_back(pool_json(pool->stats()));
   writer.send(200, "application/json", dump({{"pools", pools}}));
+}
+
+void Api::create_pool(const HttpRequest& http_request, ResponseWriter& writer) {
+  PoolRequest pool_request = parse_pool_request(http_request.body);
+  engine_.check_request(pool_request.request);  // network, mounts: as a run would be checked
+  const engine::Profile profile = engine::profile_of(pool_request.request);
+  {
+    std::lock_guard lock(pools_mutex_);
+    if (pools_.count(profile.name())) {
+      return send_error(
+          writer, 409, "conflict",
+          "pool '" + profile.name() + "' exists; PUT /v1/pools/" + profile.name() + " changes its target",
+          false);
+    }
+  }
+  add_pool(profile, pool_request.target);
+  std::lock_guard lock(pools_mutex_);
+  writer.send(201, "application/json", dump(pool_json(pools_.at(profile.name())->stats())));
 }
 
 void Api::resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer) {

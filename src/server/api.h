@@ -28,6 +28,7 @@ class Api {
   void run(const HttpRequest& request, ResponseWriter& writer);
   void list_pools(ResponseWriter& writer);
   void resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);
+  void create_pool(const HttpRequest& request, ResponseWriter& writer);
   std::string pool_metrics() const;
 
   engine::Engine& engine_;

@@ -92,15 +92,39 @@ engine::RunRequest parse_run_request(const std::string& body) {
   return request;
 }
 
+namespace {
+
+int pool_target(const json& document) {
+  if (!document.contains("target")) reject("missing field 'target'");
+  int target = integer_field(document["target"], "target");
+  if (target < 0 || target > 64) reject("target " + std::to_string(target) + " is out of range (0-64)");
+  return target;
+}
+
+}  // namespace
+
 int parse_pool_target(const std::string& body) {
   json document = parse_body(body);
   for (auto& [key, value] : document.items()) {
     if (key != "target") reject("unknown field '" + key + "'");
   }
-  if (!document.contains("target")) reject("missing field 'target'");
-  int target = integer_field(document["target"], "target");
-  if (target < 0 || target > 64) reject("target " + std::to_string(target) + " is out of range (0-64)");
-  return target;
+  return pool_target(document);
+}
+
+PoolRequest parse_pool_request(const std::string& body) {
+  json document = parse_body(body);
+  for (auto& [key, value] : document.items()) {
+    if (key != "language" && key != "memory_mb" && key != "cpus" && key != "network" && key != "mounts" &&
+        key != "target") {
+      reject("unknown field '" + key + "' (a pool takes language, memory_mb, cpus, network, mounts, target)");
+    }
+  }
+  PoolRequest pool;
+  pool.target = pool_target(document);
+  document.erase("target");
+  document["code"] = "pass";  // a placeholder: only the profile fields matter
+  pool.request = parse_run_request(document.dump());
+  return pool;
 }
 
 }  // namespace airlock::server

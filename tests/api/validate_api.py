@@ -105,6 +105,17 @@ def main():
             status, _, body = call(sock, "PUT", "/v1/pools/shell-256m", {"target": 1})
             check("PUT /v1/pools/{name}", "/v1/pools/{name}", "put", status, "application/json", json.loads(body))
 
+            pool = {"language": "shell", "network": "allow:example.test", "target": 0}
+            status, _, body = call(sock, "POST", "/v1/pools", pool)
+            assert status == 201, body
+            check("POST /v1/pools", "/v1/pools", "post", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "POST", "/v1/pools", pool)
+            assert status == 409, body
+            check("POST /v1/pools again", "/v1/pools", "post", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "POST", "/v1/pools", {"language": "shell", "code": "x", "target": 1})
+            assert status == 400, body
+            check("POST /v1/pools with code", "/v1/pools", "post", status, "application/json", json.loads(body))
+
             for label, request, expected in [
                 ("unknown field", {"language": "python", "code": "x", "nope": 1}, 400),
                 ("bad timeout", {"language": "python", "code": "x", "timeout_s": 999}, 400),

@@ -8,6 +8,7 @@
 #include <net/if.h>
 
 #include "support/cli_fixture.h"
+#include "support/test_daemon.h"
 #include "support/upstream_server.h"
 
 namespace airlock::testing {
@@ -86,6 +87,41 @@ TEST_F(Network, FullReachesTheHostNetworkButNotItsLoopback) {
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out, "host=" + address + ":" + std::to_string(upstream.port()) +
                             " path=/full\nhost loopback refused\n");
+}
+
+TEST(NetworkThroughTheDaemon, APoolOfAnAllowProfileServesItsRuns) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("airlock-net-pool-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  UpstreamServer upstream;
+  {
+    TestDaemon daemon(dir);
+    ASSERT_TRUE(daemon.start(
+        {"--pool-size", "0", "--test-resolve", "api.test=127.0.0.1:" + std::to_string(upstream.port())}));
+    const nlohmann::json profile = {{"language", "python"}, {"network", "allow:API.test"}};
+    nlohmann::json pool_request = profile;
+    pool_request["target"] = 1;
+    auto created = daemon.post("/v1/pools", pool_request.dump());
+    ASSERT_EQ(created.status, 201) << created.body;
+    const auto pool = nlohmann::json::parse(created.body);
+    EXPECT_EQ(pool["network"], "allow:api.test");
+    ASSERT_TRUE(daemon.wait_for_ready(pool["name"].get<std::string>())) << daemon.get("/v1/pools").body;
+
+    nlohmann::json run = profile;
+    run["code"] =
+        "import urllib.request\nprint(urllib.request.urlopen('http://api.test/pooled').read().decode())";
+    auto reply = daemon.post("/v1/run", run.dump());
+    ASSERT_EQ(reply.status, 200) << reply.body;
+    const auto result = nlohmann::json::parse(reply.body);
+    EXPECT_EQ(result["status"], "ok") << reply.body;
+    EXPECT_EQ(result["pool_hit"], true) << reply.body;
+    EXPECT_EQ(result["stdout"], "host=api.test path=/pooled\n\n") << reply.body;
+    auto status = daemon.stop();
+    EXPECT_TRUE(status && status->exit_code == 0);
+  }
+  EXPECT_TRUE(qemu_processes(dir.string() + "/").empty());
+  fs::remove_all(dir);
 }
 
 TEST_F(Network, MalformedPoliciesAreRefusedNamingThePart) {
