@@ -262,18 +262,23 @@ void relay(int guest, int upstream, std::string opening, HttpRequestGate* gate, 
     if (!inward.buffer.empty()) fds[0].events |= POLLOUT;
     if (!inward.from_closed && inward.buffer.size() < kMaxBuffered) fds[1].events |= POLLIN;
     if (!outward.buffer.empty()) fds[1].events |= POLLOUT;
+    // A socket we want nothing from is left out: a hung-up one would
+    // otherwise wake poll at once, again and again.
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].events == 0) fds[i].fd = -1;
+    }
     if (::poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       return;
     }
     if (fds[2].revents) return;
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+    if ((fds[0].events & POLLIN) && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
       if (!read_into(guest, unchecked, outward.from_closed)) return;
       admit();
       // A half-checked request at the end of the stream goes nowhere.
       if (outward.from_closed) unchecked.clear();
     }
-    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+    if ((fds[1].events & POLLIN) && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       if (!read_into(upstream, inward.buffer, inward.from_closed)) return;
     }
   }
