@@ -83,7 +83,7 @@ struct RunOptions {
   int cpus = 1;
   int max_processes = engine::Limits::kDefaultProcesses;
   int max_open_files = engine::Limits::kDefaultOpenFiles;
-  int disk_mb = engine::Limits::kMaxDiskMb;
+  int disk_mb = engine::Limits::kDefaultDiskMb;
   std::string network = "none";
   uint64_t stdout_limit = engine::Limits::kDefaultStdoutLimit;
   uint64_t stderr_limit = engine::Limits::kDefaultStderrLimit;
@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_option("--open-files", options.max_open_files, "Files each process may have open (16-65536)")
       ->capture_default_str();
-  run->add_option("--disk", options.disk_mb, "MiB the program may write to the guest's disk (1-256)")
+  run->add_option("--disk", options.disk_mb, "MiB the program may write to the guest's disk (1-4096)")
       ->capture_default_str();
   run->add_option("--net", options.network,
                   "Network: none (no network device), allow:NAME[,NAME...] (HTTP/HTTPS to those names "

@@ -295,7 +295,7 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
                     file_identity(rootfs) + "|" +
                     file_identity(find_program("qemu-system-x86_64").value_or("qemu")) + "|" +
                     std::to_string(vmm::host_tsc_khz());
-  key += "|net=" + profile.network;
+  key += "|net=" + profile.network + "|disk_room=" + std::to_string(Limits::kDiskRoomMb);
   for (const auto& mount : profile.mounts) key += "|mount=" + mount.to_string();
   for (const auto& arg : language.warmup) key += "|" + arg;
   for (const auto& arg : language.prestart) key += "|" + arg;
@@ -314,6 +314,7 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     config.kernel = kernel;
     config.rootfs = rootfs;
     config.memory_mb = profile.memory_mb;
+    config.disk_room_bytes = Limits::kDiskRoomMb << 20;
     config.vcpus = profile.cpus;
     config.work_dir = paths.dir;
     config.memory_file = vmm::MemoryFileSpec{paths.memory, true};
@@ -439,6 +440,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     config.kernel = resolved.kernel;
     config.rootfs = resolved.rootfs;
     config.memory_mb = profile.memory_mb;
+    config.disk_room_bytes = Limits::kDiskRoomMb << 20;
     config.vcpus = profile.cpus;
     config.work_dir = guest.run_dir_.path();
     config.skipped_layers = skipped_layers_;

@@ -31,9 +31,13 @@ struct Limits {
   static constexpr int kMinOpenFiles = 16;
   static constexpr int kMaxOpenFiles = 65536;
   static constexpr int kDefaultOpenFiles = 1024;
-  // Writable space on the guest's disk; the images are built with this much free.
+  // Writable space on the guest's disk. The images are built with the
+  // default free; a larger limit grows the guest's filesystem for that run
+  // into its disk's spare room (kDiskRoomMb beyond the image).
   static constexpr int kMinDiskMb = 1;
-  static constexpr int kMaxDiskMb = 256;
+  static constexpr int kDefaultDiskMb = 256;
+  static constexpr int kMaxDiskMb = 4096;
+  static constexpr uint64_t kDiskRoomMb = kMaxDiskMb;
   static constexpr size_t kMaxMounts = 8;
 };
 
@@ -66,7 +70,7 @@ struct RunRequest {
   int cpus = 1;
   int max_processes = Limits::kDefaultProcesses;
   int max_open_files = Limits::kDefaultOpenFiles;
-  int disk_mb = Limits::kMaxDiskMb;
+  int disk_mb = Limits::kDefaultDiskMb;
   // "none" (no network device in the guest), "allow:DOMAIN[,DOMAIN...]"
   // (HTTP/HTTPS to those names only, filtered on the host) or "full".
   std::string network = "none";

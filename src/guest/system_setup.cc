@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -94,16 +95,45 @@ void mount_root(const std::string& device, int timeout_ms) {
   ::chmod((root + "/tmp").c_str(), 01777);
 }
 
+namespace {
+
+// ext4's online resize (fs/ext4/ext4.h; not in the kernel's uapi headers).
+constexpr unsigned long kExt4ResizeFs = _IOW('f', 16, uint64_t);
+
+// Grows the root filesystem to fill its block device (the host gives every
+// disk spare room beyond the image), online.
+void grow_to_device(const std::string& device, uint64_t block) {
+  UniqueFd disk(::open(device.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!disk) throw_errno("open", device);
+  uint64_t device_bytes = 0;
+  if (::ioctl(disk.get(), BLKGETSIZE64, &device_bytes) < 0) throw_errno("BLKGETSIZE64", device);
+  UniqueFd root(::open(kRootfsMount, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) throw_errno("open", kRootfsMount);
+  uint64_t blocks = device_bytes / block;
+  if (::ioctl(root.get(), kExt4ResizeFs, &blocks) < 0) throw_errno("EXT4_IOC_RESIZE_FS", kRootfsMount);
+}
+
+}  // namespace
+
 void limit_writable_space(const std::string& device, uint64_t bytes) {
   if (bytes == 0) return;
   struct statfs info {};
   if (::statfs(kRootfsMount, &info) < 0) throw_errno("statfs", kRootfsMount);
-  const std::string knob = "/sys/fs/ext4/" + device.substr(device.rfind('/') + 1) + "/reserved_clusters";
   // f_bfree counts reserved clusters as free; a cluster is one block here (no bigalloc).
   const uint64_t block = static_cast<uint64_t>(info.f_bsize);
-  const uint64_t free_blocks = static_cast<uint64_t>(info.f_bfree);
   const uint64_t wanted = (bytes + block - 1) / block;
-  write_file(knob, std::to_string(free_blocks > wanted ? free_blocks - wanted : 0));
+  if (static_cast<uint64_t>(info.f_bfree) < wanted) {
+    grow_to_device(device, block);
+    if (::statfs(kRootfsMount, &info) < 0) throw_errno("statfs", kRootfsMount);
+  }
+  const uint64_t free_blocks = static_cast<uint64_t>(info.f_bfree);
+  if (free_blocks < wanted) {
+    throw Error(ErrorCode::unavailable, "the guest's disk has " + std::to_string(free_blocks * block >> 20) +
+                                            " MiB free, less than the " + std::to_string(bytes >> 20) +
+                                            " MiB asked for");
+  }
+  const std::string knob = "/sys/fs/ext4/" + device.substr(device.rfind('/') + 1) + "/reserved_clusters";
+  write_file(knob, std::to_string(free_blocks - wanted));
 }
 
 long long uptime_ms() {

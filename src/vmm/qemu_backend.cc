@@ -24,10 +24,13 @@ constexpr int kAgentFd = 4;
 constexpr int kQmpFd = 5;
 constexpr int kNetworkFd = 6;
 
-void create_overlay(const std::string& base, const std::string& base_format, const std::string& overlay) {
-  auto result =
-      run_command({"qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base, overlay},
-                  {"PATH=/usr/local/bin:/usr/bin:/bin"}, std::chrono::seconds(10));
+// `size`: the overlay's virtual size in bytes; 0 keeps the base's.
+void create_overlay(const std::string& base, const std::string& base_format, const std::string& overlay,
+                    uint64_t size) {
+  std::vector<std::string> argv = {"qemu-img", "create",    "-q", "-f", "qcow2",
+                                   "-F",       base_format, "-b", base, overlay};
+  if (size > 0) argv.push_back(std::to_string(size));
+  auto result = run_command(argv, {"PATH=/usr/local/bin:/usr/bin:/bin"}, std::chrono::seconds(10));
   if (result.status.exit_code != 0) {
     throw Error(ErrorCode::vm,
                 "qemu-img create overlay on " + base + " " + result.status.describe() + ": " + result.output);
@@ -40,7 +43,7 @@ void make_empty_layer(const std::string& base, const std::string& base_format, c
   if (::access(layer.c_str(), F_OK) == 0) return;
   const std::string building =
       layer + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(::gettid());
-  create_overlay(base, base_format, building);
+  create_overlay(base, base_format, building, 0);
   if (::rename(building.c_str(), layer.c_str()) < 0) {
     ::unlink(building.c_str());
     throw_errno("rename", layer);
@@ -184,7 +187,9 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
                     "copy the empty layer " + config.rootfs_empty_layer + ": " + error.message());
       }
     } else {
-      create_overlay(config.rootfs, config.rootfs_format, overlay);
+      create_overlay(
+          config.rootfs, config.rootfs_format, overlay,
+          config.disk_room_bytes > 0 ? virtual_disk_size(config.rootfs) + config.disk_room_bytes : 0);
     }
     spec.drives.push_back({"root", overlay, "qcow2", false, true});
   }

@@ -26,6 +26,11 @@ struct VmConfig {
   // An empty qcow2 layer over `rootfs`, made once (see make_empty_layer):
   // copying it is cheaper than running qemu-img for every VM. Empty: qemu-img.
   std::string rootfs_empty_layer;
+  // Spare virtual disk beyond `rootfs` for a fresh overlay (sparse: it costs
+  // host space only once written); the guest grows its filesystem into it
+  // when a run may write more than the image has free. A layer over a
+  // template's disk inherits the template's size.
+  uint64_t disk_room_bytes = 0;
   // Guest RAM in this file instead of anonymous memory (templates and clones).
   std::optional<MemoryFileSpec> memory_file;
   // Start paused, waiting for restore_snapshot() instead of booting.
