@@ -130,6 +130,19 @@ class HttpRequestGate {
         pending.clear();
         return;
       }
+      if (chunked_) {
+        ChunkedBodyScanner::Status status;
+        const size_t n = chunked_->scan(pending, status);
+        if (status == ChunkedBodyScanner::Status::invalid) {
+          refusal_ = Refusal{"HTTP request refused: " + chunked_->problem()};
+          pending.clear();
+          return;
+        }
+        out.append(pending, 0, n);
+        pending.erase(0, n);
+        if (status == ChunkedBodyScanner::Status::done) chunked_.reset();
+        continue;
+      }
       if (body_left_ > 0) {
         const size_t n = static_cast<size_t>(std::min<uint64_t>(body_left_, pending.size()));
         out.append(pending, 0, n);
@@ -149,6 +162,7 @@ class HttpRequestGate {
       out.append(pending, 0, head.head_bytes);
       pending.erase(0, head.head_bytes);
       body_left_ = head.content_length;
+      if (head.chunked) chunked_.emplace();
       raw_ = head.upgrade;
     }
   }
@@ -170,6 +184,7 @@ class HttpRequestGate {
   const EgressRoute& route_;
   std::optional<Refusal> refusal_;
   uint64_t body_left_ = 0;
+  std::optional<ChunkedBodyScanner> chunked_;
   bool raw_ = false;
 };
 

@@ -212,6 +212,7 @@ HttpRequestHead sniff_http_request(std::string_view bytes) {
 
   std::optional<std::string> host_header;
   std::optional<uint64_t> content_length;
+  bool transfer_encoding = false;
   for (size_t i = 1; i < lines.size(); ++i) {
     const std::string_view line = lines[i];
     if (line.front() == ' ' || line.front() == '\t') return invalid_head("folded header lines are refused");
@@ -233,7 +234,11 @@ HttpRequestHead sniff_http_request(std::string_view bytes) {
         return invalid_head("conflicting Content-Length headers");
       content_length = length;
     } else if (equals_ignoring_case(name, "transfer-encoding")) {
-      return invalid_head("Transfer-Encoding in requests is not supported by the network filter");
+      if (transfer_encoding) return invalid_head("more than one Transfer-Encoding header");
+      if (!equals_ignoring_case(value, "chunked")) {
+        return invalid_head("Transfer-Encoding other than a lone 'chunked' is refused");
+      }
+      transfer_encoding = true;
     } else if (equals_ignoring_case(name, "upgrade")) {
       head.upgrade = true;
     }
@@ -256,9 +261,80 @@ HttpRequestHead sniff_http_request(std::string_view bytes) {
       return invalid_head("request target names another host than Host");
     }
   }
+  if (transfer_encoding && content_length) {
+    return invalid_head("both Content-Length and Transfer-Encoding (the body's end would be ambiguous)");
+  }
+  if (transfer_encoding && version != "HTTP/1.1") return invalid_head("Transfer-Encoding needs HTTP/1.1");
+  head.chunked = transfer_encoding;
   head.content_length = content_length.value_or(0);
   head.status = SniffStatus::complete;
   return head;
+}
+
+size_t ChunkedBodyScanner::scan(std::string_view bytes, Status& status) {
+  constexpr size_t kMaxLine = 4096;
+  constexpr size_t kMaxTrailers = 32 * 1024;
+  auto fail = [&](const char* problem) {
+    problem_ = problem;
+    status = Status::invalid;
+    return size_t{0};
+  };
+  size_t used = 0;
+  status = Status::more;
+  while (used < bytes.size()) {
+    const char c = bytes[used];
+    switch (state_) {
+      case State::data: {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(data_left_, bytes.size() - used));
+        used += n;
+        data_left_ -= n;
+        if (data_left_ == 0) state_ = State::data_end;
+        continue;
+      }
+      case State::data_end:
+        line_ += c;
+        ++used;
+        if (line_.size() == 2) {
+          if (line_ != "\r\n") return fail("chunk data not followed by CRLF");
+          line_.clear();
+          state_ = State::size_line;
+        }
+        continue;
+      case State::size_line:
+      case State::trailer: {
+        ++used;
+        if (c == '\n') {
+          if (line_.empty() || line_.back() != '\r') return fail("chunked body line without CR before LF");
+          line_.pop_back();
+          if (state_ == State::trailer) {
+            if (line_.empty()) {
+              status = Status::done;
+              return used;
+            }
+            line_.clear();
+            continue;
+          }
+          // "<hex size>[;extension]"
+          const std::string_view size_text = std::string_view(line_).substr(0, line_.find(';'));
+          if (size_text.empty() || size_text.size() > 15 ||
+              size_text.find_first_not_of("0123456789abcdefABCDEF") != std::string_view::npos) {
+            return fail("malformed chunk size");
+          }
+          data_left_ = std::stoull(std::string(size_text), nullptr, 16);
+          line_.clear();
+          state_ = data_left_ == 0 ? State::trailer : State::data;
+          continue;
+        }
+        if (c == '\0') return fail("NUL byte in a chunked body line");
+        line_ += c;
+        if (state_ == State::trailer && ++trailer_bytes_ > kMaxTrailers)
+          return fail("chunked trailers too long");
+        if (line_.size() > kMaxLine) return fail("chunk size or trailer line too long");
+        continue;
+      }
+    }
+  }
+  return used;
 }
 
 }  // namespace airlock::network

@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace airlock::network;
   if (size == 0) return 0;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 3) {
+  switch (data[0] % 4) {
     case 0: {
       ClientHello hello = sniff_client_hello(input);
       if (hello.status == SniffStatus::complete && canonical_domain(hello.server_name) != hello.server_name) {
@@ -29,6 +29,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (head.status == SniffStatus::complete &&
           (head.head_bytes > input.size() || canonical_domain(head.host) != head.host)) {
         std::abort();
+      }
+      break;
+    }
+    case 3: {
+      // A chunked body offered in pieces, as the filter offers it.
+      ChunkedBodyScanner scanner;
+      ChunkedBodyScanner::Status status = ChunkedBodyScanner::Status::more;
+      size_t consumed = 0, offered_to = 0, piece = 1;
+      while (status == ChunkedBodyScanner::Status::more && offered_to < input.size()) {
+        offered_to = std::min(input.size(), offered_to + piece);
+        piece = piece * 2 + 1;
+        const size_t used = scanner.scan(input.substr(consumed, offered_to - consumed), status);
+        if (used > offered_to - consumed) std::abort();
+        consumed += used;
       }
       break;
     }

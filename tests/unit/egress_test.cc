@@ -131,6 +131,20 @@ TEST(Egress, StopsAConnectionWhoseLaterRequestNamesAnotherHost) {
             std::string::npos);
 }
 
+TEST(Egress, TracksChunkedBodiesSoTheNextRequestIsCheckedToo) {
+  RecordingServer upstream;
+  // The chunk data holds what looks like a request for another host: it is data, and passes.
+  const std::string chunked =
+      "POST /up HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "27\r\nGET / HTTP/1.1\r\nHost: evil.test\r\n\r\nxxxx\r\n0\r\n\r\n";
+  const std::string smuggled = "GET /after HTTP/1.1\r\nHost: evil.test\r\n\r\n";
+  Outcome outcome =
+      exchange({"api.test", kHttpPort}, pinned("api.test", upstream.port()), chunked + smuggled);
+  EXPECT_EQ(upstream.received(), chunked);
+  ASSERT_EQ(outcome.denied.size(), 1u);
+  EXPECT_NE(outcome.denied[0].find("Host 'evil.test'"), std::string::npos) << outcome.denied[0];
+}
+
 TEST(Egress, RefusesAWrongHostBeforeConnectingAndSaysWhy) {
   RecordingServer upstream(300);
   Outcome outcome = exchange({"api.test", kHttpPort}, pinned("api.test", upstream.port()),

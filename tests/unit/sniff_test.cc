@@ -99,7 +99,18 @@ TEST(SniffHttpRequest, RefusesAmbiguousRequests) {
             std::string::npos);
   EXPECT_NE(problem("CONNECT b.test:443 HTTP/1.1\r\nHost: b.test\r\n\r\n").find("CONNECT"),
             std::string::npos);
-  EXPECT_NE(problem("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n").find("Transfer"),
+  EXPECT_NE(
+      problem("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").find("lone"),
+      std::string::npos);
+  EXPECT_NE(
+      problem("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n")
+          .find("both Content-Length and Transfer-Encoding"),
+      std::string::npos);
+  EXPECT_NE(problem("POST / HTTP/1.0\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n").find("HTTP/1.1"),
+            std::string::npos);
+  EXPECT_NE(problem("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+                    "chunked\r\n\r\n")
+                .find("more than one Transfer-Encoding"),
             std::string::npos);
   EXPECT_NE(problem("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
                 .find("conflicting"),
@@ -112,6 +123,43 @@ TEST(SniffHttpRequest, RefusesAmbiguousRequests) {
   EXPECT_NE(problem("GET / HTTP/1.1\r\nHost: user@a.test\r\n\r\n").find("not a domain name"),
             std::string::npos);
   EXPECT_NE(problem("GET / HTTP/2.0\r\nHost: a.test\r\n\r\n").find("HTTP/1"), std::string::npos);
+}
+
+TEST(SniffHttpRequest, AcceptsALoneChunkedTransferEncoding) {
+  HttpRequestHead head =
+      sniff_http_request("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: Chunked\r\n\r\n");
+  ASSERT_EQ(head.status, SniffStatus::complete) << head.problem;
+  EXPECT_TRUE(head.chunked);
+}
+
+TEST(ChunkedBody, FindsTheEndWhateverThePieces) {
+  const std::string body = "4;ext=1\r\nabcd\r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\n";
+  const std::string next = "GET / HTTP/1.1\r\n";
+  for (size_t piece = 1; piece <= body.size() + next.size(); ++piece) {
+    ChunkedBodyScanner scanner;
+    const std::string all = body + next;
+    size_t consumed = 0;
+    ChunkedBodyScanner::Status status = ChunkedBodyScanner::Status::more;
+    for (size_t offset = 0; offset < all.size() && status == ChunkedBodyScanner::Status::more;
+         offset += piece) {
+      // Offer what has not been consumed yet, as the filter does.
+      const std::string offered = all.substr(consumed, offset + piece - consumed);
+      consumed += scanner.scan(offered, status);
+    }
+    EXPECT_EQ(status, ChunkedBodyScanner::Status::done) << piece;
+    EXPECT_EQ(consumed, body.size()) << piece;
+  }
+}
+
+TEST(ChunkedBody, RefusesAmbiguousFraming) {
+  for (const char* body :
+       {"x\r\n", "4\nabcd\r\n", "4\r\nabcdXY", "-1\r\n", "1234567890abcdef0\r\n", "0\r\nTrailer\n\r\n"}) {
+    ChunkedBodyScanner scanner;
+    ChunkedBodyScanner::Status status;
+    scanner.scan(body, status);
+    EXPECT_EQ(status, ChunkedBodyScanner::Status::invalid) << body;
+    EXPECT_FALSE(scanner.problem().empty());
+  }
 }
 
 }  // namespace
