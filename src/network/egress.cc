@@ -150,6 +150,20 @@ class HttpRequestGate {
         body_left_ -= n;
         continue;
       }
+      // After a WebSocket handshake nothing more passes until the server has
+      // answered it: only its 101 turns the rest of the stream into raw bytes.
+      if (awaiting_switch_) return;
+      // Empty lines before a request line are ignored, as servers do (RFC 9112, 2.2).
+      if (pending.rfind("\r\n", 0) == 0) {
+        pending.erase(0, 2);
+        continue;
+      }
+      // A head is parsed once it is whole (or too long): a client sending it
+      // a byte at a time must not make each byte cost a parse of all before.
+      const size_t end = pending.find("\r\n\r\n", scanned_ > 3 ? scanned_ - 3 : 0);
+      scanned_ = pending.size();
+      if (end == std::string::npos && pending.size() < kMaxSniffBytes) return;
+      scanned_ = 0;
       HttpRequestHead head = sniff_http_request(pending);
       if (head.status == SniffStatus::incomplete) return;
       try {
@@ -163,8 +177,25 @@ class HttpRequestGate {
       pending.erase(0, head.head_bytes);
       body_left_ = head.content_length;
       if (head.chunked) chunked_.emplace();
-      raw_ = head.upgrade;
+      // Only the connection's first request may switch: its answer is the
+      // first the server sends, so it can be recognised without parsing responses.
+      awaiting_switch_ = head.upgrade && first_request_;
+      first_request_ = false;
     }
+  }
+
+  // Bytes from the server, while a handshake waits for its answer.
+  void observe_response(std::string_view bytes) {
+    if (!awaiting_switch_) return;
+    status_line_.append(bytes.substr(0, 1024));
+    // The first line decides, however it ends; anything but a 101 keeps the stream checked.
+    const size_t end = status_line_.find('\n');
+    if (end == std::string::npos && status_line_.size() < 1024) return;
+    // "HTTP/1.1 101 Switching Protocols"
+    const std::string line = status_line_.substr(0, end);
+    raw_ = line.size() >= 12 && line.compare(0, 5, "HTTP/") == 0 &&
+           line.compare(line.find(' ') + 1, 3, "101") == 0;
+    awaiting_switch_ = false;
   }
 
   void check(const HttpRequestHead& head) const {
@@ -179,12 +210,17 @@ class HttpRequestGate {
   }
 
   const std::optional<Refusal>& refusal() const { return refusal_; }
+  bool awaiting_switch() const { return awaiting_switch_; }
 
  private:
   const EgressRoute& route_;
   std::optional<Refusal> refusal_;
   uint64_t body_left_ = 0;
   std::optional<ChunkedBodyScanner> chunked_;
+  size_t scanned_ = 0;  // bytes of the pending head already searched for its end
+  bool first_request_ = true;
+  bool awaiting_switch_ = false;
+  std::string status_line_;
   bool raw_ = false;
 };
 
@@ -251,6 +287,16 @@ void relay(int guest, int upstream, std::string opening, HttpRequestGate* gate, 
   Direction outward{guest, upstream, {}};
   Direction inward{upstream, guest, {}};
   std::string unchecked = std::move(opening);
+  bool guest_eof = false;
+  // Once the guest has said all it will, the outward direction ends: after
+  // whatever still waits for the server's answer to a handshake. A request
+  // left incomplete at the end goes nowhere.
+  auto settle = [&] {
+    if (guest_eof && (!(gate && gate->awaiting_switch()) || inward.from_closed)) {
+      unchecked.clear();
+      outward.from_closed = true;
+    }
+  };
   auto admit = [&] {
     if (gate) {
       gate->pass(unchecked, outward.buffer);
@@ -271,7 +317,7 @@ void relay(int guest, int upstream, std::string opening, HttpRequestGate* gate, 
     if (outward.to_shut && inward.to_shut) return;
     pollfd fds[3] = {{guest, 0, 0}, {upstream, 0, 0}, {stop_fd, POLLIN, 0}};
     const bool refused = gate && gate->refusal();
-    if (!outward.from_closed && !refused && outward.buffer.size() + unchecked.size() < kMaxBuffered) {
+    if (!guest_eof && !refused && outward.buffer.size() + unchecked.size() < kMaxBuffered) {
       fds[0].events |= POLLIN;
     }
     if (!inward.buffer.empty()) fds[0].events |= POLLOUT;
@@ -288,13 +334,18 @@ void relay(int guest, int upstream, std::string opening, HttpRequestGate* gate, 
     }
     if (fds[2].revents) return;
     if ((fds[0].events & POLLIN) && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-      if (!read_into(guest, unchecked, outward.from_closed)) return;
+      if (!read_into(guest, unchecked, guest_eof)) return;
       admit();
-      // A half-checked request at the end of the stream goes nowhere.
-      if (outward.from_closed) unchecked.clear();
+      settle();
     }
     if ((fds[1].events & POLLIN) && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      const size_t before = inward.buffer.size();
       if (!read_into(upstream, inward.buffer, inward.from_closed)) return;
+      if (gate) {
+        gate->observe_response(std::string_view(inward.buffer).substr(before));
+        admit();  // what waited for the server's answer may go on now
+        settle();
+      }
     }
   }
 }
@@ -322,6 +373,7 @@ void serve_egress(UniqueFd guest, const EgressRoute& route, const ResolverMap& r
           break;
         }
       } else {
+        while (opening.rfind("\r\n", 0) == 0) opening.erase(0, 2);  // empty lines before a request
         HttpRequestHead head = sniff_http_request(opening);
         if (head.status != SniffStatus::incomplete) {
           gate->check(head);

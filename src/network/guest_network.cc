@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <system_error>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -269,11 +270,15 @@ GuestNetwork::GuestNetwork(const NetworkPolicy& policy, ResolverMap resolver, co
     }
   }
   thread_ = std::thread([this] { run(); });
+  // Accepting apart from the stack: slirp connects to these sockets with a
+  // blocking connect(), which must never wait on its own thread.
+  if (!listeners_.empty()) acceptor_ = std::thread([this] { accept_loop(); });
 }
 
 GuestNetwork::~GuestNetwork() {
   const uint64_t one = 1;
   [[maybe_unused]] auto written = ::write(stop_.get(), &one, sizeof one);
+  if (acceptor_.joinable()) acceptor_.join();
   if (thread_.joinable()) thread_.join();
   stack_.reset();
   for (const auto& path : socket_paths_) ::unlink(path.c_str());
@@ -290,21 +295,6 @@ void GuestNetwork::record_denial(const std::string& reason) {
 }
 
 void GuestNetwork::run() {
-  struct Connection {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
-  std::vector<Connection> connections;
-  auto reap = [&connections](bool all) {
-    for (auto it = connections.begin(); it != connections.end();) {
-      if (all || it->done->load()) {
-        it->thread.join();
-        it = connections.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  };
   Stack& stack = *stack_;
   bool link_up = true;
   for (;;) {
@@ -312,7 +302,6 @@ void GuestNetwork::run() {
     stack.fds.push_back({stop_.get(), POLLIN, 0});
     stack.fds.push_back({link_up ? host_end_.get() : -1,
                          static_cast<short>(POLLIN | (stack.to_guest.empty() ? 0 : POLLOUT)), 0});
-    for (const auto& listener : listeners_) stack.fds.push_back({listener.get(), POLLIN, 0});
     uint32_t timeout_ms = 1000;
     slirp_pollfds_fill(stack.slirp, &timeout_ms, Stack::add_poll, &stack);
     timeout_ms = stack.clamp_timeout(timeout_ms);
@@ -329,24 +318,6 @@ void GuestNetwork::run() {
         link_up = false;  // QEMU is gone; the VM's owner tears this down
       }
     }
-    for (size_t i = 0; ready > 0 && i < listeners_.size(); ++i) {
-      if (!(stack.fds[2 + i].revents & POLLIN)) continue;
-      UniqueFd accepted(::accept4(listeners_[i].get(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (!accepted) continue;
-      reap(false);
-      if (connections.size() >= kMaxConnections) {
-        record_denial("more than " + std::to_string(kMaxConnections) + " connections at once");
-        continue;
-      }
-      auto done = std::make_shared<std::atomic<bool>>(false);
-      EgressRoute route{routes_[i].first, routes_[i].second};
-      connections.push_back({std::thread([this, done, route, fd = accepted.release()] {
-                               serve_egress(UniqueFd(fd), route, resolver_, stop_.get(),
-                                            [this](const std::string& reason) { record_denial(reason); });
-                               done->store(true);
-                             }),
-                             done});
-    }
     slirp_pollfds_poll(stack.slirp, ready < 0 ? 1 : 0, Stack::get_revents, &stack);
     stack.fire_timers();
     // Whatever slirp produced goes out now rather than after the next poll.
@@ -360,6 +331,62 @@ void GuestNetwork::run() {
       link_up = false;
     }
     if (!link_up) stack.to_guest.clear();
+  }
+}
+
+void GuestNetwork::accept_loop() {
+  struct Connection {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Connection> connections;
+  auto reap = [&connections](bool all) {
+    for (auto it = connections.begin(); it != connections.end();) {
+      if (all || it->done->load()) {
+        it->thread.join();
+        it = connections.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  std::vector<pollfd> fds;
+  int backoff_ms = -1;
+  for (;;) {
+    fds.assign(1, {stop_.get(), POLLIN, 0});
+    for (const auto& listener : listeners_) fds.push_back({listener.get(), POLLIN, 0});
+    const int ready = ::poll(fds.data(), fds.size(), backoff_ms);
+    backoff_ms = -1;
+    if (ready < 0 && errno != EINTR) break;
+    if (ready > 0 && fds[0].revents) break;
+    for (size_t i = 0; ready > 0 && i < listeners_.size(); ++i) {
+      if (!(fds[1 + i].revents & POLLIN)) continue;
+      UniqueFd accepted(::accept4(listeners_[i].get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!accepted) {
+        // Out of descriptors: wait a little instead of waking at once, forever.
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) backoff_ms = 100;
+        continue;
+      }
+      reap(false);
+      if (connections.size() >= kMaxConnections) {
+        record_denial("more than " + std::to_string(kMaxConnections) + " connections at once");
+        continue;
+      }
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      EgressRoute route{routes_[i].first, routes_[i].second};
+      const int fd = accepted.get();
+      try {
+        connections.push_back({std::thread([this, done, route, fd] {
+                                 serve_egress(UniqueFd(fd), route, resolver_, stop_.get(),
+                                              [this](const std::string& reason) { record_denial(reason); });
+                                 done->store(true);
+                               }),
+                               done});
+        accepted.release();  // the thread owns it now
+      } catch (const std::system_error&) {
+        record_denial("no thread for another connection to " + route.name);
+      }
+    }
     reap(false);
   }
   reap(true);

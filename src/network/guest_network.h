@@ -56,7 +56,8 @@ class GuestNetwork {
   struct Stack;  // the libslirp side, defined in guest_network.cc
 
  private:
-  void run();
+  void run();          // the stack's thread
+  void accept_loop();  // the filter's listeners, and a thread per connection
   void record_denial(const std::string& reason);
 
   NetworkPolicy policy_;
@@ -72,6 +73,7 @@ class GuestNetwork {
   std::vector<std::string> denials_;
   std::unique_ptr<Stack> stack_;
   std::thread thread_;  // last: started after everything above exists
+  std::thread acceptor_;
 };
 
 }  // namespace airlock::network

@@ -32,13 +32,20 @@ class Reader {
   size_t position_ = 0;
 };
 
+// Guest bytes shown in a reason: printable ASCII, everything else as '?'.
+std::string printable(std::string_view bytes) {
+  std::string shown(bytes);
+  for (char& c : shown) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return shown;
+}
+
 ClientHello invalid_hello(std::string problem) { return {SniffStatus::invalid, std::move(problem), {}}; }
 
 constexpr uint8_t kHandshakeRecord = 22;
 constexpr uint8_t kClientHelloType = 1;
 constexpr uint16_t kServerNameExtension = 0;
-constexpr uint16_t kEncryptedClientHello = 0xfe0d;
-constexpr uint16_t kEncryptedServerNameDraft = 0xffce;
 
 ClientHello parse_hello_body(std::string_view body) {
   Reader reader(body);
@@ -65,13 +72,14 @@ ClientHello parse_hello_body(std::string_view body) {
     const size_t length = reader.number(2);
     if (!reader.has(length)) return invalid_hello("truncated extension");
     Reader extension(reader.take(length));
-    if (type == kEncryptedClientHello || type == kEncryptedServerNameDraft) {
-      return invalid_hello("encrypted client hello (ECH/ESNI) hides the real server name");
-    }
+    // ECH (and its ESNI draft) is let through: browsers send it as GREASE on
+    // every connection, and a real inner name still reaches only the allowed
+    // name's resolved address, like domain fronting (docs/security.md).
     if (type != kServerNameExtension) continue;
     if (server_name) return invalid_hello("more than one server_name extension");
-    if (!extension.has(2) || extension.number(2) != extension.left())
-      return invalid_hello("bad server_name list");
+    if (!extension.has(2)) return invalid_hello("bad server_name list");
+    const size_t list_length = extension.number(2);  // read before left() is asked
+    if (list_length != extension.left()) return invalid_hello("bad server_name list");
     while (extension.left() > 0) {
       if (!extension.has(3)) return invalid_hello("truncated server name");
       const uint8_t name_type = static_cast<uint8_t>(extension.number(1));
@@ -82,7 +90,7 @@ ClientHello parse_hello_body(std::string_view body) {
       if (server_name) return invalid_hello("more than one SNI host name");
       auto canonical = canonical_domain(name);
       if (!canonical)
-        return invalid_hello("SNI '" + std::string(name.substr(0, 255)) + "' is not a domain name");
+        return invalid_hello("SNI '" + printable(name.substr(0, 255)) + "' is not a domain name");
       server_name = *canonical;
     }
     if (!server_name) return invalid_hello("server_name extension without a host name");
@@ -213,6 +221,8 @@ HttpRequestHead sniff_http_request(std::string_view bytes) {
   std::optional<std::string> host_header;
   std::optional<uint64_t> content_length;
   bool transfer_encoding = false;
+  bool websocket = false;
+  bool connection_upgrade = false;
   for (size_t i = 1; i < lines.size(); ++i) {
     const std::string_view line = lines[i];
     if (line.front() == ' ' || line.front() == '\t') return invalid_head("folded header lines are refused");
@@ -240,12 +250,22 @@ HttpRequestHead sniff_http_request(std::string_view bytes) {
       }
       transfer_encoding = true;
     } else if (equals_ignoring_case(name, "upgrade")) {
-      head.upgrade = true;
+      websocket = equals_ignoring_case(value, "websocket");
+    } else if (equals_ignoring_case(name, "connection")) {
+      // A token list: "keep-alive, Upgrade".
+      for (size_t start = 0; start <= value.size();) {
+        size_t comma = value.find(',', start);
+        if (comma == std::string_view::npos) comma = value.size();
+        connection_upgrade =
+            connection_upgrade || equals_ignoring_case(trim(value.substr(start, comma - start)), "upgrade");
+        start = comma + 1;
+      }
     }
   }
   if (!host_header) return invalid_head("no Host header");
   if (!parse_authority(*host_header, head.host, head.port)) {
-    return invalid_head("Host '" + host_header->substr(0, 255) + "' is not a domain name");
+    return invalid_head("Host '" + printable(std::string_view(*host_header).substr(0, 255)) +
+                        "' is not a domain name");
   }
   // An absolute-form target names its own host; it must be the same one.
   if (target.front() != '/' && target != "*") {
@@ -257,7 +277,8 @@ HttpRequestHead sniff_http_request(std::string_view bytes) {
     authority = authority.substr(0, authority.find_first_of("/?#"));
     std::string target_host;
     std::optional<uint16_t> target_port;
-    if (!parse_authority(authority, target_host, target_port) || target_host != head.host) {
+    if (!parse_authority(authority, target_host, target_port) || target_host != head.host ||
+        target_port.value_or(80) != head.port.value_or(80)) {
       return invalid_head("request target names another host than Host");
     }
   }
@@ -266,6 +287,9 @@ HttpRequestHead sniff_http_request(std::string_view bytes) {
   }
   if (transfer_encoding && version != "HTTP/1.1") return invalid_head("Transfer-Encoding needs HTTP/1.1");
   head.chunked = transfer_encoding;
+  // Only a WebSocket handshake may switch protocols; any other Upgrade is
+  // an ordinary request, and what follows it is checked as HTTP.
+  head.upgrade = websocket && connection_upgrade;
   head.content_length = content_length.value_or(0);
   head.status = SniffStatus::complete;
   return head;
@@ -325,7 +349,9 @@ size_t ChunkedBodyScanner::scan(std::string_view bytes, Status& status) {
           state_ = data_left_ == 0 ? State::trailer : State::data;
           continue;
         }
-        if (c == '\0') return fail("NUL byte in a chunked body line");
+        if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f)
+          return fail("control byte in a chunked body line");
+        if (!line_.empty() && line_.back() == '\r') return fail("CR inside a chunked body line");
         line_ += c;
         if (state_ == State::trailer && ++trailer_bytes_ > kMaxTrailers)
           return fail("chunked trailers too long");

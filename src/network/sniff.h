@@ -35,7 +35,7 @@ struct HttpRequestHead {
   std::optional<uint16_t> port;  // from Host, if given
   uint64_t content_length = 0;   // body bytes that follow the head
   bool chunked = false;          // the body is chunked (Transfer-Encoding: chunked)
-  bool upgrade = false;          // asks to switch protocols (WebSocket): raw bytes follow
+  bool upgrade = false;          // a WebSocket handshake (Upgrade: websocket, Connection: upgrade)
 };
 
 // One HTTP/1.x request head. Refused as invalid: no Host or more than one,

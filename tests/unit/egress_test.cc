@@ -145,6 +145,27 @@ TEST(Egress, TracksChunkedBodiesSoTheNextRequestIsCheckedToo) {
   EXPECT_NE(outcome.denied[0].find("Host 'evil.test'"), std::string::npos) << outcome.denied[0];
 }
 
+TEST(Egress, AnUpgradeTheServerDoesNotAcceptLeavesTheStreamChecked) {
+  RecordingServer upstream;  // answers "upstream\n": not a 101
+  const std::string handshake =
+      "GET /ws HTTP/1.1\r\nHost: api.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+  const std::string after = "GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n";
+  Outcome outcome = exchange({"api.test", kHttpPort}, pinned("api.test", upstream.port()), handshake + after);
+  EXPECT_EQ(upstream.received(), handshake);
+  ASSERT_EQ(outcome.denied.size(), 1u);
+  EXPECT_NE(outcome.denied[0].find("Host 'evil.test'"), std::string::npos) << outcome.denied[0];
+}
+
+TEST(Egress, AnyOtherUpgradeHeaderIsAnOrdinaryRequest) {
+  RecordingServer upstream;
+  const std::string h2c = "GET / HTTP/1.1\r\nHost: api.test\r\nUpgrade: x\r\n\r\n";
+  const std::string after = "GET / HTTP/1.1\r\nHost: other.site\r\n\r\n";
+  Outcome outcome =
+      exchange({"api.test", kHttpPort}, pinned("api.test", upstream.port()), "\r\n" + h2c + after);
+  EXPECT_EQ(upstream.received(), h2c);
+  ASSERT_EQ(outcome.denied.size(), 1u);
+}
+
 TEST(Egress, RefusesAWrongHostBeforeConnectingAndSaysWhy) {
   RecordingServer upstream(300);
   Outcome outcome = exchange({"api.test", kHttpPort}, pinned("api.test", upstream.port()),

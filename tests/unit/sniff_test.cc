@@ -63,7 +63,7 @@ TEST(SniffClientHello, RefusesWhatHidesOrDoublesTheName) {
   EXPECT_NE(problem(sni_extension({"a.test", "b.test"})).find("more than one"), std::string::npos);
   EXPECT_NE(problem(sni_extension({"a.test"}) + sni_extension({"b.test"})).find("more than one"),
             std::string::npos);
-  EXPECT_NE(problem(sni_extension({"a.test"}) + extension(0xfe0d, "ech")).find("encrypted client hello"),
+  EXPECT_NE(problem(sni_extension({std::string("a\x01\xff.test")})).find("SNI 'a??.test'"),
             std::string::npos);
   EXPECT_NE(problem(sni_extension({"127.0.0.1"})).find("not a domain name"), std::string::npos);
   EXPECT_EQ(sniff_client_hello("GET / HTTP/1.1\r\n").status, SniffStatus::invalid);
@@ -80,7 +80,9 @@ TEST(SniffHttpRequest, ReadsHostLengthAndUpgrade) {
   EXPECT_EQ(head.content_length, 5u);
   EXPECT_EQ(head.head_bytes, request.size() - 5);
   EXPECT_FALSE(head.upgrade);
-  EXPECT_TRUE(sniff_http_request("GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n\r\n").upgrade);
+  EXPECT_TRUE(sniff_http_request(
+                  "GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                  .upgrade);
   EXPECT_EQ(sniff_http_request("GET / HTTP/1.1\r\nHost: a.test\r\n").status, SniffStatus::incomplete);
   EXPECT_EQ(sniff_http_request("GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n").status,
             SniffStatus::complete);
@@ -123,6 +125,26 @@ TEST(SniffHttpRequest, RefusesAmbiguousRequests) {
   EXPECT_NE(problem("GET / HTTP/1.1\r\nHost: user@a.test\r\n\r\n").find("not a domain name"),
             std::string::npos);
   EXPECT_NE(problem("GET / HTTP/2.0\r\nHost: a.test\r\n\r\n").find("HTTP/1"), std::string::npos);
+}
+
+TEST(SniffClientHello, LetsEchGreaseThroughWithTheOuterName) {
+  ClientHello hello =
+      sniff_client_hello(records(client_hello(sni_extension({"a.test"}) + extension(0xfe0d, "ech"))));
+  ASSERT_EQ(hello.status, SniffStatus::complete) << hello.problem;
+  EXPECT_EQ(hello.server_name, "a.test");
+}
+
+TEST(SniffHttpRequest, OnlyAWebSocketHandshakeAsksToSwitch) {
+  EXPECT_FALSE(
+      sniff_http_request("GET / HTTP/1.1\r\nHost: a.test\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+          .upgrade);
+  EXPECT_FALSE(sniff_http_request("GET / HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n\r\n").upgrade);
+  EXPECT_TRUE(
+      sniff_http_request(
+          "GET / HTTP/1.1\r\nHost: a.test\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n")
+          .upgrade);
+  EXPECT_EQ(sniff_http_request("GET http://a.test:8080/ HTTP/1.1\r\nHost: a.test\r\n\r\n").status,
+            SniffStatus::invalid);
 }
 
 TEST(SniffHttpRequest, AcceptsALoneChunkedTransferEncoding) {
