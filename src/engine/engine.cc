@@ -23,6 +23,8 @@ namespace {
 // Generous even for the fallback kernel under TCG on a loaded machine.
 constexpr auto kBootTimeout = std::chrono::seconds(30);
 constexpr auto kRestoreTimeout = std::chrono::seconds(20);
+// A guest's network or mount set-up (a few system calls in the agent).
+constexpr auto kSetupTimeout = std::chrono::seconds(10);
 constexpr uint32_t kSandboxUid = 1000;
 constexpr const char* kWorkDir = "/home/sandbox";
 
@@ -89,17 +91,6 @@ std::unique_ptr<network::GuestNetwork> make_network(const std::string& policy_te
   return std::make_unique<network::GuestNetwork>(policy, resolver, socket_dir);
 }
 
-void setup_guest_network(GuestSession& session, const network::GuestNetwork& guest_network) {
-  const auto& link = guest_network.guest_setup();
-  protocol::NetworkSetup setup;
-  setup.address = link.address;
-  setup.prefix_length = link.prefix_length;
-  setup.gateway = link.gateway;
-  setup.nameserver = link.nameserver;
-  setup.hosts = link.hosts;
-  session.setup_network(setup, SteadyClock::now() + std::chrono::seconds(10));
-}
-
 // The mount with its host directory resolved (symlinks followed once, here)
 // and checked: a directory others may read, inside `roots` if given.
 MountSpec resolve_mount(const MountSpec& mount, const std::optional<std::vector<std::string>>& roots = {}) {
@@ -137,20 +128,22 @@ MountSpec resolve_mount(const MountSpec& mount, const std::optional<std::vector<
   return {resolved, mount.guest_path};
 }
 
+// The virtio-9p tag of a profile's i-th mount: the device QEMU gets and the
+// share the agent mounts are matched by it.
+std::string share_tag(size_t i) { return "share" + std::to_string(i); }
+
 std::vector<vmm::SharedDirectory> shared_dirs_of(const Profile& profile) {
   std::vector<vmm::SharedDirectory> shares;
-  for (size_t i = 0; i < profile.mounts.size(); ++i) {
-    shares.push_back({profile.mounts[i].host_path, "share" + std::to_string(i)});
-  }
+  for (size_t i = 0; i < profile.mounts.size(); ++i)
+    shares.push_back({profile.mounts[i].host_path, share_tag(i)});
   return shares;
 }
 
 void mount_guest_shares(GuestSession& session, const Profile& profile) {
   protocol::MountShares message;
-  for (size_t i = 0; i < profile.mounts.size(); ++i) {
-    message.shares.emplace_back("share" + std::to_string(i), profile.mounts[i].guest_path);
-  }
-  session.mount_shares(message, SteadyClock::now() + std::chrono::seconds(10));
+  for (size_t i = 0; i < profile.mounts.size(); ++i)
+    message.shares.emplace_back(share_tag(i), profile.mounts[i].guest_path);
+  session.mount_shares(message, SteadyClock::now() + kSetupTimeout);
 }
 
 bool can_use_prestarted(const Language& language, const RunRequest& request) {
@@ -330,7 +323,8 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     if (guest_network) guest_network->close_vm_fd();
     GuestSession session(*vm, cancel);
     session.await_hello(SteadyClock::now() + kBootTimeout);
-    if (guest_network) setup_guest_network(session, *guest_network);
+    if (guest_network)
+      session.setup_network(guest_network->guest_setup(), SteadyClock::now() + kSetupTimeout);
     run_warmup(session, language);
     if (!language.prestart.empty()) {
       protocol::Exec interpreter = own_exec(language, language.prestart);
@@ -347,20 +341,20 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
 }
 
 std::string Profile::name() const {
-  std::string net;
+  std::string capabilities;
   if (network == "full") {
-    net = "-net-full";
+    capabilities = "-net-full";
   } else if (network != "none") {
-    net = "-net-" + stable_hash(network).substr(0, 8);
+    capabilities = "-net-" + stable_hash(network).substr(0, 8);
   }
   if (!mounts.empty()) {
     std::string all;
     for (const auto& mount : mounts) all += mount.to_string() + "\n";
-    net += "-mnt-" + stable_hash(all).substr(0, 8);
+    capabilities += "-mnt-" + stable_hash(all).substr(0, 8);
   }
   return language + "-" + std::to_string(memory_mb) + "m" +
-         (cpus > 1 ? "-" + std::to_string(cpus) + "cpu" : "") + (kernel.empty() ? "" : "-" + kernel) + net +
-         (use_snapshot ? "" : "-fresh");
+         (cpus > 1 ? "-" + std::to_string(cpus) + "cpu" : "") + (kernel.empty() ? "" : "-" + kernel) +
+         capabilities + (use_snapshot ? "" : "-fresh");
 }
 
 Profile profile_of(const RunRequest& request) {
@@ -465,7 +459,9 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
       guest.session_->resume_clone(spawned + kBootTimeout);
     } else {
       guest.session_->await_hello(spawned + kBootTimeout);
-      if (guest.network_) setup_guest_network(*guest.session_, *guest.network_);
+      if (guest.network_) {
+        guest.session_->setup_network(guest.network_->guest_setup(), SteadyClock::now() + kSetupTimeout);
+      }
     }
     if (!profile.mounts.empty()) mount_guest_shares(*guest.session_, profile);
     guest.timing_.boot_ms = elapsed_ms(spawned, SteadyClock::now());

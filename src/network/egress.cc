@@ -316,8 +316,7 @@ void relay(int guest, int upstream, std::string opening, HttpRequestGate* gate, 
     if (!flush(outward) || !flush(inward)) return;
     if (outward.to_shut && inward.to_shut) return;
     pollfd fds[3] = {{guest, 0, 0}, {upstream, 0, 0}, {stop_fd, POLLIN, 0}};
-    const bool refused = gate && gate->refusal();
-    if (!guest_eof && !refused && outward.buffer.size() + unchecked.size() < kMaxBuffered) {
+    if (!guest_eof && !reported && outward.buffer.size() + unchecked.size() < kMaxBuffered) {
       fds[0].events |= POLLIN;
     }
     if (!inward.buffer.empty()) fds[0].events |= POLLOUT;

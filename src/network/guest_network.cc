@@ -191,8 +191,8 @@ struct GuestNetwork::Stack {
 };
 
 GuestNetwork::GuestNetwork(const NetworkPolicy& policy, ResolverMap resolver, const std::string& socket_dir)
-    : policy_(policy), resolver_(std::move(resolver)) {
-  if (policy_.mode == NetworkMode::none) throw Error(ErrorCode::internal, "GuestNetwork for a 'none' policy");
+    : resolver_(std::move(resolver)) {
+  if (policy.mode == NetworkMode::none) throw Error(ErrorCode::internal, "GuestNetwork for a 'none' policy");
   auto [host_end, vm_end] = make_socket_pair();
   host_end_ = std::move(host_end);
   vm_end_ = std::move(vm_end);
@@ -202,11 +202,11 @@ GuestNetwork::GuestNetwork(const NetworkPolicy& policy, ResolverMap resolver, co
 
   setup_.address = kGuestAddress;
   setup_.prefix_length = 24;
-  const bool restricted = policy_.mode == NetworkMode::allow;
+  const bool restricted = policy.mode == NetworkMode::allow;
   if (restricted) {
-    for (size_t i = 0; i < policy_.allowed.size(); ++i) {
+    for (size_t i = 0; i < policy.allowed.size(); ++i) {
       const std::string address = "10.0.2." + std::to_string(kFirstNameHost + static_cast<int>(i));
-      setup_.hosts.emplace_back(policy_.allowed[i], address);
+      setup_.hosts.emplace_back(policy.allowed[i], address);
       for (uint16_t port : {kHttpPort, kHttpsPort}) {
         const std::string path = socket_dir + "/net-" + std::to_string(i) + "-" + std::to_string(port);
         sockaddr_un socket_address{};
@@ -223,7 +223,7 @@ GuestNetwork::GuestNetwork(const NetworkPolicy& policy, ResolverMap resolver, co
         socket_paths_.push_back(path);
         if (::listen(listener.get(), 128) < 0) throw_errno("listen", path);
         listeners_.push_back(std::move(listener));
-        routes_.emplace_back(policy_.allowed[i], port);
+        routes_.push_back({address, EgressRoute{policy.allowed[i], port}});
       }
     }
   } else {
@@ -264,9 +264,9 @@ GuestNetwork::GuestNetwork(const NetworkPolicy& policy, ResolverMap resolver, co
   stack_->slirp = slirp_new(&config, &callbacks, stack_.get());
   if (!stack_->slirp) throw Error(ErrorCode::io, "libslirp could not create the guest network");
   for (size_t i = 0; i < routes_.size(); ++i) {
-    in_addr address = ipv4(setup_.hosts[i / 2].second);
-    if (slirp_add_unix(stack_->slirp, socket_paths_[i].c_str(), &address, routes_[i].second) < 0) {
-      throw Error(ErrorCode::io, "libslirp refused the forward for " + routes_[i].first);
+    in_addr address = ipv4(routes_[i].first);
+    if (slirp_add_unix(stack_->slirp, socket_paths_[i].c_str(), &address, routes_[i].second.port) < 0) {
+      throw Error(ErrorCode::io, "libslirp refused the forward for " + routes_[i].second.name);
     }
   }
   thread_ = std::thread([this] { run(); });
@@ -373,7 +373,7 @@ void GuestNetwork::accept_loop() {
         continue;
       }
       auto done = std::make_shared<std::atomic<bool>>(false);
-      EgressRoute route{routes_[i].first, routes_[i].second};
+      const EgressRoute route = routes_[i].second;
       const int fd = accepted.get();
       try {
         connections.push_back({std::thread([this, done, route, fd] {

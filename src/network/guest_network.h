@@ -9,18 +9,11 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "network/egress.h"
 #include "network/policy.h"
+#include "protocol/messages.h"
 
 namespace airlock::network {
-
-// How the guest agent configures its side of the link (one interface, static).
-struct GuestLinkSetup {
-  std::string address;  // "10.0.2.15"
-  int prefix_length = 24;
-  std::string gateway;     // empty: no default route (allow: only the name addresses exist)
-  std::string nameserver;  // empty: no DNS at all
-  std::vector<std::pair<std::string, std::string>> hosts;  // name -> guest address, for /etc/hosts
-};
 
 // The host side of one guest's network, for `allow:` and `full` policies (a
 // `none` guest has no network device and no GuestNetwork). The guest's
@@ -49,7 +42,8 @@ class GuestNetwork {
   int vm_fd() const { return vm_end_.get(); }
   void close_vm_fd() { vm_end_.reset(); }
 
-  const GuestLinkSetup& guest_setup() const { return setup_; }
+  // How the guest agent configures its side of the link (one interface, static).
+  const protocol::NetworkSetup& guest_setup() const { return setup_; }
   // Connections the filter refused, with reasons, oldest first (at most 100).
   std::vector<std::string> denials() const;
 
@@ -60,15 +54,15 @@ class GuestNetwork {
   void accept_loop();  // the filter's listeners, and a thread per connection
   void record_denial(const std::string& reason);
 
-  NetworkPolicy policy_;
   ResolverMap resolver_;
-  GuestLinkSetup setup_;
+  protocol::NetworkSetup setup_;
   UniqueFd vm_end_;
   UniqueFd host_end_;
   UniqueFd stop_;  // eventfd: readable once the network is shutting down
   std::vector<std::string> socket_paths_;
   std::vector<UniqueFd> listeners_;  // index i: route i
-  std::vector<std::pair<std::string, uint16_t>> routes_;
+  // Forward i: the guest address it listens on, and where it leads.
+  std::vector<std::pair<std::string, EgressRoute>> routes_;
   mutable std::mutex denials_mutex_;
   std::vector<std::string> denials_;
   std::unique_ptr<Stack> stack_;

@@ -94,15 +94,17 @@ Api::Api(engine::Engine& engine, Admission& admission, Metrics& metrics, const s
 
 void Api::add_pool(const engine::Profile& profile, int target) {
   std::lock_guard lock(pools_mutex_);
+  if (!create_pool_locked(profile, target)) pools_.at(profile.name())->set_target(target);
+}
+
+engine::WarmPool* Api::create_pool_locked(const engine::Profile& profile, int target) {
   auto& pool = pools_[profile.name()];
-  if (pool) {
-    pool->set_target(target);
-  } else {
-    pool =
-        std::make_unique<engine::WarmPool>(engine_, profile, target, [this](const engine::ReadyGuest& guest) {
-          if (guest.from_snapshot()) metrics_.record_restore(guest.start_timing().boot_ms / 1000.0);
-        });
-  }
+  if (pool) return nullptr;
+  pool =
+      std::make_unique<engine::WarmPool>(engine_, profile, target, [this](const engine::ReadyGuest& guest) {
+        if (guest.from_snapshot()) metrics_.record_restore(guest.start_timing().boot_ms / 1000.0);
+      });
+  return pool.get();
 }
 
 void Api::shutdown() {
@@ -222,18 +224,15 @@ void Api::create_pool(const HttpRequest& http_request, ResponseWriter& writer) {
   PoolRequest pool_request = parse_pool_request(http_request.body);
   engine_.check_request(pool_request.request);  // network, mounts: as a run would be checked
   const engine::Profile profile = engine::profile_of(pool_request.request);
-  {
-    std::lock_guard lock(pools_mutex_);
-    if (pools_.count(profile.name())) {
-      return send_error(
-          writer, 409, "conflict",
-          "pool '" + profile.name() + "' exists; PUT /v1/pools/" + profile.name() + " changes its target",
-          false);
-    }
-  }
-  add_pool(profile, pool_request.target);
   std::lock_guard lock(pools_mutex_);
-  writer.send(201, "application/json", dump(pool_json(pools_.at(profile.name())->stats())));
+  engine::WarmPool* pool = create_pool_locked(profile, pool_request.target);
+  if (!pool) {
+    return send_error(
+        writer, 409, "conflict",
+        "pool '" + profile.name() + "' exists; PUT /v1/pools/" + profile.name() + " changes its target",
+        false);
+  }
+  writer.send(201, "application/json", dump(pool_json(pool->stats())));
 }
 
 void Api::resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer) {

@@ -29,6 +29,8 @@ class Api {
   void list_pools(ResponseWriter& writer);
   void resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);
   void create_pool(const HttpRequest& request, ResponseWriter& writer);
+  // A new pool for `profile`, or null if it has one; pools_mutex_ held.
+  engine::WarmPool* create_pool_locked(const engine::Profile& profile, int target);
   std::string pool_metrics() const;
 
   engine::Engine& engine_;

@@ -19,6 +19,19 @@
 namespace airlock::network {
 namespace {
 
+// Everything `fd` delivers until its peer closes or `quiet_ms` pass without a byte.
+std::string read_until_eof(int fd, int quiet_ms) {
+  std::string data;
+  char buffer[4096];
+  for (;;) {
+    pollfd ready{fd, POLLIN, 0};
+    if (::poll(&ready, 1, quiet_ms) != 1) return data;
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n <= 0) return data;
+    data.append(buffer, static_cast<size_t>(n));
+  }
+}
+
 // Accepts one connection, answers "upstream\n", then records what it reads until EOF.
 class RecordingServer {
  public:
@@ -52,14 +65,7 @@ class RecordingServer {
     UniqueFd connection(::accept(listener_.get(), nullptr, nullptr));
     accepted_ = true;
     write_all(connection.get(), "upstream\n");
-    char buffer[4096];
-    for (;;) {
-      pollfd data{connection.get(), POLLIN, 0};
-      if (::poll(&data, 1, 5000) != 1) return;
-      const ssize_t n = ::read(connection.get(), buffer, sizeof buffer);
-      if (n <= 0) return;
-      received_.append(buffer, static_cast<size_t>(n));
-    }
+    received_ = read_until_eof(connection.get(), 5000);
   }
 
   int accept_ms_;
@@ -89,14 +95,7 @@ Outcome exchange(const EgressRoute& route, const ResolverMap& resolver, const st
   });
   write_all(guest.get(), sent);
   ::shutdown(guest.get(), SHUT_WR);
-  char buffer[4096];
-  for (;;) {
-    pollfd ready{guest.get(), POLLIN, 0};
-    if (::poll(&ready, 1, 10000) != 1) break;
-    const ssize_t n = ::read(guest.get(), buffer, sizeof buffer);
-    if (n <= 0) break;
-    outcome.guest_read.append(buffer, static_cast<size_t>(n));
-  }
+  outcome.guest_read = read_until_eof(guest.get(), 10000);
   filter.join();
   return outcome;
 }

@@ -15,14 +15,24 @@ RunRequest valid_request() {
   return request;
 }
 
-std::string rejection(const RunRequest& request) {
+// The message an invalid_argument error carries, or "" if `action` accepts.
+template <typename Action>
+std::string rejection_of(Action action) {
   try {
-    validate(request);
+    action();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
     return e.what();
   }
   return "";
+}
+
+std::string rejection(const RunRequest& request) {
+  return rejection_of([&] { validate(request); });
+}
+
+std::string mount_rejection(const std::string& text) {
+  return rejection_of([&] { parse_mount(text); });
 }
 
 TEST(RunRequest, DefaultsAreValid) { EXPECT_EQ(rejection(valid_request()), ""); }
@@ -114,22 +124,6 @@ TEST(Utf8, ValidatesStrictly) {
   EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong '/'
   EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));      // surrogate
   EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
-}
-
-}  // namespace
-}  // namespace airlock::engine
-
-namespace airlock::engine {
-namespace {
-
-std::string mount_rejection(const std::string& text) {
-  try {
-    parse_mount(text);
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
-    return e.what();
-  }
-  return "accepted";
 }
 
 TEST(Mounts, ParsesAndNormalisesReadOnlyMounts) {
