@@ -12,6 +12,7 @@
 #include "common/io.h"
 #include "common/temp_dir.h"
 #include "engine/languages.h"
+#include "engine/mounts.h"
 #include "engine/paths.h"
 #include "vmm/host_clock.h"
 #include "vmm/qemu_backend.h"
@@ -91,59 +92,18 @@ std::unique_ptr<network::GuestNetwork> make_network(const std::string& policy_te
   return std::make_unique<network::GuestNetwork>(policy, resolver, socket_dir);
 }
 
-// The mount with its host directory resolved (symlinks followed once, here)
-// and checked: a directory others may read, inside `roots` if given.
-MountSpec resolve_mount(const MountSpec& mount, const std::optional<std::vector<std::string>>& roots = {}) {
-  auto fail = [&mount](const std::string& problem) -> MountSpec {
-    throw Error(ErrorCode::invalid_argument, "mount host path '" + mount.host_path + "' " + problem);
-  };
-  char resolved[PATH_MAX];
-  if (!::realpath(mount.host_path.c_str(), resolved)) return fail(std::string(": ") + std::strerror(errno));
-  struct stat info {};
-  if (::stat(resolved, &info) < 0) return fail(std::string(": ") + std::strerror(errno));
-  if (!S_ISDIR(info.st_mode)) return fail("is not a directory");
-  if (std::string(resolved) == "/") return fail("is the host's root directory");
-  if ((info.st_mode & (S_IROTH | S_IXOTH)) != (S_IROTH | S_IXOTH)) {
-    return fail(
-        "is not readable by others: QEMU shares it as an unprivileged user, so only what others "
-        "may read can be shared");
-  }
-  if (roots) {
-    bool inside = false;
-    std::string listed;
-    for (const auto& root : *roots) {
-      char root_resolved[PATH_MAX];
-      if (!::realpath(root.c_str(), root_resolved)) continue;
-      const std::string base = root_resolved;
-      const std::string path = resolved;
-      inside = inside || path == base || path.rfind(base == "/" ? base : base + "/", 0) == 0;
-      listed += (listed.empty() ? "" : ", ") + base;
-    }
-    if (!inside) {
-      return fail(roots->empty() ? "cannot be mounted: this airlockd allows no mounts (its operator can "
-                                   "allow directories with --mount-root DIR)"
-                                 : "is outside this airlockd's mount roots (" + listed + ")");
-    }
-  }
-  return {resolved, mount.guest_path};
-}
-
-// The virtio-9p tag of a profile's i-th mount: the device QEMU gets and the
-// share the agent mounts are matched by it.
-std::string share_tag(size_t i) { return "share" + std::to_string(i); }
-
-std::vector<vmm::SharedDirectory> shared_dirs_of(const Profile& profile) {
-  std::vector<vmm::SharedDirectory> shares;
-  for (size_t i = 0; i < profile.mounts.size(); ++i)
-    shares.push_back({profile.mounts[i].host_path, share_tag(i)});
-  return shares;
-}
-
 void mount_guest_shares(GuestSession& session, const Profile& profile) {
   protocol::MountShares message;
-  for (size_t i = 0; i < profile.mounts.size(); ++i)
-    message.shares.emplace_back(share_tag(i), profile.mounts[i].guest_path);
+  message.shares = share_mount_points(profile.mounts);
   session.mount_shares(message, SteadyClock::now() + kSetupTimeout);
+}
+
+// Each mount's directory opened for one VM start (open_mount): a template
+// build, a clone, a boot, a pool refill: every one checks again.
+std::vector<UniqueFd> open_mounts(const Profile& profile, const MountRoots& roots) {
+  std::vector<UniqueFd> opened;
+  for (const auto& mount : profile.mounts) opened.push_back(open_mount(mount, roots));
+  return opened;
 }
 
 bool can_use_prestarted(const Language& language, const RunRequest& request) {
@@ -202,7 +162,6 @@ Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
   if (!backend_) backend_ = std::make_unique<vmm::QemuBackend>();
   if (options_.cache_dir.empty()) options_.cache_dir = default_cache_dir();
   if (options_.runtime_dir.empty()) options_.runtime_dir = default_runtime_dir();
-  templates_.emplace(options_.cache_dir + "/templates", "/dev/shm");
   // Directories of runs whose owner was killed outright (SIGKILL) go now.
   reap_stale_dirs(options_.runtime_dir, "run-");
   // Which confinement layers this host can apply is known before any VM starts.
@@ -218,6 +177,12 @@ Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
   if (!missing.empty() && options_.allow_weak_isolation && options_.notice) {
     options_.notice("weaker isolation accepted: QEMU runs without " + missing);
   }
+  // A template's RAM file is given to the VMM uid while it is built, when there is one.
+  const bool vmm_uid = std::any_of(isolation_.begin(), isolation_.end(), [](const auto& layer) {
+    return layer.name == "credentials" && layer.available;
+  });
+  templates_.emplace(options_.cache_dir + "/templates", "/dev/shm",
+                     vmm_uid ? vmm::jail::jail_uid() : ::geteuid());
   retirer_ = std::thread([this] { retire_loop(); });
 }
 
@@ -300,7 +265,7 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
                                       const vmm::KernelImage& kernel, const std::string& rootfs,
                                       vmm::Accel accel, const Profile& profile, const CancelToken* cancel) {
   if (auto found = templates_->find(name)) return *found;
-  return templates_->create(name, [&](const TemplatePaths& paths) {
+  return templates_->create(name, [&](const TemplatePaths& paths, int memory_fd) {
     vmm::VmConfig config;
     config.name = "airlock-template-" + name;
     config.accel = accel;
@@ -310,7 +275,7 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     config.disk_room_bytes = Limits::kDiskRoomMb << 20;
     config.vcpus = profile.cpus;
     config.work_dir = paths.dir;
-    config.memory_file = vmm::MemoryFileSpec{paths.memory, true};
+    config.memory_file = vmm::MemoryFileSpec{paths.memory, true, memory_fd};
     config.skipped_layers = skipped_layers_;
     // The template's device set (a network device or not) is every clone's.
     TempDir socket_dir = TempDir::create(options_.runtime_dir, "net-");
@@ -318,7 +283,8 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     if (guest_network) config.network_fd = guest_network->vm_fd();
     // The share devices exist in the template, unmounted: a mounted 9p
     // export cannot be migrated. Clones mount them after restore.
-    config.shared_dirs = shared_dirs_of(profile);
+    const std::vector<UniqueFd> shares = open_mounts(profile, options_.mount_roots);
+    config.shared_dirs = shared_dirs_of(profile.mounts, shares);
     std::unique_ptr<vmm::Vm> vm = backend_->start(config);
     if (guest_network) guest_network->close_vm_fd();
     GuestSession session(*vm, cancel);
@@ -418,7 +384,8 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
       snapshot = ensure_template(snapshot_name, language, resolved.kernel, resolved.rootfs,
                                  resolved.accel.accel, profile, cancel);
     } catch (const Error& e) {
-      if (e.code() == ErrorCode::cancelled) throw;
+      // A mount that changed under the request fails it here, as below.
+      if (e.code() == ErrorCode::cancelled || e.code() == ErrorCode::invalid_argument) throw;
       if (options_.notice) options_.notice(std::string("no snapshot (") + e.what() + "); booting a fresh VM");
     }
   }
@@ -440,13 +407,16 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     config.skipped_layers = skipped_layers_;
     guest.network_ = make_network(profile.network, options_.test_resolver, guest.run_dir_.path());
     if (guest.network_) config.network_fd = guest.network_->vm_fd();
-    config.shared_dirs = shared_dirs_of(profile);
+    const std::vector<UniqueFd> shares = open_mounts(profile, options_.mount_roots);
+    config.shared_dirs = shared_dirs_of(profile.mounts, shares);
+    UniqueFd memory;
     if (from_snapshot) {
       config.rootfs = snapshot->disk;
       config.rootfs_format = "qcow2";
       config.rootfs_empty_layer = snapshot->dir + "/empty-layer.qcow2";
       vmm::make_empty_layer(config.rootfs, config.rootfs_format, config.rootfs_empty_layer);
-      config.memory_file = vmm::MemoryFileSpec{snapshot->memory, false};
+      memory = templates_->open_memory(snapshot_name);
+      config.memory_file = vmm::MemoryFileSpec{snapshot->memory, false, memory.get()};
       config.restore = true;
     }
     guest.vm_ = backend_->start(config);
@@ -475,7 +445,8 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
   try {
     start(true);
   } catch (const Error& e) {
-    if (e.code() == ErrorCode::cancelled) throw;
+    // A mount that changed since the request was checked is no snapshot's fault.
+    if (e.code() == ErrorCode::cancelled || e.code() == ErrorCode::invalid_argument) throw;
     // A snapshot that does not restore is never tried again: rebuilt on the next run.
     if (options_.notice) {
       options_.notice(std::string("the snapshot could not be restored (") + e.what() +

@@ -1,5 +1,9 @@
 #pragma once
 
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -21,30 +25,57 @@ struct TemplatePaths {
 // Template snapshots on disk, one per profile and recipe: `name` is
 // "<profile>-<hash of everything the snapshot depends on>". A template is
 // built in a private directory and renamed into place, so a half-built one is
-// never found; builds are serialised by a lock; a template found broken is
-// discarded and rebuilt by the next run.
+// never found; builds of one template are serialised by its own lock; a
+// template found broken is discarded and rebuilt by the next run.
+//
+// RAM files are the one part on a shared tmpfs (/dev/shm), where any local
+// user can create names. They live in a directory of this store's own, made
+// with an unguessable name (mkdtemp, mode 0700) and recorded in the cache: a
+// name planted in /dev/shm is never opened, and a directory found there is
+// used only if lstat says it is ours and private. Inside it files are created
+// O_EXCL|O_NOFOLLOW, and a template's RAM file is used only if it is a
+// regular file with one link, the expected owner and mode 0600.
 class TemplateStore {
  public:
-  // `root`: the templates directory in the cache; `memory_dir`: a tmpfs
-  // (RAM files vanish at reboot, which find() notices).
-  TemplateStore(std::string root, std::string memory_dir);
+  // `root`: the templates directory in the cache; `memory_base`: a tmpfs
+  // (RAM files vanish at reboot, which find() notices); `memory_owner`: the
+  // uid a finished RAM file must belong to (QEMU's jail uid, which the jail
+  // gives it while the template is built; this process's own without it).
+  TemplateStore(std::string root, std::string memory_base, uid_t memory_owner);
 
   std::optional<TemplatePaths> find(const std::string& name) const;
+  // The template's RAM file, opened and checked (for a clone to map).
+  // Throws Error(vm) naming what is wrong with it.
+  UniqueFd open_memory(const std::string& name) const;
   // Builds the template unless another process just did. `build` fills the
-  // given in-progress paths (state, disk, memory) or throws. Older templates
-  // of the same profile (`name` up to its last '-') are removed.
-  TemplatePaths create(const std::string& name, const std::function<void(const TemplatePaths&)>& build);
+  // given in-progress paths (state, disk, memory); `memory_fd` is the RAM
+  // file, already created, that QEMU must be given (VmConfig::memory_file).
+  // Older templates of the same profile (`name` up to its last '-') are
+  // removed. Throws Error(unavailable) if another build of this template
+  // holds its lock for longer than `wait`.
+  TemplatePaths create(const std::string& name,
+                       const std::function<void(const TemplatePaths&, int memory_fd)>& build,
+                       std::chrono::seconds wait = std::chrono::seconds(300));
   void discard(const std::string& name);
-  // Removes every template of this store, RAM files included.
+  // Removes every template of this store, its RAM files and their directory.
   void discard_all();
+
+  // The private directory holding the RAM files (for tests and diagnostics).
+  const std::string& memory_dir() const { return memory_dir_; }
 
  private:
   TemplatePaths paths_for(const std::string& dir, const std::string& name) const;
-  UniqueFd lock() const;
-  std::string memory_prefix() const;
+  UniqueFd lock_store() const;
+  UniqueFd lock_template(const std::string& name, std::chrono::seconds wait) const;
+  void open_memory_dir(const std::string& memory_base);
+  void remove_orphaned_memory(const std::string& memory_base);
+  // Why `info` is not an acceptable template RAM file, or nullopt.
+  std::optional<std::string> memory_file_problem(const struct stat& info) const;
 
   std::string root_;
+  uid_t memory_owner_;
   std::string memory_dir_;
+  UniqueFd memory_dir_fd_;
 };
 
 // A stable 64-bit FNV-1a hash as 16 hex digits, for cache keys.

@@ -188,8 +188,9 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
     result = engine_.run(request, sink ? &*sink : nullptr, &cancel,
                          lease ? lease->take_guest() : std::optional<engine::ReadyGuest>{});
   } catch (const Error& e) {
-    // The request was valid: missing images or an unusable accelerator are
-    // this server's trouble, not the client's.
+    // A mount that changed since the check is the client's; missing images
+    // or an unusable accelerator are this server's trouble.
+    if (!streaming && e.code() == ErrorCode::invalid_argument) return send_error(writer, e);
     if (!streaming) return send_error(writer, 503, "unavailable", e.what(), false);
     result.status = engine::RunStatus::internal_error;
     result.error = e.what();

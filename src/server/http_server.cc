@@ -11,7 +11,9 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http.hpp>
+#include <system_error>
 #include <thread>
 
 #include "common/error.h"
@@ -26,10 +28,14 @@ using Socket = asio::local::stream_protocol::socket;
 
 namespace {
 
+// Every write has a deadline: a client that stops reading is cut off (its
+// write fails, and a streamed run is cancelled) instead of holding the thread.
 template <typename Stream>
 class BeastWriter final : public ResponseWriter {
  public:
-  BeastWriter(Stream& socket, bool keep_alive) : socket_(socket), keep_alive_(keep_alive) {}
+  // `fd`: the connection as the server registered it (deadlines are kept by it).
+  BeastWriter(Stream& socket, bool keep_alive, HttpServer& server, int fd)
+      : socket_(socket), keep_alive_(keep_alive), server_(server), fd_(fd) {}
 
   void send(int status, const std::string& content_type, const std::string& body) override {
     http::response<http::string_body> response{static_cast<http::status>(status), 11};
@@ -39,6 +45,7 @@ class BeastWriter final : public ResponseWriter {
     response.body() = body;
     response.prepare_payload();
     beast::error_code ignored;
+    Deadline deadline(*this);
     http::write(socket_, response, ignored);
     done_ = true;
   }
@@ -51,6 +58,7 @@ class BeastWriter final : public ResponseWriter {
     response.chunked(true);
     http::response_serializer<http::empty_body> serializer{response};
     beast::error_code error;
+    Deadline deadline(*this);
     http::write_header(socket_, serializer, error);
     client_gone_ = static_cast<bool>(error);
   }
@@ -58,6 +66,7 @@ class BeastWriter final : public ResponseWriter {
   bool write_chunk(const std::string& data) override {
     if (client_gone_) return false;
     beast::error_code error;
+    Deadline deadline(*this);
     asio::write(socket_, http::make_chunk(asio::buffer(data)), error);
     client_gone_ = static_cast<bool>(error);
     return !client_gone_;
@@ -66,6 +75,7 @@ class BeastWriter final : public ResponseWriter {
   void end_stream() override {
     if (!client_gone_) {
       beast::error_code ignored;
+      Deadline deadline(*this);
       asio::write(socket_, http::make_chunk_last(), ignored);
     }
     done_ = true;
@@ -74,11 +84,33 @@ class BeastWriter final : public ResponseWriter {
   bool done() const { return done_; }
 
  private:
+  struct Deadline {
+    explicit Deadline(BeastWriter& writer) : writer_(writer) {
+      writer_.server_.arm_deadline(writer_.fd_, writer_.server_.limits().write);
+    }
+    ~Deadline() { writer_.server_.disarm_deadline(writer_.fd_); }
+    BeastWriter& writer_;
+  };
+
   Stream& socket_;
   bool keep_alive_;
+  HttpServer& server_;
+  int fd_;
   bool client_gone_ = false;
   bool done_ = false;
 };
+
+// Refuses a connection beyond the cap without giving it a thread: one small
+// answer that fits the socket buffer, never waited on.
+void refuse_busy(int fd) {
+  static const std::string body =
+      R"({"error":{"code":"overloaded","message":"too many connections to airlockd; try again","retryable":true}})";
+  static const std::string response =
+      "HTTP/1.1 503 Service Unavailable\r\nServer: airlockd\r\nContent-Type: application/json\r\n"
+      "Connection: close\r\nRetry-After: 1\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  ::send(fd, response.data(), response.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
 
 // Constant time, so the comparison leaks nothing about the token.
 bool same_secret(const std::string& given, const std::string& expected) {
@@ -100,8 +132,8 @@ std::string error_body(const std::string& code, const std::string& message) {
 
 }  // namespace
 
-HttpServer::HttpServer(std::string socket_path, HttpHandler handler)
-    : socket_path_(std::move(socket_path)), handler_(std::move(handler)) {
+HttpServer::HttpServer(std::string socket_path, HttpHandler handler, ConnectionLimits limits)
+    : socket_path_(std::move(socket_path)), handler_(std::move(handler)), limits_(limits) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (socket_path_.size() >= sizeof address.sun_path) {
@@ -132,75 +164,144 @@ HttpServer::~HttpServer() {
 void HttpServer::stop() {
   stopping_ = true;
   std::lock_guard lock(mutex_);
-  for (int fd : open_fds_) ::shutdown(fd, SHUT_RD);
+  for (const auto& [fd, deadline] : open_fds_) ::shutdown(fd, SHUT_RD);
+}
+
+void HttpServer::arm_deadline(int fd, std::chrono::milliseconds within) {
+  std::lock_guard lock(mutex_);
+  if (auto it = open_fds_.find(fd); it != open_fds_.end()) it->second = Clock::now() + within;
+}
+
+void HttpServer::disarm_deadline(int fd) {
+  std::lock_guard lock(mutex_);
+  if (auto it = open_fds_.find(fd); it != open_fds_.end()) it->second = Clock::time_point::max();
+}
+
+void HttpServer::enforce_deadlines() {
+  std::lock_guard lock(mutex_);
+  const auto now = Clock::now();
+  for (auto& [fd, deadline] : open_fds_) {
+    if (deadline > now) continue;
+    // The blocked read or write fails; the connection's thread ends it.
+    ::shutdown(fd, SHUT_RDWR);
+    deadline = Clock::time_point::max();
+  }
+}
+
+void HttpServer::accept_one(int listener, bool tcp) {
+  int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return;
+  if (!tcp) {
+    ucred peer{};
+    socklen_t length = sizeof peer;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) < 0 ||
+        (peer.uid != ::getuid() && peer.uid != 0)) {
+      ::close(fd);
+      return;
+    }
+  }
+  {
+    std::lock_guard lock(mutex_);
+    int& count = tcp ? tcp_connections_ : unix_connections_;
+    if (count >= (tcp ? limits_.max_tcp : limits_.max_unix)) {
+      refuse_busy(fd);
+      ::close(fd);
+      return;
+    }
+    ++count;
+    // Until its head arrives, a new connection has the head's deadline.
+    open_fds_[fd] = Clock::now() + limits_.head;
+  }
+  try {
+    std::thread([this, fd, tcp] {
+      try {
+        handle_connection(fd, tcp);
+      } catch (...) {
+      }
+      std::lock_guard lock(mutex_);
+      // Closed only now, under the lock, so stop() never shuts a reused number.
+      open_fds_.erase(fd);
+      ::close(fd);
+      --(tcp ? tcp_connections_ : unix_connections_);
+      idle_.notify_all();
+    }).detach();
+  } catch (const std::system_error&) {
+    // No thread to be had: this connection is refused, the server goes on.
+    std::lock_guard lock(mutex_);
+    open_fds_.erase(fd);
+    refuse_busy(fd);
+    ::close(fd);
+    --(tcp ? tcp_connections_ : unix_connections_);
+  }
 }
 
 void HttpServer::serve() {
   while (!stopping_) {
     pollfd listeners[2] = {{listener_.get(), POLLIN, 0}, {tcp_listener_.get(), POLLIN, 0}};
-    if (::poll(listeners, 2, 100) <= 0) continue;
+    const int ready = ::poll(listeners, 2, 100);
+    enforce_deadlines();
+    if (ready <= 0) continue;
     for (int which = 0; which < 2; ++which) {
-      if (!(listeners[which].revents & POLLIN)) continue;
-      const bool tcp = which == 1;
-      int fd = ::accept4(listeners[which].fd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) continue;
-      if (!tcp) {
-        ucred peer{};
-        socklen_t length = sizeof peer;
-        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) < 0 ||
-            (peer.uid != ::getuid() && peer.uid != 0)) {
-          ::close(fd);
-          continue;
-        }
-      }
-      {
-        std::lock_guard lock(mutex_);
-        ++connections_;
-        open_fds_.insert(fd);
-      }
-      std::thread([this, fd, tcp] {
-        try {
-          handle_connection(fd, tcp);
-        } catch (...) {
-        }
-        std::lock_guard lock(mutex_);
-        // Closed only now, under the lock, so stop() never shuts a reused number.
-        open_fds_.erase(fd);
-        ::close(fd);
-        --connections_;
-        idle_.notify_all();
-      }).detach();
+      if (listeners[which].revents & POLLIN) accept_one(listeners[which].fd, which == 1);
     }
   }
   std::unique_lock lock(mutex_);
-  idle_.wait(lock, [this] { return connections_ == 0; });
+  // Draining connections keep their deadlines: a stalled writer cannot hold the exit.
+  while (unix_connections_ + tcp_connections_ > 0) {
+    idle_.wait_for(lock, std::chrono::milliseconds(100));
+    lock.unlock();
+    enforce_deadlines();
+    lock.lock();
+  }
 }
 
 template <typename Stream>
-void HttpServer::serve_stream(Stream& socket, bool needs_token) {
+void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
   beast::flat_buffer buffer;
-  for (;;) {
+  for (bool first = true;; first = false) {
     RequestParser parser;
     apply_request_limits(parser);
     beast::error_code error;
-    http::read(socket, buffer, parser, error);
-    if (error == http::error::body_limit) {
-      BeastWriter<Stream> writer(socket, false);
+    // The first head was given its deadline at accept; later ones wait at most `idle`.
+    if (!first) arm_deadline(fd, limits_.idle);
+    http::read_header(socket, buffer, parser, error);
+    if (error == http::error::header_limit) {
+      BeastWriter<Stream> writer(socket, false, *this, fd);
+      writer.send(431, "application/json", error_body("too_large", "request head exceeds 16 KiB"));
+      return;
+    }
+    // Beast refuses a Content-Length beyond the body limit with the head.
+    const bool announced_too_large = error == http::error::body_limit;
+    if (error && !announced_too_large) return;  // closed, timed out, or not HTTP
+    // Nothing of the body is read for a caller that has not shown the token.
+    if (needs_token &&
+        !same_secret(std::string(parser.get()[http::field::authorization]), "Bearer " + token_)) {
+      BeastWriter<Stream> writer(socket, false, *this, fd);
+      writer.send(401, "application/json", error_body("unauthorized", "missing or wrong bearer token"));
+      return;
+    }
+    arm_deadline(fd, limits_.body);
+    if (!announced_too_large && beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::write(socket, asio::buffer(kContinue.data(), kContinue.size()), error);
+      if (error) return;
+    }
+    // A body announced too large is refused before a byte of it is read.
+    if (!announced_too_large) http::read(socket, buffer, parser, error);
+    disarm_deadline(fd);
+    if (announced_too_large || error == http::error::body_limit) {
+      BeastWriter<Stream> writer(socket, false, *this, fd);
       writer.send(
           413, "application/json",
           error_body("too_large", "request body exceeds " + std::to_string(kMaxBodyBytes) + " bytes"));
       return;
     }
-    if (error) return;  // closed, or not HTTP
+    if (error) return;
     auto& message = parser.get();
     HttpRequest request = to_http_request(message);
     request.client_fd = socket.native_handle();
     const bool keep_alive = message.keep_alive() && !stopping_;
-    BeastWriter<Stream> writer(socket, keep_alive);
-    if (needs_token && !same_secret(request.authorization, "Bearer " + token_)) {
-      writer.send(401, "application/json", error_body("unauthorized", "missing or wrong bearer token"));
-      return;
-    }
+    BeastWriter<Stream> writer(socket, keep_alive, *this, fd);
     handler_(request, writer);
     if (!writer.done()) writer.send(500, "application/json", error_body("internal", "no response"));
     if (!keep_alive) return;
@@ -214,10 +315,10 @@ void HttpServer::handle_connection(int fd, bool tcp) {
   if (own < 0) return;
   if (tcp) {
     asio::ip::tcp::socket socket(context, asio::ip::tcp::v4(), own);
-    serve_stream(socket, true);
+    serve_stream(socket, fd, true);
   } else {
     Socket socket(context, asio::local::stream_protocol(), own);
-    serve_stream(socket, false);
+    serve_stream(socket, fd, false);
   }
 }
 

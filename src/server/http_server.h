@@ -1,10 +1,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
-#include <set>
 #include <string>
 
 #include "common/unique_fd.h"
@@ -33,15 +34,29 @@ class ResponseWriter {
 
 using HttpHandler = std::function<void(const HttpRequest&, ResponseWriter&)>;
 
-// HTTP/1.1 on a Unix socket (Boost.Beast), a thread per connection. The
-// socket is created mode 0600 and each connection's peer credentials are
-// checked: only this process's uid (or root) is served. Optionally also TCP
-// on loopback, where a bearer token takes the place of peer credentials.
+// What a connection may cost the server before it has earned more: every
+// read and write has a deadline (a peer that stops sending or reading is
+// cut off), and connections beyond a cap are refused at once with 503.
+struct ConnectionLimits {
+  int max_unix = 64;                                           // concurrent connections on the Unix socket
+  int max_tcp = 32;                                            // concurrent connections on the TCP listener
+  std::chrono::milliseconds head = std::chrono::seconds(10);   // to send a request's head
+  std::chrono::milliseconds body = std::chrono::seconds(30);   // to send its body
+  std::chrono::milliseconds idle = std::chrono::seconds(60);   // between requests on a kept-alive connection
+  std::chrono::milliseconds write = std::chrono::seconds(10);  // for each response write to complete
+};
+
+// HTTP/1.1 on a Unix socket (Boost.Beast), a thread per connection up to
+// the caps of ConnectionLimits. The socket is created mode 0600 and each
+// connection's peer credentials are checked: only this process's uid (or
+// root) is served. Optionally also TCP on loopback, where a bearer token
+// takes the place of peer credentials; it is checked on the request's head,
+// before any body is read.
 class HttpServer {
  public:
   static constexpr size_t kMaxBodyBytes = 2 << 20;
 
-  HttpServer(std::string socket_path, HttpHandler handler);
+  HttpServer(std::string socket_path, HttpHandler handler, ConnectionLimits limits = {});
   ~HttpServer();
 
   // Also serves TCP on loopback; every request there must carry
@@ -50,21 +65,34 @@ class HttpServer {
   void serve();  // returns after stop() once every connection has finished
   void stop();   // stops accepting; in-flight requests finish
 
+  // Cuts the connection on `fd` off if it is still busy `within` from now
+  // (one read or write); disarm() ends the wait. For the connection's own thread.
+  void arm_deadline(int fd, std::chrono::milliseconds within);
+  void disarm_deadline(int fd);
+  const ConnectionLimits& limits() const { return limits_; }
+
  private:
+  using Clock = std::chrono::steady_clock;
   void handle_connection(int fd, bool tcp);
   template <typename Stream>
-  void serve_stream(Stream& socket, bool needs_token);
+  void serve_stream(Stream& socket, int fd, bool needs_token);
+  void accept_one(int listener, bool tcp);
+  void enforce_deadlines();
 
   std::string socket_path_;
   HttpHandler handler_;
   UniqueFd listener_;
   UniqueFd tcp_listener_;
   std::string token_;
+  ConnectionLimits limits_;
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::condition_variable idle_;
-  int connections_ = 0;
-  std::set<int> open_fds_;  // shut for reading on stop(), so idle keep-alive readers end
+  int unix_connections_ = 0;
+  int tcp_connections_ = 0;
+  // Every open connection and the moment it is cut off (max: none). All are
+  // shut for reading on stop(), so idle keep-alive readers end.
+  std::map<int, Clock::time_point> open_fds_;
 };
 
 }  // namespace airlock::server

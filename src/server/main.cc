@@ -1,6 +1,7 @@
 // airlockd: the Airlock daemon. Serves docs/api.yaml over a Unix socket and
 // keeps warm pools of template clones so a request finds a VM waiting.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/unique_fd.h"
 #include "engine/engine.h"
 #include "engine/languages.h"
 #include "engine/paths.h"
@@ -31,6 +33,8 @@ struct Options {
   int max_concurrent = 4;
   int max_queued = 16;
   int queue_timeout_s = 10;
+  int max_connections = 64;
+  int io_timeout_s = 10;
   std::string listen;      // host:port on loopback, optional
   std::string token_file;  // required with listen
   bool allow_weak_isolation = false;
@@ -39,14 +43,28 @@ struct Options {
   std::vector<std::string> mount_roots;
 };
 
+// The token is checked on the file read, not on a path looked up again.
 std::string read_token(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) throw_errno("open", path);
   struct stat info {};
-  if (::stat(path.c_str(), &info) < 0) throw_errno("stat", path);
+  if (::fstat(fd.get(), &info) < 0) throw_errno("fstat", path);
+  if (!S_ISREG(info.st_mode))
+    throw Error(ErrorCode::invalid_argument, "token file " + path + " is not a regular file");
+  if (info.st_uid != ::geteuid()) {
+    throw Error(ErrorCode::invalid_argument,
+                "token file " + path + " belongs to uid " + std::to_string(info.st_uid) +
+                    ", not to airlockd's user (uid " + std::to_string(::geteuid()) +
+                    "); anyone who owns it can change it");
+  }
   if (info.st_mode & 077) {
     throw Error(ErrorCode::invalid_argument,
                 "token file " + path + " is readable by others; make it owner-only (chmod 600)");
   }
-  std::string token = read_file(path, 4096);
+  std::string token(4096, '\0');
+  ssize_t n = ::read(fd.get(), token.data(), token.size());
+  if (n < 0) throw_errno("read", path);
+  token.resize(static_cast<size_t>(n));
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
   return token;
 }
@@ -89,10 +107,17 @@ int serve(const Options& options) {
     api.add_pool(profile, options.pool_size);
   }
   const std::string socket_path = options.socket.empty() ? default_socket() : options.socket;
-  server::HttpServer server(socket_path,
-                            [&api](const server::HttpRequest& request, server::ResponseWriter& writer) {
-                              api.handle(request, writer);
-                            });
+  server::ConnectionLimits limits;
+  limits.max_unix = limits.max_tcp = options.max_connections;
+  limits.head = limits.write = std::chrono::seconds(options.io_timeout_s);
+  limits.body = 3 * limits.head;
+  limits.idle = 6 * limits.head;
+  server::HttpServer server(
+      socket_path,
+      [&api](const server::HttpRequest& request, server::ResponseWriter& writer) {
+        api.handle(request, writer);
+      },
+      limits);
   if (!options.listen.empty()) {
     if (options.token_file.empty()) throw Error(ErrorCode::invalid_argument, "--listen needs --token-file");
     const size_t colon = options.listen.rfind(':');
@@ -156,6 +181,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   app.add_option("--queue-timeout", options.queue_timeout_s, "Seconds a request may wait for a slot")
+      ->check(CLI::Range(1, 300))
+      ->capture_default_str();
+  app.add_option("--max-connections", options.max_connections,
+                 "Open connections at once, on the Unix socket and on TCP each; more are refused with 503")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--io-timeout", options.io_timeout_s,
+                 "Seconds a client may take to send a request's head or to take each part of a response "
+                 "(3x for a body, 6x idle between requests); slower ones are disconnected")
       ->check(CLI::Range(1, 300))
       ->capture_default_str();
   try {

@@ -53,7 +53,8 @@ void make_empty_layer(const std::string& base, const std::string& base_format, c
 namespace {
 
 // Everything QEMU opens by path for this VM, and the sizes its limits follow.
-jail::JailPlan jail_plan(const VmConfig& config, const std::string& overlay) {
+// `overlay_fd`: the overlay this backend made, opened.
+jail::JailPlan jail_plan(const VmConfig& config, const std::string& overlay, int overlay_fd) {
   jail::JailPlan plan;
   plan.name = config.name;
   plan.work_dir = config.work_dir;
@@ -63,22 +64,23 @@ jail::JailPlan jail_plan(const VmConfig& config, const std::string& overlay) {
   if (!config.kernel.initramfs.empty()) plan.read_only_files.push_back(config.kernel.initramfs);
   plan.max_file_bytes = static_cast<uint64_t>(config.memory_mb) << 20;
   if (!overlay.empty()) {
-    plan.writable_files.push_back(overlay);
+    plan.writable_files.push_back({overlay, overlay_fd});
     for (const auto& image : backing_chain(config.rootfs)) plan.read_only_files.push_back(image);
     plan.max_file_bytes = std::max(plan.max_file_bytes, virtual_disk_size(overlay));
   }
   if (config.memory_file) {
-    // QEMU opens the RAM file read-write even for a private mapping (7.2 has
-    // no "rom" mode). A template's file does not exist yet: it is made here,
-    // so that the jail can bind it.
-    if (config.memory_file->shared) {
-      UniqueFd ram(::open(config.memory_file->path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-      if (!ram) throw_errno("open", config.memory_file->path);
-    }
-    plan.writable_files.push_back(config.memory_file->path);
+    // The owner of the RAM file (the template store) made and checked it;
+    // only a template's, written through a shared mapping, goes to the VMM uid.
+    const MemoryFileSpec& memory = *config.memory_file;
+    if (memory.fd < 0) throw Error(ErrorCode::internal, "RAM file " + memory.path + " was not opened");
+    (memory.shared ? plan.writable_files : plan.mapped_files).push_back({memory.path, memory.fd});
   }
   if (config.accel == Accel::kvm) plan.devices.push_back("/dev/kvm");
-  for (const auto& share : config.shared_dirs) plan.read_only_dirs.push_back(share.host_path);
+  for (const auto& share : config.shared_dirs) {
+    if (share.fd < 0)
+      throw Error(ErrorCode::internal, "shared directory " + share.host_path + " was not opened");
+    plan.read_only_dirs.push_back({share.host_path, share.fd});
+  }
   return plan;
 }
 
@@ -193,7 +195,12 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
     }
     spec.drives.push_back({"root", overlay, "qcow2", false, true});
   }
-  const jail::JailPlan plan = jail_plan(config, overlay);
+  UniqueFd overlay_fd;
+  if (!overlay.empty()) {
+    overlay_fd.reset(::open(overlay.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
+    if (!overlay_fd) throw_errno("open", overlay);
+  }
+  const jail::JailPlan plan = jail_plan(config, overlay, overlay_fd.get());
   auto jail = std::make_unique<jail::Jail>(plan, config.skipped_layers);
   spec.sandbox = jail->qemu_sandbox();
   auto [console_host, console_vm] = make_socket_pair();

@@ -23,6 +23,10 @@ struct DriveSpec {
 struct MemoryFileSpec {
   std::string path;
   bool shared = false;
+  // The file, opened and checked by its owner (borrowed, open until the VM
+  // has started): the jail binds this open file at `path`, never whatever
+  // the path names by then.
+  int fd = -1;
 };
 
 // A host directory exported read-only to the guest over virtio-9p; the
@@ -30,6 +34,9 @@ struct MemoryFileSpec {
 struct SharedDirectory {
   std::string host_path;
   std::string tag;
+  // The directory, opened without following symlinks and checked (borrowed,
+  // as MemoryFileSpec::fd): the jail binds this one at `host_path`.
+  int fd = -1;
 };
 
 // Everything that goes on a QEMU command line, as typed fields. The argv is

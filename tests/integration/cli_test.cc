@@ -16,6 +16,7 @@
 #include "engine/template_store.h"
 #include "support/airlock_cli.h"
 #include "support/cli_fixture.h"
+#include "vmm/jail/layer.h"
 
 namespace airlock::testing {
 namespace {
@@ -412,7 +413,7 @@ TEST_F(Cli, CorruptSnapshotIsDetectedDiscardedAndRebuilt) {
   json rebuilt = json::parse(airlock({"run", "--json", "--lang", "shell", "echo three"}, options).out);
   EXPECT_EQ(rebuilt["stdout"], "three\n");
   EXPECT_EQ(rebuilt["from_snapshot"], true);
-  engine::TemplateStore(cache.string() + "/templates", "/dev/shm").discard_all();
+  engine::TemplateStore(cache.string() + "/templates", "/dev/shm", vmm::jail::jail_uid()).discard_all();
   fs::remove_all(cache);
 }
 

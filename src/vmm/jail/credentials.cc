@@ -49,8 +49,9 @@ class Credentials final : public Layer {
       struct stat info {};
       if (::stat(device.c_str(), &info) == 0) groups_.push_back(info.st_gid);
     }
+    // Through the open file: a path could by now name something else.
     for (const auto& file : plan.writable_files) {
-      if (::chown(file.c_str(), uid_, gid_) < 0) throw_errno("chown", file);
+      if (::fchown(file.fd, uid_, gid_) < 0) throw_errno("fchown", file.path);
     }
     groups_op_ = "setgroups(" + std::to_string(groups_.size()) + " groups)";
     gid_op_ = "setresgid(" + std::to_string(gid_) + ")";

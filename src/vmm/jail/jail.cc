@@ -59,7 +59,10 @@ Jail::~Jail() {
 }
 
 void Jail::configure(SpawnOptions& options) const {
-  for (const auto& layer : layers_) options.namespaces |= layer->clone_flags();
+  for (const auto& layer : layers_) {
+    options.namespaces |= layer->clone_flags();
+    for (const auto& mapping : layer->inherited_fds()) options.fds.push_back(mapping);
+  }
   options.before_exec = [this]() -> const char* {
     for (const auto& layer : layers_) {
       if (const char* failed = layer->enter()) return failed;

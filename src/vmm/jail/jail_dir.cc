@@ -1,16 +1,23 @@
 // Layer: QEMU's root directory is a jail holding only what it needs. In its
 // private mount namespace the child mounts a small tmpfs on <work dir>/jail,
-// bind-mounts into it read-only /usr (QEMU, its libraries and firmware: Debian
+// attaches into it read-only /usr (QEMU, its libraries and firmware: Debian
 // has merged /usr, so /lib and /bin are symlinks into it) and each file of this
 // VM at the same absolute path it has on the host (so the paths on QEMU's
 // command line and the backing-file names inside qcow2 overlays need no
 // rewriting), then pivots into it and detaches the host's tree.
 //
-// Why bind mounts and not fds passed to QEMU: QEMU 7.2 reads -kernel, -initrd,
+// Why mounts and not fds passed to QEMU: QEMU 7.2 reads -kernel, -initrd,
 // backing images named inside a qcow2 file and memory-backend-file by path;
-// only some of those accept /dev/fdset. Binding each file keeps one mechanism
+// only some of those accept /dev/fdset. Mounting each file keeps one mechanism
 // for all of them. The mounts exist only in QEMU's namespace and vanish with
 // it: nothing on the host to clean up but the empty mount-point directory.
+//
+// Why open_tree here and move_mount in the child: a bind mount by path would
+// mount whatever the path names at that moment, and a file the engine opened
+// and checked cannot be bind-mounted through /proc/self/fd from the child's
+// new mount namespace (the kernel refuses a source outside the caller's
+// namespace). open_tree(OPEN_TREE_CLONE) on the open file makes a detached
+// mount of exactly that file in the parent; the child only attaches it.
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -21,14 +28,29 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "vmm/jail/layer.h"
 
 namespace airlock::vmm::jail {
 
 namespace {
 
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+// Descriptors of the detached mounts are inherited by the child at these numbers.
+constexpr int kFirstTreeFd = 100;
+
 struct Bind {
-  std::string source;
+  UniqueFd tree;  // the detached mount (open_tree), held until the jail goes
+  int child_fd = -1;
   std::string target;  // inside the jail root
   bool directory = false;
   unsigned long flags = 0;  // applied by the read-only/nosuid remount
@@ -66,10 +88,17 @@ class JailDir final : public Layer {
         dirs.insert(root_ + path.substr(0, slash));
       }
     };
-    auto add_bind = [&](const std::string& path, bool directory, unsigned long flags) {
+    // `fd`: the file as opened and checked by the engine; -1: the path (ours, trusted).
+    auto add_bind = [&](const std::string& path, bool directory, unsigned long flags, int fd = -1) {
       add_parents(path);
       if (directory) dirs.insert(root_ + path);
-      binds_.push_back({path, root_ + path, directory, flags, "bind-mount \"" + path + "\" into the jail"});
+      UniqueFd tree(
+          fd >= 0 ? ::syscall(SYS_open_tree, fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)
+                  : ::syscall(SYS_open_tree, AT_FDCWD, path.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+      if (!tree) throw_errno("open_tree", path);
+      const int child_fd = kFirstTreeFd + static_cast<int>(binds_.size());
+      binds_.push_back(
+          {std::move(tree), child_fd, root_ + path, directory, flags, "attach \"" + path + "\" in the jail"});
     };
     add_bind("/usr", true, kReadOnly);
     for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
@@ -88,13 +117,19 @@ class JailDir final : public Layer {
     for (const auto& file : plan.read_only_files) {
       if (!covered(file)) add_bind(file, false, kReadOnly);
     }
-    for (const auto& file : plan.writable_files) add_bind(file, false, kWritable);
-    // Only the shared directory itself: nothing beside it, nothing mounted below it.
-    for (const auto& dir : plan.read_only_dirs) {
-      if (!covered(dir)) add_bind(dir, true, kReadOnly | MS_NOEXEC);
-    }
+    for (const auto& file : plan.writable_files) add_bind(file.path, false, kWritable, file.fd);
+    for (const auto& file : plan.mapped_files) add_bind(file.path, false, kWritable, file.fd);
+    // Only the shared directory itself (open_tree without AT_RECURSIVE):
+    // nothing beside it, nothing mounted below it.
+    for (const auto& dir : plan.read_only_dirs) add_bind(dir.path, true, kReadOnly | MS_NOEXEC, dir.fd);
     for (const auto& device : plan.devices) add_bind(device, false, kDevice);
     dirs_.assign(dirs.begin(), dirs.end());  // a set sorts parents before children
+  }
+
+  std::vector<std::pair<int, int>> inherited_fds() const override {
+    std::vector<std::pair<int, int>> fds;
+    for (const auto& bind : binds_) fds.emplace_back(bind.child_fd, bind.tree.get());
+    return fds;
   }
 
   ~JailDir() override {
@@ -121,10 +156,12 @@ class JailDir final : public Layer {
         if (fd < 0) return bind.op.c_str();
         ::close(fd);
       }
-      if (::mount(bind.source.c_str(), bind.target.c_str(), nullptr, MS_BIND, nullptr) < 0 ||
+      if (::syscall(SYS_move_mount, bind.child_fd, "", AT_FDCWD, bind.target.c_str(),
+                    MOVE_MOUNT_F_EMPTY_PATH) < 0 ||
           ::mount(nullptr, bind.target.c_str(), nullptr, MS_REMOUNT | MS_BIND | bind.flags, nullptr) < 0) {
         return bind.op.c_str();
       }
+      ::close(bind.child_fd);  // not close-on-exec in the child: QEMU must not inherit it
     }
     // The jail's own skeleton is read-only too.
     if (::mount(nullptr, root_.c_str(), nullptr, MS_REMOUNT | MS_BIND | kReadOnly | MS_NOEXEC, nullptr) < 0) {

@@ -7,19 +7,33 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace airlock::vmm::jail {
+
+// A file or directory QEMU opens by `path`, already opened (and checked) by
+// the engine: the jail binds the open file at that path and gives it to the
+// VMM uid through the descriptor, so a path swapped for a symlink after the
+// check changes nothing. `fd` is borrowed and must stay open until the Jail
+// is constructed.
+struct OpenedPath {
+  std::string path;
+  int fd = -1;
+};
 
 // What one QEMU process needs from its jail: the files it opens by path and
 // the sizes its limits are derived from. Built by the backend from a VmConfig.
 struct JailPlan {
   std::string name;                          // unique among live VMs of this host (cgroup name)
   std::string work_dir;                      // the VM's private directory; the jail root is made in it
-  std::vector<std::string> read_only_files;  // kernel, initramfs, backing images
-  std::vector<std::string> writable_files;   // overlay, RAM file
-  std::vector<std::string> read_only_dirs;   // shared directories (virtio-9p exports)
-  std::vector<std::string> devices;          // e.g. /dev/kvm
+  std::vector<std::string> read_only_files;  // kernel, initramfs, backing images (the operator's cache)
+  std::vector<OpenedPath> writable_files;    // overlay, a template's RAM file: given to the VMM uid
+  // A template's RAM file that a clone maps copy-on-write: bound writable
+  // (QEMU 7.2 opens it read-write even for a private mapping), never chowned.
+  std::vector<OpenedPath> mapped_files;
+  std::vector<OpenedPath> read_only_dirs;  // shared directories (virtio-9p exports)
+  std::vector<std::string> devices;        // e.g. /dev/kvm
   int vcpus = 1;
   int memory_mb = 256;
   uint64_t max_file_bytes = 0;  // the largest file QEMU may need to write
@@ -46,6 +60,9 @@ class Layer {
   virtual const char* enter() const noexcept = 0;
   // CLONE_NEW* flags the child must be created with.
   virtual uint64_t clone_flags() const { return 0; }
+  // Descriptors enter() uses, as {number in the child, descriptor here}
+  // (SpawnOptions::fds); enter() closes them before QEMU starts.
+  virtual std::vector<std::pair<int, int>> inherited_fds() const { return {}; }
   // The value of QEMU's -sandbox option, if this layer uses it.
   virtual std::string qemu_sandbox() const { return {}; }
 };
