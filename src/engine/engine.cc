@@ -115,10 +115,11 @@ bool can_use_prestarted(const Language& language, const RunRequest& request) {
   return true;
 }
 
-RunResult classify(const ExecOutcome& outcome, const protocol::Exec& exec) {
+// Moves the output out of `outcome`: up to 64 MiB per stream is not copied.
+RunResult classify(ExecOutcome& outcome, const protocol::Exec& exec) {
   RunResult result;
-  result.stdout_data = outcome.stdout_data;
-  result.stderr_data = outcome.stderr_data;
+  result.stdout_data = std::move(outcome.stdout_data);
+  result.stderr_data = std::move(outcome.stderr_data);
   const auto* report = outcome.report ? &*outcome.report : nullptr;
   result.stdout_truncated = outcome.stdout_truncated || (report && report->stdout_truncated);
   result.stderr_truncated = outcome.stderr_truncated || (report && report->stderr_truncated);

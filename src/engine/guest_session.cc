@@ -253,6 +253,10 @@ ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource&
     const size_t room = kept.size() < limit ? static_cast<size_t>(limit - kept.size()) : 0;
     std::string_view accepted = bytes.substr(0, room);
     if (!accepted.empty()) {
+      // Room for all the limit allows at once: appending would double the
+      // buffer as it grows, twice the output in memory. (Pages of the room
+      // never written are never touched.)
+      if (kept.empty()) kept.reserve(static_cast<size_t>(std::min<uint64_t>(limit, 64 << 20)));
       kept.append(accepted);
       if (sink) is_stdout ? sink->on_stdout(accepted) : sink->on_stderr(accepted);
     }

@@ -46,23 +46,43 @@ std::string base64_encode(std::string_view bytes) {
 
 namespace {
 
-void put_output(json& object, const char* name, const std::string& bytes) {
-  const bool text = is_valid_utf8(bytes);
-  object[name] = text ? bytes : base64_encode(bytes);
-  object[std::string(name) + "_encoding"] = text ? "utf-8" : "base64";
+// The size of `bytes` as a JSON string's contents (nlohmann's escaping).
+size_t escaped_size(std::string_view bytes) {
+  size_t size = 0;
+  for (unsigned char c : bytes) {
+    if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') {
+      size += 2;
+    } else {
+      size += c < 0x20 ? 6 : 1;
+    }
+  }
+  return size;
+}
+
+void put_output(json& object, const char* name, std::string bytes) {
+  EncodedOutput encoded = encode_output(std::move(bytes));
+  object[name] = std::move(encoded.data);
+  object[std::string(name) + "_encoding"] = encoded.encoding;
 }
 
 json optional_int(const std::optional<int>& value) { return value ? json(*value) : json(nullptr); }
 
 }  // namespace
 
-json to_json(const RunResult& result) {
+EncodedOutput encode_output(std::string bytes) {
+  // Newlines, tabs and quotes cost 2 each: any text stays text. Other control
+  // bytes cost 6: output made of them goes as base64 (4/3).
+  if (is_valid_utf8(bytes) && escaped_size(bytes) <= 2 * bytes.size()) return {std::move(bytes), "utf-8"};
+  return {base64_encode(bytes), "base64"};
+}
+
+json to_json(RunResult result) {
   json object;
   object["status"] = std::string(to_string(result.status));
   object["exit_code"] = optional_int(result.exit_code);
   object["signal"] = optional_int(result.signal);
-  put_output(object, "stdout", result.stdout_data);
-  put_output(object, "stderr", result.stderr_data);
+  put_output(object, "stdout", std::move(result.stdout_data));
+  put_output(object, "stderr", std::move(result.stderr_data));
   object["stdout_truncated"] = result.stdout_truncated;
   object["stderr_truncated"] = result.stderr_truncated;
   object["timing"] = {{"setup_ms", result.timing.setup_ms},

@@ -44,10 +44,21 @@ struct RunResult {
   std::vector<std::string> network_denied;
 };
 
-// The `--json` / API form. Output bytes are carried exactly: as a string when
-// they are valid UTF-8 (`stdout_encoding: "utf-8"`), else base64
-// (`stdout_encoding: "base64"`).
-nlohmann::json to_json(const RunResult& result);
+// Output bytes as the API carries them, exactly: the bytes themselves
+// (`"utf-8"`) when they are valid UTF-8 and escaping them as a JSON string at
+// most doubles them (any text: newlines, tabs and quotes cost 2), else their
+// base64 (`"base64"`). Either way what is sent is at most twice the bytes
+// (+4): output made of control bytes (6 each when escaped) cannot blow a
+// response up.
+struct EncodedOutput {
+  std::string data;
+  const char* encoding;
+};
+EncodedOutput encode_output(std::string bytes);
+
+// The `--json` / API form; output as encode_output says. Takes the result by
+// value: a caller done with it moves it in, and its output is not copied.
+nlohmann::json to_json(RunResult result);
 
 // The CLI's exit code for a result: the program's own code; 128+signal when
 // killed by a signal; 124 timeout; 137 oom; 125 output_limit / internal_error.

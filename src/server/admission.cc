@@ -26,4 +26,17 @@ std::optional<Admission::Ticket> Admission::enter() {
   return Ticket(this);
 }
 
+ByteBudget::Reservation::~Reservation() {
+  if (!owner_) return;
+  std::lock_guard lock(owner_->mutex_);
+  owner_->used_ -= bytes_;
+}
+
+std::optional<ByteBudget::Reservation> ByteBudget::reserve(uint64_t bytes) {
+  std::lock_guard lock(mutex_);
+  if (bytes > total_ - used_) return std::nullopt;
+  used_ += bytes;
+  return Reservation(this, bytes);
+}
+
 }  // namespace airlock::server

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -38,6 +39,36 @@ class Admission {
   std::condition_variable freed_;
   int running_ = 0;
   int queued_ = 0;
+};
+
+// Bytes of run output the daemon may hold at once, across all requests. A run
+// reserves what its output can cost before it starts (Api::output_cost) and
+// gives it back once its response is written; a run that does not fit is
+// refused (HTTP 429, retryable), so the daemon's memory for output has a
+// stated bound however many callers ask for large limits.
+class ByteBudget {
+ public:
+  class Reservation {
+   public:
+    Reservation(ByteBudget* owner, uint64_t bytes) : owner_(owner), bytes_(bytes) {}
+    Reservation(Reservation&& other) noexcept
+        : owner_(std::exchange(other.owner_, nullptr)), bytes_(other.bytes_) {}
+    Reservation& operator=(Reservation&&) = delete;
+    ~Reservation();
+
+   private:
+    ByteBudget* owner_;
+    uint64_t bytes_;
+  };
+
+  explicit ByteBudget(uint64_t total) : total_(total) {}
+  std::optional<Reservation> reserve(uint64_t bytes);
+  uint64_t total() const { return total_; }
+
+ private:
+  const uint64_t total_;
+  std::mutex mutex_;
+  uint64_t used_ = 0;
 };
 
 }  // namespace airlock::server

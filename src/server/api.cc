@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "engine/languages.h"
+#include "server/event_stream.h"
 #include "server/request_parsing.h"
 
 namespace airlock::server {
@@ -19,6 +20,26 @@ namespace {
 
 std::string dump(const json& document) {
   return document.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// dump() into a string with room for `expected` bytes from the start: a
+// response carrying megabytes of output is not built by doubling a buffer.
+std::string dump_reserved(const json& document, size_t expected) {
+  std::string out;
+  out.reserve(expected);
+  nlohmann::detail::serializer<json> serializer(nlohmann::detail::output_adapter<char>(out), ' ',
+                                                json::error_handler_t::replace);
+  serializer.dump(document, false, false, 0);
+  return out;
+}
+
+// A run result as the API sends it, its output moved, not copied.
+std::string result_body(engine::RunResult result) {
+  json document = engine::to_json(std::move(result));
+  // Text output escapes to at most twice its size (engine::encode_output).
+  const size_t output = document["stdout"].get_ref<const std::string&>().size() +
+                        document["stderr"].get_ref<const std::string&>().size();
+  return dump_reserved(document, 2 * output + 4096);
 }
 
 // One table from error to HTTP status and API error code.
@@ -48,26 +69,29 @@ void send_error(ResponseWriter& writer, const Error& error) {
   send_error(writer, mapped.status, mapped.code, error.what(), mapped.retryable);
 }
 
-json output_event(const char* stream, std::string_view bytes) {
-  const bool text = engine::is_valid_utf8(bytes);
-  return {{"type", stream},
-          {"data", text ? std::string(bytes) : engine::base64_encode(bytes)},
-          {"encoding", text ? "utf-8" : "base64"}};
-}
-
-// Streams output as NDJSON events; a client that goes away cancels the run.
-class NdjsonSink final : public engine::OutputSink {
+// Cancels a run when its client hangs up, until it goes out of scope.
+class HangupWatch {
  public:
-  NdjsonSink(ResponseWriter& writer, const engine::CancelToken& cancel) : writer_(writer), cancel_(cancel) {}
-  void on_stdout(std::string_view bytes) override { emit(output_event("stdout", bytes)); }
-  void on_stderr(std::string_view bytes) override { emit(output_event("stderr", bytes)); }
+  HangupWatch(int client_fd, const engine::CancelToken& cancel)
+      : watcher_([this, client_fd, &cancel] {
+          pollfd fds[2] = {{client_fd, POLLRDHUP, 0}, {over_.fd(), POLLIN, 0}};
+          while (client_fd >= 0 && ::poll(fds, 2, -1) >= 0 && !fds[1].revents) {
+            if (fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+              cancel.cancel();
+              return;
+            }
+          }
+        }) {}
+  ~HangupWatch() {
+    over_.cancel();
+    watcher_.join();
+  }
+  HangupWatch(const HangupWatch&) = delete;
+  HangupWatch& operator=(const HangupWatch&) = delete;
 
  private:
-  void emit(const json& event) {
-    if (!writer_.write_chunk(dump(event) + "\n")) cancel_.cancel();
-  }
-  ResponseWriter& writer_;
-  const engine::CancelToken& cancel_;
+  engine::CancelToken over_;  // declared before the thread that polls it
+  std::thread watcher_;
 };
 
 json pool_json(const engine::PoolStats& stats) {
@@ -89,8 +113,13 @@ json pool_json(const engine::PoolStats& stats) {
 
 }  // namespace
 
-Api::Api(engine::Engine& engine, Admission& admission, Metrics& metrics, const std::string& accel)
-    : engine_(engine), admission_(admission), metrics_(metrics), accel_(accel) {}
+Api::Api(engine::Engine& engine, Admission& admission, ByteBudget& output_budget, Metrics& metrics,
+         const std::string& accel)
+    : engine_(engine),
+      admission_(admission),
+      output_budget_(output_budget),
+      metrics_(metrics),
+      accel_(accel) {}
 
 void Api::add_pool(const engine::Profile& profile, int target) {
   std::lock_guard lock(pools_mutex_);
@@ -139,11 +168,28 @@ void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
   }
 }
 
+uint64_t Api::output_cost(const engine::RunRequest& request, bool streaming) {
+  // Kept as it arrives, then encoded (at most twice its size) while the
+  // encoding is written into the response: three times the limits.
+  return 3 * (request.stdout_limit + request.stderr_limit) + (streaming ? EventStream::kDefaultMaxBytes : 0);
+}
+
 void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   const auto started = SteadyClock::now();
   engine::RunRequest request = parse_run_request(http_request.body);
   engine_.check_request(request);  // refused before the response (or its stream) begins
-  auto ticket = admission_.enter();
+  const bool streaming = http_request.accept.find("application/x-ndjson") != std::string::npos;
+  auto output = output_budget_.reserve(output_cost(request, streaming));
+  if (!output) {
+    metrics_.record_queue_rejection();
+    return send_error(writer, 429, "overloaded",
+                      "the output of the runs in progress fills this airlockd's output budget (" +
+                          std::to_string(output_budget_.total() >> 20) +
+                          " MiB); try again, or ask for smaller "
+                          "stdout_limit/stderr_limit",
+                      true);
+  }
+  std::optional<Admission::Ticket> ticket = admission_.enter();
   if (!ticket) {
     metrics_.record_queue_rejection();
     return send_error(writer, 429, "overloaded", "too many runs in progress and queued; try again", true);
@@ -158,59 +204,52 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   if (pool) lease.emplace(pool->acquire());
 
   engine::CancelToken cancel;
-  const bool streaming = http_request.accept.find("application/x-ndjson") != std::string::npos;
+  std::optional<EventStream> stream;
   std::optional<NdjsonSink> sink;
   if (streaming) {
-    writer.begin_stream(200, "application/x-ndjson");
-    sink.emplace(writer, cancel);
+    stream.emplace(writer, cancel);
+    sink.emplace(*stream);
   }
-  // A client that hangs up cancels its run: no VM keeps working for nobody.
-  engine::CancelToken run_over;  // wakes the watcher when the run is done
-  std::thread hangup_watcher([&cancel, &run_over, fd = http_request.client_fd] {
-    pollfd fds[2] = {{fd, POLLRDHUP, 0}, {run_over.fd(), POLLIN, 0}};
-    while (fd >= 0 && ::poll(fds, 2, -1) >= 0 && !fds[1].revents) {
-      if (fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-        cancel.cancel();
-        return;
-      }
-    }
-  });
-  struct JoinWatcher {
-    engine::CancelToken& run_over;
-    std::thread& watcher;
-    ~JoinWatcher() {
-      run_over.cancel();
-      watcher.join();
-    }
-  } join_watcher{run_over, hangup_watcher};
   engine::RunResult result;
-  try {
-    result = engine_.run(request, sink ? &*sink : nullptr, &cancel,
-                         lease ? lease->take_guest() : std::optional<engine::ReadyGuest>{});
-  } catch (const Error& e) {
-    // A mount that changed since the check is the client's; missing images
-    // or an unusable accelerator are this server's trouble.
-    if (!streaming && e.code() == ErrorCode::invalid_argument) return send_error(writer, e);
-    if (!streaming) return send_error(writer, 503, "unavailable", e.what(), false);
-    result.status = engine::RunStatus::internal_error;
-    result.error = e.what();
+  {
+    // A client that hangs up cancels its run: no VM keeps working for nobody.
+    HangupWatch hangup(http_request.client_fd, cancel);
+    try {
+      result = engine_.run(request, sink ? &*sink : nullptr, &cancel,
+                           lease ? lease->take_guest() : std::optional<engine::ReadyGuest>{});
+    } catch (const Error& e) {
+      // A mount that changed since the check is the client's; missing images
+      // or an unusable accelerator are this server's trouble.
+      if (!streaming && e.code() == ErrorCode::invalid_argument) return send_error(writer, e);
+      if (!streaming) return send_error(writer, 503, "unavailable", e.what(), false);
+      result.status = engine::RunStatus::internal_error;
+      result.error = e.what();
+    }
   }
-  const double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
+  // The run is over (its VM already retiring): its slot is free before the
+  // answer is written, however slowly the client takes it.
+  ticket.reset();
+  lease.reset();
+  record(request, result, SteadyClock::now() - started);
+  std::string body = result_body(std::move(result));
+  if (streaming) {
+    stream->finish(R"({"type":"result","result":)" + body + "}\n");
+  } else {
+    writer.send(200, "application/json", std::move(body));
+  }
+}
+
+void Api::record(const engine::RunRequest& request, const engine::RunResult& result,
+                 SteadyClock::duration took) {
   metrics_.record_run(engine::find_language(request.language).name,
-                      std::string(engine::to_string(result.status)), seconds);
+                      std::string(engine::to_string(result.status)),
+                      std::chrono::duration<double>(took).count());
   metrics_.record_network_denials(result.network_denied.size());
-  if (result.from_snapshot && !result.pool_hit) metrics_.record_restore(result.timing.boot_ms / 1000.0);
   // (Pool clones report their restore time through the pool's callback.)
+  if (result.from_snapshot && !result.pool_hit) metrics_.record_restore(result.timing.boot_ms / 1000.0);
   if (result.status == engine::RunStatus::internal_error &&
       result.error.find("stopped unexpectedly") != std::string::npos) {
     metrics_.record_vm_crash();
-  }
-  json body = engine::to_json(result);
-  if (streaming) {
-    writer.write_chunk(dump({{"type", "result"}, {"result", body}}) + "\n");
-    writer.end_stream();
-  } else {
-    writer.send(200, "application/json", dump(body));
   }
 }
 

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "common/clock.h"
 #include "engine/engine.h"
 #include "engine/warm_pool.h"
 #include "server/admission.h"
@@ -16,7 +17,11 @@ namespace airlock::server {
 // maps the engine's typed errors to HTTP statuses in one table.
 class Api {
  public:
-  Api(engine::Engine& engine, Admission& admission, Metrics& metrics, const std::string& accel);
+  Api(engine::Engine& engine, Admission& admission, ByteBudget& output_budget, Metrics& metrics,
+      const std::string& accel);
+
+  // What a run's output may cost this daemon's memory, at most (ByteBudget).
+  static uint64_t output_cost(const engine::RunRequest& request, bool streaming);
 
   // Creates (or resizes) the warm pool of a profile.
   void add_pool(const engine::Profile& profile, int target);
@@ -26,6 +31,7 @@ class Api {
 
  private:
   void run(const HttpRequest& request, ResponseWriter& writer);
+  void record(const engine::RunRequest& request, const engine::RunResult& result, SteadyClock::duration took);
   void list_pools(ResponseWriter& writer);
   void resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);
   void create_pool(const HttpRequest& request, ResponseWriter& writer);
@@ -35,6 +41,7 @@ class Api {
 
   engine::Engine& engine_;
   Admission& admission_;
+  ByteBudget& output_budget_;
   Metrics& metrics_;
   std::string accel_;
   mutable std::mutex pools_mutex_;

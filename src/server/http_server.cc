@@ -37,12 +37,12 @@ class BeastWriter final : public ResponseWriter {
   BeastWriter(Stream& socket, bool keep_alive, HttpServer& server, int fd)
       : socket_(socket), keep_alive_(keep_alive), server_(server), fd_(fd) {}
 
-  void send(int status, const std::string& content_type, const std::string& body) override {
+  void send(int status, const std::string& content_type, std::string body) override {
     http::response<http::string_body> response{static_cast<http::status>(status), 11};
     response.set(http::field::server, "airlockd");
     response.set(http::field::content_type, content_type);
     response.keep_alive(keep_alive_);
-    response.body() = body;
+    response.body() = std::move(body);
     response.prepare_payload();
     beast::error_code ignored;
     Deadline deadline(*this);

@@ -25,7 +25,8 @@ struct HttpRequest {
 class ResponseWriter {
  public:
   virtual ~ResponseWriter() = default;
-  virtual void send(int status, const std::string& content_type, const std::string& body) = 0;
+  // The body is taken by value: a large one is moved in, never copied.
+  virtual void send(int status, const std::string& content_type, std::string body) = 0;
   virtual void begin_stream(int status, const std::string& content_type) = 0;
   // False once the client has gone away: the handler should stop its work.
   virtual bool write_chunk(const std::string& data) = 0;

@@ -35,6 +35,7 @@ struct Options {
   int queue_timeout_s = 10;
   int max_connections = 64;
   int io_timeout_s = 10;
+  int output_budget_mb = 1024;
   std::string listen;      // host:port on loopback, optional
   std::string token_file;  // required with listen
   bool allow_weak_isolation = false;
@@ -100,7 +101,8 @@ int serve(const Options& options) {
   server::Metrics metrics;
   server::Admission admission(options.max_concurrent, options.max_queued,
                               std::chrono::seconds(options.queue_timeout_s));
-  server::Api api(engine, admission, metrics, accel);
+  server::ByteBudget output_budget(static_cast<uint64_t>(options.output_budget_mb) << 20);
+  server::Api api(engine, admission, output_budget, metrics, accel);
   for (const char* language : {"python", "javascript", "shell"}) {
     engine::Profile profile;
     profile.language = language;
@@ -191,6 +193,11 @@ int main(int argc, char** argv) {
                  "Seconds a client may take to send a request's head or to take each part of a response "
                  "(3x for a body, 6x idle between requests); slower ones are disconnected")
       ->check(CLI::Range(1, 300))
+      ->capture_default_str();
+  app.add_option("--output-budget-mb", options.output_budget_mb,
+                 "Memory all runs in progress may hold for their output together; each reserves 3x its "
+                 "stdout and stderr limits (+8 MiB streamed), and one that does not fit gets 429")
+      ->check(CLI::Range(16, 1 << 20))
       ->capture_default_str();
   try {
     app.parse(argc, argv);

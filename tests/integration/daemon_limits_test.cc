@@ -1,18 +1,22 @@
 // airlockd against callers that never authenticate, send slowly, open
-// connections by the thousand or send oversized heads: each is refused or cut
-// off without a body read, a thread or a buffer of its own, and the Unix
-// socket keeps answering. (No VMs: pools are empty.)
+// connections by the thousand, send oversized heads, stop reading, or ask
+// for output that would blow up in memory: each is refused or cut off
+// without a body read, a thread, a slot or a buffer of its own, and the Unix
+// socket keeps answering. (Pools are empty: the few runs boot clones.)
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/io.h"
 #include "common/unique_fd.h"
@@ -72,12 +76,30 @@ void send_text(int fd, const std::string& text) {
   ASSERT_EQ(::send(fd, text.data(), text.size(), MSG_NOSIGNAL), static_cast<ssize_t>(text.size()));
 }
 
-int thread_count(pid_t pid) {
+UniqueFd connect_unix(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  path.copy(address.sun_path, sizeof address.sun_path - 1);
+  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  return fd;
+}
+
+// A number from /proc/<pid>/status ("Threads", "VmHWM" in KiB).
+long status_field(pid_t pid, const std::string& field) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(status, line);) {
-    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
   }
   return -1;
+}
+int thread_count(pid_t pid) { return static_cast<int>(status_field(pid, "Threads")); }
+
+// The length of what base64 `text` decodes to.
+size_t engine_base64_size(const std::string& text) {
+  size_t padding =
+      text.size() >= 2 && text[text.size() - 2] == '=' ? 2 : (!text.empty() && text.back() == '=');
+  return text.size() / 4 * 3 - padding;
 }
 
 class DaemonLimits : public ::testing::Test {
@@ -181,6 +203,61 @@ TEST_F(DaemonLimits, ATokenFileOfAnotherUserIsRefused) {
   auto result = run_command(argv, daemon_->environment(), std::chrono::seconds(60));
   EXPECT_NE(result.status.exit_code, 0);
   EXPECT_NE(result.output.find("belongs to uid 65534"), std::string::npos) << result.output;
+}
+
+// A streamed run whose client never reads: its events pile up to the stream's
+// bound, the run is cancelled, and its slot (the only one) and VM are free
+// for the next caller, who is served instead of getting 429.
+TEST_F(DaemonLimits, AClientThatStopsReadingKeepsNeitherItsSlotNorItsVm) {
+  start({"--max-concurrent", "1", "--queue-timeout", "120", "--io-timeout", "2"});
+  const std::string body = R"({"language":"shell","code":"yes","timeout_s":60,"stdout_limit":67108864})";
+  UniqueFd stalled = connect_unix(daemon_->socket());
+  send_text(stalled.get(),
+            "POST /v1/run HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\n"
+            "Content-Type: application/json\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n" + body);
+  // ...and never reads a byte of the answer.
+  auto next = daemon_->post("/v1/run", R"({"language":"shell","code":"echo next"})");
+  EXPECT_EQ(next.status, 200) << next.body;
+  EXPECT_NE(next.body.find("next\\n"), std::string::npos) << next.body;
+  EXPECT_NE(next.body.find("\"status\":\"ok\""), std::string::npos) << next.body;
+  // Both VMs are gone (the engine retires them off the request's path).
+  for (int i = 0; i < 100 && !qemu_processes(dir_.string() + "/").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(qemu_processes(dir_.string() + "/").empty()) << "the stalled client's VM is still running";
+}
+
+// 16 MiB of control bytes (6 bytes each as JSON escapes) go as base64, and the
+// daemon's memory for the request stays within the stated 3x its limits.
+TEST_F(DaemonLimits, ControlByteOutputIsSentAsBase64WithinAStatedMemoryBound) {
+  start();
+  const uint64_t limit = 16 << 20;
+  const long peak_before_kib = status_field(daemon_->process().pid(), "VmHWM");
+  auto reply = daemon_->post(
+      "/v1/run", nlohmann::json{{"language", "python"},
+                                {"code", "import sys; sys.stdout.buffer.write(b'\\x01' * (16 << 20))"},
+                                {"stdout_limit", limit + 1}}
+                     .dump());
+  ASSERT_EQ(reply.status, 200) << reply.body.substr(0, 300);
+  EXPECT_LE(reply.body.size(), limit * 4 / 3 + (64 << 10)) << "what is sent is bounded by the encoding";
+  auto result = nlohmann::json::parse(reply.body);
+  EXPECT_EQ(result["status"], "ok") << result["error"];
+  EXPECT_EQ(result["stdout_encoding"], "base64");
+  EXPECT_EQ(engine_base64_size(result["stdout"].get<std::string>()), limit);
+  const long growth_kib = status_field(daemon_->process().pid(), "VmHWM") - peak_before_kib;
+  std::printf("16 MiB of control bytes: response %zu bytes, daemon peak grew by %ld KiB\n", reply.body.size(),
+              growth_kib);
+  EXPECT_LE(growth_kib * 1024, static_cast<long>(3 * limit + (16 << 20)))
+      << "more than 3x the output in memory";
+}
+
+TEST_F(DaemonLimits, RunsBeyondTheOutputBudgetGet429) {
+  start({"--output-budget-mb", "64"});
+  auto reply = daemon_->post("/v1/run", R"({"language":"shell","code":"true","stdout_limit":67108864})");
+  EXPECT_EQ(reply.status, 429) << reply.body;
+  EXPECT_NE(reply.body.find("output budget"), std::string::npos) << reply.body;
+  EXPECT_NE(reply.body.find("\"retryable\":true"), std::string::npos) << reply.body;
 }
 
 }  // namespace

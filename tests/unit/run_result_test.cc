@@ -32,6 +32,23 @@ TEST(RunResult, JsonCarriesTextAsTextAndBinaryAsBase64) {
   EXPECT_NO_THROW(json.dump());
 }
 
+TEST(RunResult, OutputThatEscapingWouldInflateGoesAsBase64) {
+  // Any text stays text: newlines, tabs and quotes cost 2 bytes each at most.
+  for (const std::string text : {"\n\n\n", "a\tb\n", "\"quoted\"\\", "", "h\xc3\xa9llo"}) {
+    EncodedOutput encoded = encode_output(text);
+    EXPECT_STREQ(encoded.encoding, "utf-8") << text;
+    EXPECT_EQ(encoded.data, text);
+  }
+  // Control bytes would cost 6 each as \u00XX: base64 carries them in 4/3.
+  const std::string controls(3000, '\x01');
+  EncodedOutput encoded = encode_output(controls);
+  EXPECT_STREQ(encoded.encoding, "base64");
+  EXPECT_EQ(base64_decode(encoded.data), controls);
+  EXPECT_EQ(encoded.data.size(), 4000u);
+  // Mixed in with text, a few do not change the encoding.
+  EXPECT_STREQ(encode_output("progress\x1b[1mbold\x1b[0m\n").encoding, "utf-8");
+}
+
 TEST(RunResult, ExitCodesFollowTheDocumentedTable) {
   RunResult result;
   result.status = RunStatus::error;
