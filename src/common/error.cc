@@ -13,6 +13,7 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::vm: return "vm";
     case ErrorCode::unavailable: return "unavailable";
     case ErrorCode::cancelled: return "cancelled";
+    case ErrorCode::permission_denied: return "permission_denied";
     case ErrorCode::internal: return "internal";
   }
   return "internal";

@@ -11,14 +11,15 @@ namespace airlock {
 // branch on the code, users read the message. Run outcomes (a program that
 // exits 1, times out, ...) are not errors: they are RunStatus values.
 enum class ErrorCode {
-  invalid_argument,  // the caller asked for something malformed or out of range
-  not_found,         // a named file, image or resource does not exist
-  io,                // an operating-system call failed
-  protocol,          // the guest sent bytes that break the wire protocol
-  vm,                // the VM failed to start, crashed or never answered
-  unavailable,       // a required facility (accelerator, image) cannot be used
-  cancelled,         // the caller cancelled the operation
-  internal,          // a bug in Airlock
+  invalid_argument,   // the caller asked for something malformed or out of range
+  not_found,          // a named file, image or resource does not exist
+  io,                 // an operating-system call failed
+  protocol,           // the guest sent bytes that break the wire protocol
+  vm,                 // the VM failed to start, crashed or never answered
+  unavailable,        // a required facility (accelerator, image) cannot be used
+  cancelled,          // the caller cancelled the operation
+  permission_denied,  // the caller may not do this (e.g. only the daemon's operator may)
+  internal,           // a bug in Airlock
 };
 
 std::string_view to_string(ErrorCode code);

@@ -21,11 +21,15 @@ bool vm_stopped(const ReadyGuest& guest) {
 
 }  // namespace
 
-WarmPool::Lease::Lease(WarmPool* pool, std::optional<ReadyGuest> guest)
-    : pool_(pool), guest_(std::move(guest)), hit_(guest_.has_value()) {}
+WarmPool::Lease::Lease(WarmPool* pool, std::optional<ReadyGuest> guest,
+                       std::optional<VmBudget::Reservation> reservation)
+    : pool_(pool), guest_(std::move(guest)), reservation_(std::move(reservation)), hit_(guest_.has_value()) {}
 
 WarmPool::Lease::Lease(Lease&& other) noexcept
-    : pool_(std::exchange(other.pool_, nullptr)), guest_(std::move(other.guest_)), hit_(other.hit_) {}
+    : pool_(std::exchange(other.pool_, nullptr)),
+      guest_(std::move(other.guest_)),
+      reservation_(std::move(other.reservation_)),
+      hit_(other.hit_) {}
 
 WarmPool::Lease::~Lease() {
   if (!pool_) return;
@@ -34,8 +38,12 @@ WarmPool::Lease::~Lease() {
 }
 
 WarmPool::WarmPool(Engine& engine, Profile profile, int target,
-                   std::function<void(const ReadyGuest&)> on_started)
-    : engine_(engine), profile_(std::move(profile)), on_started_(std::move(on_started)), target_(target) {
+                   std::function<void(const ReadyGuest&)> on_started, VmBudget* budget)
+    : engine_(engine),
+      profile_(std::move(profile)),
+      on_started_(std::move(on_started)),
+      budget_(budget),
+      target_(target) {
   refiller_ = std::thread([this] { refill_loop(); });
 }
 
@@ -51,24 +59,37 @@ WarmPool::~WarmPool() {
 }
 
 WarmPool::Lease WarmPool::acquire() {
-  std::optional<ReadyGuest> guest;
+  std::optional<Ready> taken;
   {
     std::lock_guard lock(mutex_);
-    while (!ready_.empty() && !guest) {
-      ReadyGuest candidate = std::move(ready_.front());
+    while (!ready_.empty() && !taken) {
+      Ready candidate = std::move(ready_.front());
       ready_.pop_front();
-      if (!vm_stopped(candidate)) guest = std::move(candidate);
+      if (!vm_stopped(candidate.guest)) taken = std::move(candidate);
       // else: it died waiting (killed, crashed); dropped, and the refill replaces it.
     }
     ++in_use_;
-    guest ? ++hits_ : ++misses_;
+    taken ? ++hits_ : ++misses_;
+    last_used_ = SteadyClock::now();
   }
   wake_.notify_all();
-  return Lease(this, std::move(guest));
+  if (!taken) return Lease(this, std::nullopt, std::nullopt);
+  return Lease(this, std::move(taken->guest), std::move(taken->reservation));
+}
+
+bool WarmPool::shed_one() {
+  std::optional<Ready> shed;
+  {
+    std::lock_guard lock(mutex_);
+    if (ready_.empty()) return false;
+    shed = std::move(ready_.back());
+    ready_.pop_back();
+  }
+  return true;  // destroyed here, outside the lock: QEMU killed, room given back
 }
 
 void WarmPool::set_target(int target) {
-  std::deque<ReadyGuest> surplus;
+  std::deque<Ready> surplus;
   {
     std::lock_guard lock(mutex_);
     target_ = target;
@@ -83,8 +104,8 @@ void WarmPool::set_target(int target) {
 
 PoolStats WarmPool::stats() const {
   std::lock_guard lock(mutex_);
-  return {profile_.name(), profile_, target_, static_cast<int>(ready_.size()),
-          in_use_,         hits_,    misses_, refill_errors_};
+  return {profile_.name(), profile_,       target_,   static_cast<int>(ready_.size()), in_use_, hits_,
+          misses_,         refill_errors_, last_used_};
 }
 
 void WarmPool::refill_loop() {
@@ -94,6 +115,13 @@ void WarmPool::refill_loop() {
     if (stopping_) return;
     ++starting_;
     lock.unlock();
+    std::optional<VmBudget::Reservation> room = room_for_one();
+    if (budget_ && !room) {
+      // No room in the budget: try again when a VM somewhere is destroyed.
+      lock.lock();
+      --starting_;
+      continue;
+    }
     std::optional<ReadyGuest> guest;
     bool failed = false;
     try {
@@ -111,13 +139,30 @@ void WarmPool::refill_loop() {
       continue;
     }
     if (!stopping_ && static_cast<int>(ready_.size()) < target_) {
-      ready_.push_back(std::move(*guest));
+      ready_.push_back({std::move(*guest), std::move(room)});
     } else {
       lock.unlock();
       guest.reset();
+      room.reset();
       lock.lock();
     }
   }
+}
+
+std::optional<VmBudget::Reservation> WarmPool::room_for_one() {
+  if (!budget_) return std::nullopt;
+  // Short waits, so that a pool being destroyed is not held up by a full budget.
+  for (int i = 0; i < 10; ++i) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return std::nullopt;
+    }
+    if (auto room =
+            budget_->reserve_within(profile_.memory_mb, profile_.cpus, std::chrono::milliseconds(100))) {
+      return room;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace airlock::engine

@@ -53,6 +53,7 @@ HttpError http_error_for(ErrorCode code) {
   switch (code) {
     case ErrorCode::invalid_argument: return {400, "invalid_argument", false};
     case ErrorCode::not_found: return {404, "not_found", false};
+    case ErrorCode::permission_denied: return {403, "forbidden", false};
     case ErrorCode::unavailable: return {503, "unavailable", true};
     default: return {500, "internal", false};
   }
@@ -113,30 +114,85 @@ json pool_json(const engine::PoolStats& stats) {
 
 }  // namespace
 
-Api::Api(engine::Engine& engine, Admission& admission, ByteBudget& output_budget, Metrics& metrics,
-         const std::string& accel)
+Api::Api(engine::Engine& engine, Admission& admission, ByteBudget& output_budget, engine::VmBudget& vm_budget,
+         Metrics& metrics, const std::string& accel, PoolLimits pool_limits)
     : engine_(engine),
       admission_(admission),
       output_budget_(output_budget),
+      vm_budget_(vm_budget),
       metrics_(metrics),
-      accel_(accel) {}
+      accel_(accel),
+      pool_limits_(pool_limits) {
+  expiry_ = std::thread([this] {
+    pollfd stop{stop_expiry_.fd(), POLLIN, 0};
+    while (::poll(&stop, 1, 1000) == 0) expire_idle_pools();
+  });
+}
+
+Api::~Api() { shutdown(); }
 
 void Api::add_pool(const engine::Profile& profile, int target) {
   std::lock_guard lock(pools_mutex_);
+  permanent_pools_.insert(profile.name());
   if (!create_pool_locked(profile, target)) pools_.at(profile.name())->set_target(target);
+}
+
+void Api::expire_idle_pools() {
+  std::vector<std::unique_ptr<engine::WarmPool>> expired;
+  {
+    std::lock_guard lock(pools_mutex_);
+    const auto now = SteadyClock::now();
+    for (auto it = pools_.begin(); it != pools_.end();) {
+      const engine::PoolStats stats = it->second->stats();
+      if (!permanent_pools_.count(it->first) && stats.in_use == 0 &&
+          now - stats.last_used > pool_limits_.idle_timeout) {
+        expired.push_back(std::move(it->second));
+        it = pools_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // Destroyed outside the lock: their ready VMs go, and their room in the budget.
+}
+
+std::optional<engine::VmBudget::Reservation> Api::room_for_run(const engine::Profile& profile) {
+  if (auto room = vm_budget_.try_reserve(profile.memory_mb, profile.cpus)) return room;
+  // Room freed from here on is this run's, not a pool refill's.
+  engine::VmBudget::Claim claim(vm_budget_);
+  // VMs a pool is starting right now become ready (or fail) within seconds.
+  const auto deadline = SteadyClock::now() + pool_limits_.room_wait;
+  for (;;) {
+    // A request is worth more than a VM waiting for one: take a ready one's room.
+    bool shed = false;
+    {
+      std::lock_guard lock(pools_mutex_);
+      for (auto& [name, pool] : pools_) {
+        if ((shed = pool->shed_one())) break;
+      }
+    }
+    auto room =
+        vm_budget_.reserve_within(profile.memory_mb, profile.cpus,
+                                  shed ? std::chrono::milliseconds(0) : std::chrono::milliseconds(200), true);
+    if (room || SteadyClock::now() > deadline) return room;
+  }
 }
 
 engine::WarmPool* Api::create_pool_locked(const engine::Profile& profile, int target) {
   auto& pool = pools_[profile.name()];
   if (pool) return nullptr;
-  pool =
-      std::make_unique<engine::WarmPool>(engine_, profile, target, [this](const engine::ReadyGuest& guest) {
+  pool = std::make_unique<engine::WarmPool>(
+      engine_, profile, target,
+      [this](const engine::ReadyGuest& guest) {
         if (guest.from_snapshot()) metrics_.record_restore(guest.start_timing().boot_ms / 1000.0);
-      });
+      },
+      &vm_budget_);
   return pool.get();
 }
 
 void Api::shutdown() {
+  stop_expiry_.cancel();
+  if (expiry_.joinable()) expiry_.join();
   std::map<std::string, std::unique_ptr<engine::WarmPool>> pools;
   {
     std::lock_guard lock(pools_mutex_);
@@ -154,6 +210,9 @@ void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
     if (request.target == "/v1/pools" && request.method == "POST") return create_pool(request, writer);
     if (request.target.rfind("/v1/pools/", 0) == 0 && request.method == "PUT") {
       return resize_pool(request.target.substr(std::string("/v1/pools/").size()), request, writer);
+    }
+    if (request.target.rfind("/v1/pools/", 0) == 0 && request.method == "DELETE") {
+      return delete_pool(request.target.substr(std::string("/v1/pools/").size()), request, writer);
     }
     if (request.target == "/v1/health" && request.method == "GET") {
       return writer.send(200, "application/json",
@@ -202,6 +261,19 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   }
   std::optional<engine::WarmPool::Lease> lease;
   if (pool) lease.emplace(pool->acquire());
+  // Every VM is in the budget: a pooled guest brings its share, any other takes one.
+  std::optional<engine::VmBudget::Reservation> vm_room;
+  if (lease && lease->hit()) vm_room = lease->take_reservation();
+  if (!vm_room) vm_room = room_for_run(engine::profile_of(request));
+  if (!vm_room) {
+    metrics_.record_queue_rejection();
+    const auto usage = vm_budget_.usage();
+    return send_error(writer, 429, "overloaded",
+                      "this airlockd's VMs use " + std::to_string(usage.memory_mb) + " of " +
+                          std::to_string(usage.memory_budget_mb) + " MiB and " + std::to_string(usage.cpus) +
+                          " of " + std::to_string(usage.cpu_budget) + " vCPUs of its VM budget; try again",
+                      true);
+  }
 
   engine::CancelToken cancel;
   std::optional<EventStream> stream;
@@ -230,6 +302,7 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   // answer is written, however slowly the client takes it.
   ticket.reset();
   lease.reset();
+  vm_room.reset();
   record(request, result, SteadyClock::now() - started);
   std::string body = result_body(std::move(result));
   if (streaming) {
@@ -260,11 +333,31 @@ void Api::list_pools(ResponseWriter& writer) {
   writer.send(200, "application/json", dump({{"pools", pools}}));
 }
 
+namespace {
+
+// Pools hold VMs for everyone: only the daemon's operator shapes them.
+void require_operator(const HttpRequest& request) {
+  if (request.from_operator) return;
+  throw Error(ErrorCode::permission_denied,
+              "managing pools is the operator's: use the Unix socket, or over TCP the operator token "
+              "(airlockd --operator-token-file)");
+}
+
+}  // namespace
+
 void Api::create_pool(const HttpRequest& http_request, ResponseWriter& writer) {
+  require_operator(http_request);
   PoolRequest pool_request = parse_pool_request(http_request.body);
   engine_.check_request(pool_request.request);  // network, mounts: as a run would be checked
   const engine::Profile profile = engine::profile_of(pool_request.request);
   std::lock_guard lock(pools_mutex_);
+  if (!pools_.count(profile.name()) &&
+      pools_.size() - permanent_pools_.size() >= static_cast<size_t>(pool_limits_.max_pools)) {
+    return send_error(writer, 409, "conflict",
+                      "this airlockd already has " + std::to_string(pool_limits_.max_pools) +
+                          " pools of its callers (--max-pools); DELETE /v1/pools/{name} one first",
+                      false);
+  }
   engine::WarmPool* pool = create_pool_locked(profile, pool_request.target);
   if (!pool) {
     return send_error(
@@ -275,7 +368,24 @@ void Api::create_pool(const HttpRequest& http_request, ResponseWriter& writer) {
   writer.send(201, "application/json", dump(pool_json(pool->stats())));
 }
 
+void Api::delete_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer) {
+  require_operator(request);
+  std::unique_ptr<engine::WarmPool> doomed;
+  {
+    std::lock_guard lock(pools_mutex_);
+    auto it = pools_.find(name);
+    if (it == pools_.end()) throw Error(ErrorCode::not_found, "no pool named '" + name + "'");
+    doomed = std::move(it->second);
+    pools_.erase(it);
+    permanent_pools_.erase(name);
+  }
+  const json body = pool_json(doomed->stats());
+  doomed.reset();  // its ready VMs are destroyed before the answer
+  writer.send(200, "application/json", dump(body));
+}
+
 void Api::resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer) {
+  require_operator(request);
   const int target = parse_pool_target(request.body);
   std::lock_guard lock(pools_mutex_);
   auto it = pools_.find(name);

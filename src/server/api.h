@@ -2,10 +2,13 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "common/clock.h"
 #include "engine/engine.h"
+#include "engine/vm_budget.h"
 #include "engine/warm_pool.h"
 #include "server/admission.h"
 #include "server/http_server.h"
@@ -13,17 +16,27 @@
 
 namespace airlock::server {
 
+struct PoolLimits {
+  int max_pools = 16;  // pools made with POST /v1/pools, at once
+  // A pool made with POST /v1/pools that no run has asked for in this long is removed.
+  std::chrono::seconds idle_timeout{600};
+  // How long a run waits for room in the VM budget (pooled VMs being started
+  // become ready and give theirs up) before 429.
+  std::chrono::seconds room_wait{10};
+};
+
 // The HTTP API of docs/api.yaml: parses a request into one engine call and
 // maps the engine's typed errors to HTTP statuses in one table.
 class Api {
  public:
-  Api(engine::Engine& engine, Admission& admission, ByteBudget& output_budget, Metrics& metrics,
-      const std::string& accel);
+  Api(engine::Engine& engine, Admission& admission, ByteBudget& output_budget, engine::VmBudget& vm_budget,
+      Metrics& metrics, const std::string& accel, PoolLimits pool_limits = {});
+  ~Api();
 
   // What a run's output may cost this daemon's memory, at most (ByteBudget).
   static uint64_t output_cost(const engine::RunRequest& request, bool streaming);
 
-  // Creates (or resizes) the warm pool of a profile.
+  // Creates (or resizes) the warm pool of a profile; such a pool never expires.
   void add_pool(const engine::Profile& profile, int target);
   void handle(const HttpRequest& request, ResponseWriter& writer);
   // Destroys every pool (and its ready VMs).
@@ -35,6 +48,11 @@ class Api {
   void list_pools(ResponseWriter& writer);
   void resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);
   void create_pool(const HttpRequest& request, ResponseWriter& writer);
+  void delete_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);
+  // Room in the VM budget for a run that found no ready guest: ready pooled
+  // guests are destroyed for it if needed. nullopt: the budget is full of runs.
+  std::optional<engine::VmBudget::Reservation> room_for_run(const engine::Profile& profile);
+  void expire_idle_pools();
   // A new pool for `profile`, or null if it has one; pools_mutex_ held.
   engine::WarmPool* create_pool_locked(const engine::Profile& profile, int target);
   std::string pool_metrics() const;
@@ -42,10 +60,15 @@ class Api {
   engine::Engine& engine_;
   Admission& admission_;
   ByteBudget& output_budget_;
+  engine::VmBudget& vm_budget_;
   Metrics& metrics_;
   std::string accel_;
+  const PoolLimits pool_limits_;
   mutable std::mutex pools_mutex_;
   std::map<std::string, std::unique_ptr<engine::WarmPool>> pools_;
+  std::set<std::string> permanent_pools_;  // add_pool's: the daemon's own, never expired
+  engine::CancelToken stop_expiry_;
+  std::thread expiry_;  // declared last: started after, and joined before, the rest
 };
 
 }  // namespace airlock::server

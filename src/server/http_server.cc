@@ -273,9 +273,11 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
     // Beast refuses a Content-Length beyond the body limit with the head.
     const bool announced_too_large = error == http::error::body_limit;
     if (error && !announced_too_large) return;  // closed, timed out, or not HTTP
-    // Nothing of the body is read for a caller that has not shown the token.
-    if (needs_token &&
-        !same_secret(std::string(parser.get()[http::field::authorization]), "Bearer " + token_)) {
+    // Nothing of the body is read for a caller that has not shown a token.
+    const std::string authorization(parser.get()[http::field::authorization]);
+    const bool from_operator =
+        !needs_token || (!operator_token_.empty() && same_secret(authorization, "Bearer " + operator_token_));
+    if (!from_operator && !same_secret(authorization, "Bearer " + token_)) {
       BeastWriter<Stream> writer(socket, false, *this, fd);
       writer.send(401, "application/json", error_body("unauthorized", "missing or wrong bearer token"));
       return;
@@ -300,6 +302,7 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
     auto& message = parser.get();
     HttpRequest request = to_http_request(message);
     request.client_fd = socket.native_handle();
+    request.from_operator = from_operator;
     const bool keep_alive = message.keep_alive() && !stopping_;
     BeastWriter<Stream> writer(socket, keep_alive, *this, fd);
     handler_(request, writer);
@@ -322,14 +325,20 @@ void HttpServer::handle_connection(int fd, bool tcp) {
   }
 }
 
-void HttpServer::listen_tcp(const std::string& host, int port, std::string token) {
+void HttpServer::listen_tcp(const std::string& host, int port, std::string token,
+                            std::string operator_token) {
   if (host != "127.0.0.1" && host != "localhost") {
     throw Error(ErrorCode::invalid_argument,
                 "refusing to listen on " + host + ": TCP is for loopback (127.0.0.1) only");
   }
   if (token.size() < 16)
     throw Error(ErrorCode::invalid_argument, "the bearer token must be at least 16 characters");
+  if (!operator_token.empty() && (operator_token.size() < 16 || operator_token == token)) {
+    throw Error(ErrorCode::invalid_argument,
+                "the operator token must be at least 16 characters and differ from the bearer token");
+  }
   token_ = std::move(token);
+  operator_token_ = std::move(operator_token);
   tcp_listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!tcp_listener_) throw_errno("socket");
   int one = 1;

@@ -19,6 +19,9 @@ struct HttpRequest {
   std::string accept;
   std::string authorization;
   int client_fd = -1;  // to notice a client that hangs up mid-request
+  // The daemon's operator: any peer of the Unix socket (its uid or root), or
+  // a TCP client with the operator token. Pool management is theirs alone.
+  bool from_operator = false;
 };
 
 // How a handler answers: either one whole response, or a chunked stream.
@@ -62,7 +65,8 @@ class HttpServer {
 
   // Also serves TCP on loopback; every request there must carry
   // `Authorization: Bearer <token>` (401 otherwise).
-  void listen_tcp(const std::string& host, int port, std::string token);
+  // `operator_token` (optional, different): a TCP client showing it is the operator.
+  void listen_tcp(const std::string& host, int port, std::string token, std::string operator_token = {});
   void serve();  // returns after stop() once every connection has finished
   void stop();   // stops accepting; in-flight requests finish
 
@@ -85,6 +89,7 @@ class HttpServer {
   UniqueFd listener_;
   UniqueFd tcp_listener_;
   std::string token_;
+  std::string operator_token_;
   ConnectionLimits limits_;
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;

@@ -36,6 +36,11 @@ struct Options {
   int max_connections = 64;
   int io_timeout_s = 10;
   int output_budget_mb = 1024;
+  int vm_memory_budget_mb = 0;  // 0: three quarters of the host's memory
+  int vm_cpu_budget = 0;        // 0: four vCPUs per host core
+  int max_pools = 16;
+  int pool_idle_timeout_s = 600;
+  std::string operator_token_file;
   std::string listen;      // host:port on loopback, optional
   std::string token_file;  // required with listen
   bool allow_weak_isolation = false;
@@ -102,7 +107,13 @@ int serve(const Options& options) {
   server::Admission admission(options.max_concurrent, options.max_queued,
                               std::chrono::seconds(options.queue_timeout_s));
   server::ByteBudget output_budget(static_cast<uint64_t>(options.output_budget_mb) << 20);
-  server::Api api(engine, admission, output_budget, metrics, accel);
+  const int64_t host_memory_mb =
+      static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGESIZE) >> 20;
+  engine::VmBudget vm_budget(
+      options.vm_memory_budget_mb ? options.vm_memory_budget_mb : host_memory_mb * 3 / 4,
+      options.vm_cpu_budget ? options.vm_cpu_budget : 4 * static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
+  server::Api api(engine, admission, output_budget, vm_budget, metrics, accel,
+                  {options.max_pools, std::chrono::seconds(options.pool_idle_timeout_s)});
   for (const char* language : {"python", "javascript", "shell"}) {
     engine::Profile profile;
     profile.language = language;
@@ -127,7 +138,8 @@ int serve(const Options& options) {
       throw Error(ErrorCode::invalid_argument, "--listen takes host:port, e.g. 127.0.0.1:8719");
     }
     server.listen_tcp(options.listen.substr(0, colon), std::stoi(options.listen.substr(colon + 1)),
-                      read_token(options.token_file));
+                      read_token(options.token_file),
+                      options.operator_token_file.empty() ? "" : read_token(options.operator_token_file));
     spdlog::info("also serving on {} (bearer token required)", options.listen);
   }
   std::thread signal_waiter([&server, &stop_signals] {
@@ -193,6 +205,23 @@ int main(int argc, char** argv) {
                  "Seconds a client may take to send a request's head or to take each part of a response "
                  "(3x for a body, 6x idle between requests); slower ones are disconnected")
       ->check(CLI::Range(1, 300))
+      ->capture_default_str();
+  app.add_option("--operator-token-file", options.operator_token_file,
+                 "With --listen: a second token (mode 600) for TCP clients allowed to manage pools, which "
+                 "otherwise only the Unix socket's peers may");
+  app.add_option("--vm-memory-budget-mb", options.vm_memory_budget_mb,
+                 "Guest memory (+64 MiB each) all VMs, pooled and running, may take together (default: 3/4 "
+                 "of the host's)")
+      ->check(CLI::Range(256, 1 << 24));
+  app.add_option("--vm-cpu-budget", options.vm_cpu_budget,
+                 "vCPUs all VMs, pooled and running, may have together (default: 4 per host core)")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--max-pools", options.max_pools, "Pools callers may create with POST /v1/pools")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  app.add_option("--pool-idle-timeout", options.pool_idle_timeout_s,
+                 "Seconds after which a created pool no run has used is removed")
+      ->check(CLI::Range(1, 86400))
       ->capture_default_str();
   app.add_option("--output-budget-mb", options.output_budget_mb,
                  "Memory all runs in progress may hold for their output together; each reserves 3x its "

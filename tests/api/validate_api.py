@@ -112,6 +112,12 @@ def main():
             status, _, body = call(sock, "POST", "/v1/pools", pool)
             assert status == 409, body
             check("POST /v1/pools again", "/v1/pools", "post", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "DELETE", "/v1/pools/" + json.loads(body)["error"]["message"].split("'")[1])
+            assert status == 200, body
+            check("DELETE /v1/pools/{name}", "/v1/pools/{name}", "delete", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "DELETE", "/v1/pools/none")
+            assert status == 404, body
+            check("DELETE /v1/pools unknown", "/v1/pools/{name}", "delete", status, "application/json", json.loads(body))
             status, _, body = call(sock, "POST", "/v1/pools", {"language": "shell", "code": "x", "target": 1})
             assert status == 400, body
             check("POST /v1/pools with code", "/v1/pools", "post", status, "application/json", json.loads(body))
