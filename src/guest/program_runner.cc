@@ -280,6 +280,10 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
   handle_host_frames();
 
   while (outputs[0].pipe || outputs[1].pipe || !child_status) {
+    // The host ended stdin and all of it is written: the program sees EOF.
+    // Checked before waiting, since the close may have come with the exec
+    // itself (empty stdin), and then nothing else would wake the loop.
+    if (stdin_write && stdin_close_requested && stdin_pending.empty()) stdin_write.reset();
     std::vector<pollfd> fds;
     fds.push_back({channel.fd(), host_alive ? short(POLLIN) : short(0), 0});
     fds.push_back({child_signals.get(), POLLIN, 0});
@@ -323,7 +327,6 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
         stdin_write.reset();
       }
     }
-    if (stdin_write && stdin_close_requested && stdin_pending.empty()) stdin_write.reset();
     if (host_alive) ack_stdin();
 
     // Forward output, enforcing the caps exactly.
