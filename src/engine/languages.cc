@@ -22,6 +22,10 @@ namespace {
 // first), and tracebacks that start at the user's code, as `python3 main.py`
 // prints them.
 //
+// A process forked from the program (os.fork, multiprocessing's fork)
+// inherits all of this; only the interpreter itself (_PID) reports the exit,
+// so a child's exit ends only the child, as it does under `python3 main.py`.
+//
 // At the end it does what interpreter exit does that a program can see
 // (waits for non-daemon threads, runs atexit handlers, finalises what
 // __main__ held so files get flushed, flushes stdio) and then _exit()s: a
@@ -79,10 +83,11 @@ def _finish(status):
     _wind_down(False)
     # The result is known: the agent hears it now, with stdio closed, rather
     # than after the process's own teardown (tens of milliseconds of freeing
-    # pages under emulation). Only if fd 3 is still our control socket.
+    # pages under emulation). Only from the interpreter itself, not a forked
+    # child, and only if fd 3 is still our control socket.
     try:
         os.closerange(0, 3)
-        if _is_control(3):
+        if os.getpid() == _PID and _is_control(3):
             os.write(3, b"exit %d\n" % status)
     except BaseException:
         pass
@@ -134,6 +139,7 @@ def _next_job(control):
 # What exists now is never collected: a program's collections then leave
 # these objects, and the pages holding them, alone.
 gc.freeze()
+_PID = os.getpid()
 _control = os.fdopen(3, "r+b", buffering=0)
 os.set_inheritable(3, False)
 _CONTROL_ID = (os.fstat(3).st_dev, os.fstat(3).st_ino)

@@ -116,5 +116,56 @@ TEST_F(DaemonRuns, EmptyStdinEndsTheProgramsInput) {
   }
 }
 
+// The parent goes on after its forked child has ended, however that child
+// ends, as under `python3 main.py`.
+TEST_F(Cli, AForkedChildsEndIsNotTheRunsEnd) {
+  const std::string parent =
+      "import os, sys, time\n"
+      "pid = os.fork()\n"
+      "if pid:\n"
+      "    _, status = os.waitpid(pid, 0)\n"
+      "    time.sleep(0.5)\n"  // past the agent's 200 ms for stragglers
+      "    print('parent saw', os.waitstatus_to_exitcode(status))\n"
+      "    sys.exit(3)\n";
+  const std::pair<std::string, int> children[] = {
+      {"print('child')\nsys.exit(99)\n", 99},
+      {"print('child')\n", 0},
+      {"print('child')\nraise ValueError('in the child')\n", 1},
+      // Not our wrapper: a child that writes the interpreter's exit notice itself.
+      {"print('child')\nos.write(3, b'exit 42\\n')\nos._exit(0)\n", 0},
+  };
+  for (const auto& [child, status] : children) {
+    auto result = airlock({"run", "--timeout", "20", "--lang", "python", parent + child});
+    EXPECT_EQ(result.exit_code, 3) << child << result.err;
+    EXPECT_EQ(result.out, "child\nparent saw " + std::to_string(status) + "\n") << child;
+  }
+}
+
+TEST_F(Cli, MultiprocessingWorksWithEveryStartMethod) {
+  CliOptions options;
+  options.timeout = std::chrono::seconds(240);
+  auto result =
+      airlock({"run", "--timeout", "200", "--lang", "python",
+               "import concurrent.futures, multiprocessing, sys\n"
+               "def square(x):\n    return x * x\n"
+               "def leave(code):\n    sys.exit(code)\n"
+               "if __name__ == '__main__':\n"
+               "    for method in ('fork', 'forkserver', 'spawn'):\n"
+               "        context = multiprocessing.get_context(method)\n"
+               "        process = context.Process(target=leave, args=(7,))\n"
+               "        process.start()\n"
+               "        process.join()\n"
+               "        with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:\n"
+               "            squares = list(pool.map(square, range(4)))\n"
+               "        print(method, process.exitcode, squares, flush=True)\n"
+               "    sys.exit(5)\n"},
+              options);
+  EXPECT_EQ(result.exit_code, 5) << result.err;
+  EXPECT_EQ(result.out,
+            "fork 7 [0, 1, 4, 9]\n"
+            "forkserver 7 [0, 1, 4, 9]\n"
+            "spawn 7 [0, 1, 4, 9]\n");
+}
+
 }  // namespace
 }  // namespace airlock::testing
