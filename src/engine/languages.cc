@@ -22,6 +22,14 @@ namespace {
 // first), and tracebacks that start at the user's code, as `python3 main.py`
 // prints them.
 //
+// What `python3 main.py` reports is reproduced exactly: the exit status of
+// SystemExit (a number outside C's long is 255, as CPython's conversion
+// fails), an uncaught KeyboardInterrupt ending the process by SIGINT after
+// the wind-down, and a SyntaxError printed by sys.excepthook with no frame.
+// Code that compile() refuses otherwise (a NUL byte: ValueError here,
+// SyntaxError from the file parser) is handed to a real `python3 main.py`
+// by exec: no wrapper frame can show, and the rare case pays one start.
+//
 // A process forked from the program (os.fork, multiprocessing's fork)
 // inherits all of this; only the interpreter itself (_PID) reports the exit,
 // so a child's exit ends only the child, as it does under `python3 main.py`.
@@ -35,14 +43,16 @@ namespace {
 constexpr const char* kPythonPrestart = R"PY(
 import os, sys, gc, atexit, threading
 import json, re, math, random, collections, itertools, functools, datetime, pathlib
-import subprocess, io, base64, hashlib, string, time, types, builtins, traceback
+import subprocess, io, base64, hashlib, string, time, types, builtins, signal, traceback
+
+_INTERRUPTED = object()  # _run's result for an uncaught KeyboardInterrupt
 
 def _exit_status(request):
     code = request.code
     if code is None:
         return 0
     if isinstance(code, int):
-        return code & 0xFF
+        return code & 0xFF if -(1 << 63) <= code < (1 << 63) else 255
     try:
         print(code, file=sys.stderr)
     except BaseException:
@@ -81,6 +91,11 @@ def _wind_down(warming):
 
 def _finish(status):
     _wind_down(False)
+    if status is _INTERRUPTED:
+        # As CPython's main does: the process ends by the signal itself.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        os._exit(130)
     # The result is known: the agent hears it now, with stdio closed, rather
     # than after the process's own teardown (tens of milliseconds of freeing
     # pages under emulation). Only from the interpreter itself, not a forked
@@ -114,8 +129,11 @@ def _run(job):
     try:
         code = compile(source, path, "exec")
     except SyntaxError as error:
-        traceback.print_exception(type(error), error, None)
+        error.__traceback__ = None  # the parser's error has no frame of the program
+        sys.excepthook(type(error), error, None)
         return 1
+    except BaseException:
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     del job, source, source_file
     try:
         exec(code, main.__dict__)
@@ -124,7 +142,7 @@ def _run(job):
     except BaseException as error:
         error.__traceback__ = error.__traceback__.tb_next
         sys.excepthook(type(error), error, error.__traceback__)
-        return 1
+        return _INTERRUPTED if isinstance(error, KeyboardInterrupt) else 1
     return 0
 
 def _next_job(control):

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "common/child_process.h"
 #include "common/io.h"
@@ -165,6 +166,43 @@ TEST_F(Cli, MultiprocessingWorksWithEveryStartMethod) {
             "fork 7 [0, 1, 4, 9]\n"
             "forkserver 7 [0, 1, 4, 9]\n"
             "spawn 7 [0, 1, 4, 9]\n");
+}
+
+// What the prestarted interpreter prints for a program that fails must be
+// what a fresh `python3 main.py` prints (PYTHON* variables get one), byte
+// for byte but for object addresses, and never show our wrapper's frames.
+TEST_F(Cli, PythonFailuresReadAsUnderAFreshInterpreter) {
+  const std::string programs[] = {
+      std::string("print(1)\0\n", 10),
+      "print(\n",
+      "if True:\nprint(1)\n",
+      "def fail():\n    raise ValueError('boom')\nfail()\n",
+      "try:\n    1 / 0\nexcept Exception as error:\n    raise KeyError('k') from error\n",
+      "raise KeyboardInterrupt\n",
+      "import sys\nsys.exit('a message')\n",
+      "raise SystemExit(2 ** 70)\n",
+      "raise SystemExit(-1)\n",
+      "raise SystemExit(3.5)\n",
+      "raise SystemExit(True)\n",
+      "import atexit\ndef last():\n    raise ValueError('at exit')\natexit.register(last)\nprint('ran')\n",
+      "import atexit, sys\natexit.register(print, 'handler')\nsys.exit(4)\n",
+  };
+  const fs::path script =
+      runtime_dir_.parent_path() / ("airlock-it-failure-" + std::to_string(::getpid()) + ".py");
+  const std::regex address("0x[0-9a-f]+");
+  for (const auto& program : programs) {
+    write_file(script, program);
+    auto prestarted = airlock({"run", "--lang", "python", "-f", script.string()});
+    auto fresh = airlock({"run", "--lang", "python", "-e", "PYTHONHASHSEED=random", "-f", script.string()});
+    EXPECT_EQ(prestarted.exit_code, fresh.exit_code) << program;
+    EXPECT_EQ(prestarted.out, fresh.out) << program;
+    EXPECT_EQ(std::regex_replace(prestarted.err, address, "0x?"),
+              std::regex_replace(fresh.err, address, "0x?"))
+        << program;
+    EXPECT_EQ(prestarted.err.find("<string>"), std::string::npos) << prestarted.err;
+    EXPECT_EQ(prestarted.err.find("_run"), std::string::npos) << prestarted.err;
+  }
+  fs::remove(script);
 }
 
 }  // namespace
