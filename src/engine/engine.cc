@@ -147,6 +147,7 @@ void mount_guest_shares(GuestSession& session, const Profile& profile) {
 }
 
 bool can_use_prestarted(const Language& language, const RunRequest& request) {
+  if (request.fresh_interpreter) return false;
   for (const auto& [name, value] : request.env) {
     for (const auto& prefix : language.startup_env_prefixes) {
       if (name.rfind(prefix, 0) == 0) return false;

@@ -169,7 +169,7 @@ TEST_F(Cli, MultiprocessingWorksWithEveryStartMethod) {
 }
 
 // What the prestarted interpreter prints for a program that fails must be
-// what a fresh `python3 main.py` prints (PYTHON* variables get one), byte
+// what a fresh `python3 main.py` prints (--fresh-interpreter), byte
 // for byte but for object addresses, and never show our wrapper's frames.
 TEST_F(Cli, PythonFailuresReadAsUnderAFreshInterpreter) {
   const std::string programs[] = {
@@ -193,7 +193,7 @@ TEST_F(Cli, PythonFailuresReadAsUnderAFreshInterpreter) {
   for (const auto& program : programs) {
     write_file(script, program);
     auto prestarted = airlock({"run", "--lang", "python", "-f", script.string()});
-    auto fresh = airlock({"run", "--lang", "python", "-e", "PYTHONHASHSEED=random", "-f", script.string()});
+    auto fresh = airlock({"run", "--lang", "python", "--fresh-interpreter", "-f", script.string()});
     EXPECT_EQ(prestarted.exit_code, fresh.exit_code) << program;
     EXPECT_EQ(prestarted.out, fresh.out) << program;
     EXPECT_EQ(std::regex_replace(prestarted.err, address, "0x?"),
@@ -203,6 +203,20 @@ TEST_F(Cli, PythonFailuresReadAsUnderAFreshInterpreter) {
     EXPECT_EQ(prestarted.err.find("_run"), std::string::npos) << prestarted.err;
   }
   fs::remove(script);
+}
+
+// Clones of one template share the prestarted interpreter's hash() secret
+// (docs/security.md); --fresh-interpreter gives each run its own.
+TEST_F(Cli, FreshInterpreterHasAHashSecretOfItsOwn) {
+  auto hash_of = [&](bool fresh) {
+    std::vector<std::string> args = {"run", "--lang", "python", "print(hash('airlock'), hash(b'airlock'))"};
+    if (fresh) args.insert(args.begin() + 1, "--fresh-interpreter");
+    auto result = airlock(args);
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return result.out;
+  };
+  EXPECT_EQ(hash_of(false), hash_of(false)) << "clones no longer share the secret: update docs/security.md";
+  EXPECT_NE(hash_of(true), hash_of(true));
 }
 
 }  // namespace
