@@ -92,6 +92,7 @@ struct RunOptions {
   std::string kernel;
   std::string images;
   bool no_snapshot = false;
+  bool fresh_interpreter = false;
   bool no_daemon = false;
   bool allow_weak_isolation = false;
   std::vector<std::string> test_resolve;
@@ -162,6 +163,7 @@ int run_command(const RunOptions& options) {
   request.kernel = options.kernel;
   request.accel = airlock::vmm::parse_accel_choice(options.accel);
   request.use_snapshot = !options.no_snapshot;
+  request.fresh_interpreter = options.fresh_interpreter;
   // A terminal is not input: a program waiting on it would only hang.
   if (options.file != "-" && !::isatty(0)) request.stdin_source.fd = 0;
 
@@ -176,7 +178,7 @@ int run_command(const RunOptions& options) {
   // in-process engine streams it instead, as the program reads it.
   const bool stdin_is_bounded = request.stdin_source.fd < 0 || stdin_is_bounded_now();
   const bool daemon_capable = !options.no_daemon && options.kernel.empty() && options.accel == "auto" &&
-                              !options.no_snapshot && options.images.empty() &&
+                              !options.no_snapshot && !options.fresh_interpreter && options.images.empty() &&
                               options.test_resolve.empty() && stdin_is_bounded;
   if (daemon_capable) {
     engine::validate(request);
@@ -282,6 +284,9 @@ int main(int argc, char** argv) {
   run->add_option("--kernel", options.kernel, "Guest kernel from the image manifest (default: its default)");
   run->add_flag("--no-snapshot", options.no_snapshot,
                 "Boot a fresh kernel instead of restoring a clone of the cached template snapshot");
+  run->add_flag("--fresh-interpreter", options.fresh_interpreter,
+                "Start the language's interpreter for this run instead of using the template's prestarted "
+                "one (Python: a hash() secret of its own; costs an interpreter start)");
   run->add_flag("--no-daemon", options.no_daemon, "Run in this process even if airlockd is serving");
   run->add_flag("--allow-weak-isolation", options.allow_weak_isolation,
                 "Run in this process even if the host cannot apply every confinement layer to QEMU "

@@ -107,6 +107,7 @@ std::vector<UniqueFd> open_mounts(const Profile& profile, const MountRoots& root
 }
 
 bool can_use_prestarted(const Language& language, const RunRequest& request) {
+  if (request.fresh_interpreter) return false;
   for (const auto& [name, value] : request.env) {
     for (const auto& prefix : language.startup_env_prefixes) {
       if (name.rfind(prefix, 0) == 0) return false;

@@ -22,6 +22,19 @@ namespace {
 // first), and tracebacks that start at the user's code, as `python3 main.py`
 // prints them.
 //
+// What `python3 main.py` reports is reproduced exactly: the exit status of
+// SystemExit (a number outside C's long is 255, as CPython's conversion
+// fails), an uncaught KeyboardInterrupt ending the process by SIGINT after
+// the wind-down, and a SyntaxError printed by sys.excepthook with no frame.
+// Code with a NUL byte gets the file parser's SyntaxError (compile() would
+// raise a ValueError). Code that compile() refuses otherwise is handed to a
+// real `python3 main.py` by exec: no wrapper frame can show, and the rare
+// case pays one start.
+//
+// A process forked from the program (os.fork, multiprocessing's fork)
+// inherits all of this; only the interpreter itself (_PID) reports the exit,
+// so a child's exit ends only the child, as it does under `python3 main.py`.
+//
 // At the end it does what interpreter exit does that a program can see
 // (waits for non-daemon threads, runs atexit handlers, finalises what
 // __main__ held so files get flushed, flushes stdio) and then _exit()s: a
@@ -31,14 +44,16 @@ namespace {
 constexpr const char* kPythonPrestart = R"PY(
 import os, sys, gc, atexit, threading
 import json, re, math, random, collections, itertools, functools, datetime, pathlib
-import subprocess, io, base64, hashlib, string, time, types, builtins, traceback
+import subprocess, io, base64, hashlib, string, time, types, builtins, signal, traceback
+
+_INTERRUPTED = object()  # _run's result for an uncaught KeyboardInterrupt
 
 def _exit_status(request):
     code = request.code
     if code is None:
         return 0
     if isinstance(code, int):
-        return code & 0xFF
+        return code & 0xFF if -(1 << 63) <= code < (1 << 63) else 255
     try:
         print(code, file=sys.stderr)
     except BaseException:
@@ -77,12 +92,18 @@ def _wind_down(warming):
 
 def _finish(status):
     _wind_down(False)
+    if status is _INTERRUPTED:
+        # As CPython's main does: the process ends by the signal itself.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        os._exit(130)
     # The result is known: the agent hears it now, with stdio closed, rather
     # than after the process's own teardown (tens of milliseconds of freeing
-    # pages under emulation). Only if fd 3 is still our control socket.
+    # pages under emulation). Only from the interpreter itself, not a forked
+    # child, and only if fd 3 is still our control socket.
     try:
         os.closerange(0, 3)
-        if _is_control(3):
+        if os.getpid() == _PID and _is_control(3):
             os.write(3, b"exit %d\n" % status)
     except BaseException:
         pass
@@ -107,10 +128,20 @@ def _run(job):
     with open(path, "rb") as source_file:
         source = source_file.read()
     try:
+        if b"\0" in source:
+            # What CPython's file parser says from 3.11.4 on (this guest's
+            # 3.11.2 silently stops reading at the NUL; compile() raises a
+            # ValueError).
+            head = source[: source.index(b"\0")]
+            line = head[head.rfind(b"\n") + 1 :].decode("utf-8", "replace")
+            raise SyntaxError("source code cannot contain null bytes", (path, head.count(b"\n") + 1, None, line))
         code = compile(source, path, "exec")
     except SyntaxError as error:
-        traceback.print_exception(type(error), error, None)
+        error.__traceback__ = None  # the parser's error has no frame of the program
+        sys.excepthook(type(error), error, None)
         return 1
+    except BaseException:
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     del job, source, source_file
     try:
         exec(code, main.__dict__)
@@ -119,7 +150,7 @@ def _run(job):
     except BaseException as error:
         error.__traceback__ = error.__traceback__.tb_next
         sys.excepthook(type(error), error, error.__traceback__)
-        return 1
+        return _INTERRUPTED if isinstance(error, KeyboardInterrupt) else 1
     return 0
 
 def _next_job(control):
@@ -134,6 +165,7 @@ def _next_job(control):
 # What exists now is never collected: a program's collections then leave
 # these objects, and the pages holding them, alone.
 gc.freeze()
+_PID = os.getpid()
 _control = os.fdopen(3, "r+b", buffering=0)
 os.set_inheritable(3, False)
 _CONTROL_ID = (os.fstat(3).st_dev, os.fstat(3).st_ino)

@@ -83,6 +83,10 @@ struct RunRequest {
   // Restore a clone of the profile's template snapshot (built on first use)
   // instead of booting a kernel; false always boots a fresh VM.
   bool use_snapshot = true;
+  // Never hand the program to the template's prestarted interpreter: start
+  // the language's interpreter for this run. For Python that is the way to
+  // a hash() secret of the run's own (docs/security.md); it costs a start.
+  bool fresh_interpreter = false;
 };
 
 // Throws Error(invalid_argument) naming the first field that is out of bounds.

@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -114,13 +115,29 @@ namespace {
 // whole line "exit N" (0..255) has come, N. Returns false when there is no
 // more to listen for (the notice came, EOF, or something else was said).
 // The interpreter runs as the sandbox user, so the notice is believed only
-// for what it can affect: this run's own result.
-bool read_exit_notice(int control, std::string& said, std::optional<int>& exit_code) {
+// for what it can affect: this run's own result. Only bytes the kernel says
+// `interpreter` itself sent count (SO_PASSCRED, set in start_program): a
+// process it forked shares the socket, but its exit is not the run's.
+bool read_exit_notice(int control, pid_t interpreter, std::string& said, std::optional<int>& exit_code) {
   char buffer[64];
-  auto n = read_some(control, buffer, sizeof buffer);
-  if (!n) return true;
-  if (*n == 0) return false;
-  said.append(buffer, *n);
+  alignas(cmsghdr) char ancillary[CMSG_SPACE(sizeof(ucred))];
+  iovec data{buffer, sizeof buffer};
+  msghdr message{};
+  message.msg_iov = &data;
+  message.msg_iovlen = 1;
+  message.msg_control = ancillary;
+  message.msg_controllen = sizeof ancillary;
+  ssize_t n = ::recvmsg(control, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) return errno == EAGAIN || errno == EINTR;
+  if (n == 0) return false;
+  // A stream read never joins bytes of two senders while SO_PASSCRED is on.
+  const cmsghdr* header = CMSG_FIRSTHDR(&message);
+  ucred sender{};
+  if (header && header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_CREDENTIALS) {
+    std::memcpy(&sender, CMSG_DATA(header), sizeof sender);
+  }
+  if (sender.pid != interpreter) return true;
+  said.append(buffer, static_cast<size_t>(n));
   size_t end = said.find('\n');
   if (end == std::string::npos) return said.size() < 64;
   const std::string digits = said.compare(0, 5, "exit ") == 0 ? said.substr(5, end - 5) : "";
@@ -183,7 +200,14 @@ Program start_program(const protocol::Exec& request, bool with_control) {
   set_nonblocking(stdout_read.get());
   set_nonblocking(stderr_read.get());
   UniqueFd control_agent, control_program;
-  if (with_control) std::tie(control_agent, control_program) = make_socket_pair();
+  if (with_control) {
+    std::tie(control_agent, control_program) = make_socket_pair();
+    // Every read then names the process that wrote it (read_exit_notice).
+    int on = 1;
+    if (::setsockopt(control_agent.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) < 0) {
+      throw_errno("setsockopt(SO_PASSCRED)");
+    }
+  }
 
   std::vector<char*> argv;
   for (const auto& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
@@ -280,6 +304,10 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
   handle_host_frames();
 
   while (outputs[0].pipe || outputs[1].pipe || !child_status) {
+    // The host ended stdin and all of it is written: the program sees EOF.
+    // Checked before waiting, since the close may have come with the exec
+    // itself (empty stdin), and then nothing else would wake the loop.
+    if (stdin_write && stdin_close_requested && stdin_pending.empty()) stdin_write.reset();
     std::vector<pollfd> fds;
     fds.push_back({channel.fd(), host_alive ? short(POLLIN) : short(0), 0});
     fds.push_back({child_signals.get(), POLLIN, 0});
@@ -323,7 +351,6 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
         stdin_write.reset();
       }
     }
-    if (stdin_write && stdin_close_requested && stdin_pending.empty()) stdin_write.reset();
     if (host_alive) ack_stdin();
 
     // Forward output, enforcing the caps exactly.
@@ -354,7 +381,7 @@ bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& reques
 
     if (control && (fds[6].revents & (POLLIN | POLLHUP | POLLERR))) {
       std::optional<int> exit_code;
-      if (!read_exit_notice(control.get(), control_said, exit_code)) control.reset();
+      if (!read_exit_notice(control.get(), child, control_said, exit_code)) control.reset();
       if (exit_code && !child_status) {
         child_status = W_EXITCODE(*exit_code, 0);
         drain_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
