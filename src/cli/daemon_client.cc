@@ -49,6 +49,7 @@ std::string request_body(const engine::RunRequest& request) {
                {"stdout_limit", request.stdout_limit},
                {"stderr_limit", request.stderr_limit},
                {"stdin", request.stdin_source.data}};
+  if (request.fresh_interpreter) body["fresh_interpreter"] = true;
   return body.dump();
 }
 

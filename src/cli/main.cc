@@ -178,7 +178,7 @@ int run_command(const RunOptions& options) {
   // in-process engine streams it instead, as the program reads it.
   const bool stdin_is_bounded = request.stdin_source.fd < 0 || stdin_is_bounded_now();
   const bool daemon_capable = !options.no_daemon && options.kernel.empty() && options.accel == "auto" &&
-                              !options.no_snapshot && !options.fresh_interpreter && options.images.empty() &&
+                              !options.no_snapshot && options.images.empty() &&
                               options.test_resolve.empty() && stdin_is_bounded;
   if (daemon_capable) {
     engine::validate(request);

@@ -183,8 +183,13 @@ Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
   const bool vmm_uid = std::any_of(isolation_.begin(), isolation_.end(), [](const auto& layer) {
     return layer.name == "credentials" && layer.available;
   });
+  TemplateStore::Limits limits;
+  int64_t budget_mb = options_.template_memory_budget_mb;
+  if (budget_mb < 0)
+    budget_mb = static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGESIZE) / 4 >> 20;
+  limits.memory_budget_bytes = static_cast<uint64_t>(budget_mb) << 20;
   templates_.emplace(options_.cache_dir + "/templates", "/dev/shm",
-                     vmm_uid ? vmm::jail::jail_uid() : ::geteuid());
+                     vmm_uid ? vmm::jail::jail_uid() : ::geteuid(), limits);
   retirer_ = std::thread([this] { retire_loop(); });
 }
 
@@ -256,11 +261,11 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
                     file_identity(find_program("qemu-system-x86_64").value_or("qemu")) + "|" +
                     std::to_string(vmm::host_tsc_khz());
   key += "|net=" + profile.network + "|disk_room=" + std::to_string(Limits::kDiskRoomMb);
-  for (const auto& mount : profile.mounts) key += "|mount=" + mount.to_string();
+  for (const auto& mount : profile.mounts) key += "|mount=" + mount.guest_path;
   for (const auto& arg : language.warmup) key += "|" + arg;
   for (const auto& arg : language.prestart) key += "|" + arg;
   key += "|" + language.warmup_program;
-  return profile.name() + "-" + stable_hash(key);
+  return profile.template_name() + "-" + stable_hash(key);
 }
 
 TemplatePaths Engine::ensure_template(const std::string& name, const Language& language,
@@ -309,17 +314,25 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
 }
 
 std::string Profile::name() const {
+  std::string all;
+  for (const auto& mount : mounts) all += mount.to_string() + "\n";
+  return name_with(all);
+}
+
+std::string Profile::template_name() const {
+  std::string all;
+  for (const auto& mount : mounts) all += mount.guest_path + "\n";
+  return name_with(all);
+}
+
+std::string Profile::name_with(const std::string& mounts_key) const {
   std::string capabilities;
   if (network == "full") {
     capabilities = "-net-full";
   } else if (network != "none") {
     capabilities = "-net-" + stable_hash(network).substr(0, 8);
   }
-  if (!mounts.empty()) {
-    std::string all;
-    for (const auto& mount : mounts) all += mount.to_string() + "\n";
-    capabilities += "-mnt-" + stable_hash(all).substr(0, 8);
-  }
+  if (!mounts.empty()) capabilities += "-mnt-" + stable_hash(mounts_key).substr(0, 8);
   return language + "-" + std::to_string(memory_mb) + "m" +
          (cpus > 1 ? "-" + std::to_string(cpus) + "cpu" : "") + (kernel.empty() ? "" : "-" + kernel) +
          capabilities + (use_snapshot ? "" : "-fresh");
@@ -411,14 +424,13 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     if (guest.network_) config.network_fd = guest.network_->vm_fd();
     const std::vector<UniqueFd> shares = open_mounts(profile, options_.mount_roots);
     config.shared_dirs = shared_dirs_of(profile.mounts, shares);
-    UniqueFd memory;
     if (from_snapshot) {
       config.rootfs = snapshot->disk;
       config.rootfs_format = "qcow2";
       config.rootfs_empty_layer = snapshot->dir + "/empty-layer.qcow2";
       vmm::make_empty_layer(config.rootfs, config.rootfs_format, config.rootfs_empty_layer);
-      memory = templates_->open_memory(snapshot_name);
-      config.memory_file = vmm::MemoryFileSpec{snapshot->memory, false, memory.get()};
+      guest.template_memory_ = templates_->open_memory(snapshot_name);
+      config.memory_file = vmm::MemoryFileSpec{snapshot->memory, false, guest.template_memory_.get()};
       config.restore = true;
     }
     guest.vm_ = backend_->start(config);
@@ -458,6 +470,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     if (guest.vm_) guest.vm_->destroy();
     guest.vm_.reset();
     guest.network_.reset();
+    guest.template_memory_.reset();
     templates_->discard(snapshot_name);
     start(false);
   }

@@ -49,6 +49,10 @@ struct EngineOptions {
   // of these. nullopt: any directory (the CLI's user mounts her own files);
   // airlockd passes its operator's --mount-root list (none: no mounts).
   std::optional<std::vector<std::string>> mount_roots;
+  // Host RAM the template snapshots' RAM files may take together (least
+  // recently used ones are evicted past it, never one a VM maps). -1: a
+  // quarter of the host's memory; 0: no budget.
+  int64_t template_memory_budget_mb = -1;
 };
 
 // What a VM is made for. Runs with equal profiles can use each other's
@@ -65,6 +69,14 @@ struct Profile {
   // "python-256m", "python-512m-2cpu", "python-256m-net-full", "python-256m-net-3f2a9c01",
   // "python-256m-mnt-0c1d2e3f"
   std::string name() const;
+  // The same for its template snapshot, which depends only on what the guest
+  // sees: mounts count by their guest paths (the host directory is QEMU's
+  // command line, not saved state), so shares of other directories at the
+  // same places use one template.
+  std::string template_name() const;
+
+ private:
+  std::string name_with(const std::string& mounts_key) const;
 };
 Profile profile_of(const RunRequest& request);
 
@@ -92,7 +104,10 @@ class ReadyGuest {
 
  private:
   friend class Engine;
-  // Declaration order is destruction order reversed: session, VM, network, directory.
+  // Declaration order is destruction order reversed: session, VM, network,
+  // directory, and last the template's RAM file (its lock keeps the template
+  // from eviction while the VM maps it).
+  UniqueFd template_memory_;
   TempDir run_dir_;
   std::unique_ptr<network::GuestNetwork> network_;
   std::unique_ptr<vmm::Vm> vm_;
@@ -142,6 +157,9 @@ class Engine {
 
   // Starts a guest for a profile, ready for one request. Throws Error on failure.
   ReadyGuest start_guest(const Profile& profile, const CancelToken* cancel = nullptr);
+
+  // The template snapshots' RAM: how many, how much, the budget, evictions.
+  TemplateStore::Stats template_stats() const { return templates_->stats(); }
 
  private:
   std::string template_name(const Language& language, const vmm::KernelImage& kernel,

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
@@ -61,12 +62,13 @@ std::string stable_hash(const std::string& text) {
   return hex;
 }
 
-TemplateStore::TemplateStore(std::string root, std::string memory_base, uid_t memory_owner)
-    : root_(std::move(root)), memory_owner_(memory_owner) {
+TemplateStore::TemplateStore(std::string root, std::string memory_base, uid_t memory_owner, Limits limits)
+    : root_(std::move(root)), memory_owner_(memory_owner), limits_(limits) {
   make_directories(root_);
   UniqueFd held = lock_store();
   open_memory_dir(memory_base);
   remove_orphaned_memory(memory_base);
+  evict("");
 }
 
 void TemplateStore::open_memory_dir(const std::string& memory_base) {
@@ -198,7 +200,74 @@ UniqueFd TemplateStore::open_memory(const std::string& name) const {
   if (auto problem = memory_file_problem(info)) {
     throw Error(ErrorCode::vm, "template RAM file " + path + " " + *problem);
   }
+  // Evictions take this lock exclusively, and skip a template they cannot get.
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) < 0) throw_errno("flock", path);
+  // Least recently used is judged by this mark (the RAM file's own times are
+  // left alone: reading it through a mapping does not touch them).
+  ::utimensat(AT_FDCWD, (root_ + "/" + name + "/complete").c_str(), nullptr, 0);
   return fd;
+}
+
+bool TemplateStore::remove_if_unused(const std::string& name) {
+  UniqueFd memory(::openat(memory_dir_fd_.get(), memory_file_name(name).c_str(),
+                           O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (memory && ::flock(memory.get(), LOCK_EX | LOCK_NB) < 0) return false;  // a VM maps it
+  ::unlinkat(memory_dir_fd_.get(), memory_file_name(name).c_str(), 0);
+  std::error_code ec;
+  fs::remove_all(root_ + "/" + name, ec);
+  ++evictions_;
+  return true;
+}
+
+namespace {
+
+struct Resident {
+  std::string name;
+  uint64_t bytes;
+  fs::file_time_type used;
+};
+
+}  // namespace
+
+void TemplateStore::evict(const std::string& keep) {
+  std::vector<Resident> residents;
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name[0] == '.' || !entry.is_directory(ec)) continue;
+    struct stat info {};
+    if (::fstatat(memory_dir_fd_.get(), memory_file_name(name).c_str(), &info, AT_SYMLINK_NOFOLLOW) < 0)
+      continue;
+    const auto used = fs::last_write_time(entry.path() / "complete", ec);
+    if (ec) continue;
+    residents.push_back({name, static_cast<uint64_t>(info.st_blocks) * 512, used});
+    total += residents.back().bytes;
+  }
+  std::sort(residents.begin(), residents.end(),
+            [](const Resident& a, const Resident& b) { return a.used < b.used; });
+  const auto stale = fs::file_time_type::clock::now() - limits_.max_unused;
+  for (const auto& resident : residents) {
+    const bool over_budget = limits_.memory_budget_bytes > 0 && total > limits_.memory_budget_bytes;
+    if (resident.name == keep || (!over_budget && resident.used > stale)) continue;
+    if (remove_if_unused(resident.name)) total -= resident.bytes;
+  }
+}
+
+TemplateStore::Stats TemplateStore::stats() const {
+  Stats stats;
+  stats.memory_budget_bytes = limits_.memory_budget_bytes;
+  stats.evictions = evictions_;
+  for (const auto& file : entries_of(memory_dir_fd_.get())) {
+    struct stat info {};
+    if (!ends_with(file, ".ram") ||
+        ::fstatat(memory_dir_fd_.get(), file.c_str(), &info, AT_SYMLINK_NOFOLLOW) < 0) {
+      continue;
+    }
+    ++stats.templates;
+    stats.memory_bytes += static_cast<uint64_t>(info.st_blocks) * 512;
+  }
+  return stats;
 }
 
 TemplatePaths TemplateStore::create(const std::string& name,
@@ -248,6 +317,8 @@ TemplatePaths TemplateStore::create(const std::string& name,
   write_file(work.file("complete"), name + "\n");
   fs::remove_all(final_paths.dir, ec);
   if (::rename(work.path().c_str(), final_paths.dir.c_str()) < 0) throw_errno("rename", final_paths.dir);
+  // Host RAM is the scarce part: a new template makes room by evicting old ones.
+  evict(name);
   return final_paths;
 }
 

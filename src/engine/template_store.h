@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -20,6 +22,13 @@ struct TemplatePaths {
   std::string state;
   std::string disk;
   std::string memory;
+};
+
+// How much host RAM (tmpfs) a TemplateStore's RAM files may take together,
+// and how long a template may go unused; 0 bytes: no budget.
+struct TemplateLimits {
+  uint64_t memory_budget_bytes = 0;
+  std::chrono::hours max_unused{24 * 7};
 };
 
 // Template snapshots on disk, one per profile and recipe: `name` is
@@ -41,12 +50,24 @@ class TemplateStore {
   // (RAM files vanish at reboot, which find() notices); `memory_owner`: the
   // uid a finished RAM file must belong to (QEMU's jail uid, which the jail
   // gives it while the template is built; this process's own without it).
-  TemplateStore(std::string root, std::string memory_base, uid_t memory_owner);
+  using Limits = TemplateLimits;
+
+  TemplateStore(std::string root, std::string memory_base, uid_t memory_owner, Limits limits = {});
 
   std::optional<TemplatePaths> find(const std::string& name) const;
-  // The template's RAM file, opened and checked (for a clone to map).
+  // The template's RAM file, opened and checked (for a clone to map), and
+  // the template marked used. The descriptor holds a shared lock: while it is
+  // open (keep it as long as the VM lives) the template is never evicted.
   // Throws Error(vm) naming what is wrong with it.
   UniqueFd open_memory(const std::string& name) const;
+
+  struct Stats {
+    int templates = 0;
+    uint64_t memory_bytes = 0;  // RAM files, as tmpfs holds them
+    uint64_t memory_budget_bytes = 0;
+    uint64_t evictions = 0;  // by this process
+  };
+  Stats stats() const;
   // Builds the template unless another process just did. `build` fills the
   // given in-progress paths (state, disk, memory); `memory_fd` is the RAM
   // file, already created, that QEMU must be given (VmConfig::memory_file).
@@ -71,9 +92,17 @@ class TemplateStore {
   void remove_orphaned_memory(const std::string& memory_base);
   // Why `info` is not an acceptable template RAM file, or nullopt.
   std::optional<std::string> memory_file_problem(const struct stat& info) const;
+  // With the store locked: removes templates unused for longer than
+  // Limits::max_unused, then the least recently used until the RAM files fit
+  // the budget; never `keep`, never one a live VM maps.
+  void evict(const std::string& keep);
+  // Removes a template unless a VM maps its RAM file; true if removed.
+  bool remove_if_unused(const std::string& name);
 
   std::string root_;
   uid_t memory_owner_;
+  Limits limits_;
+  std::atomic<uint64_t> evictions_{0};
   std::string memory_dir_;
   UniqueFd memory_dir_fd_;
 };

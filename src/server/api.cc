@@ -137,6 +137,11 @@ void Api::add_pool(const engine::Profile& profile, int target) {
   if (!create_pool_locked(profile, target)) pools_.at(profile.name())->set_target(target);
 }
 
+void Api::cancel_running() {
+  std::lock_guard lock(running_mutex_);
+  for (const engine::CancelToken* run : running_) run->cancel();
+}
+
 void Api::expire_idle_pools() {
   std::vector<std::unique_ptr<engine::WarmPool>> expired;
   {
@@ -276,6 +281,18 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   }
 
   engine::CancelToken cancel;
+  struct Registered {
+    Api& api;
+    const engine::CancelToken& token;
+    Registered(Api& owner, const engine::CancelToken& run) : api(owner), token(run) {
+      std::lock_guard lock(api.running_mutex_);
+      api.running_.insert(&token);
+    }
+    ~Registered() {
+      std::lock_guard lock(api.running_mutex_);
+      api.running_.erase(&token);
+    }
+  } registered(*this, cancel);
   std::optional<EventStream> stream;
   std::optional<NdjsonSink> sink;
   if (streaming) {
@@ -407,7 +424,16 @@ std::string Api::pool_metrics() const {
     hits += "airlock_pool_hits_total" + label + std::to_string(stats.hits) + "\n";
     misses += "airlock_pool_misses_total" + label + std::to_string(stats.misses) + "\n";
   }
-  return ready + in_use + hits + misses;
+  const engine::TemplateStore::Stats templates = engine_.template_stats();
+  const std::string template_lines =
+      "# TYPE airlock_templates gauge\nairlock_templates " + std::to_string(templates.templates) +
+      "\n# TYPE airlock_template_ram_bytes gauge\nairlock_template_ram_bytes " +
+      std::to_string(templates.memory_bytes) +
+      "\n# TYPE airlock_template_ram_budget_bytes gauge\nairlock_template_ram_budget_bytes " +
+      std::to_string(templates.memory_budget_bytes) +
+      "\n# TYPE airlock_template_evictions_total counter\nairlock_template_evictions_total " +
+      std::to_string(templates.evictions) + "\n";
+  return ready + in_use + hits + misses + template_lines;
 }
 
 }  // namespace airlock::server

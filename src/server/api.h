@@ -41,6 +41,9 @@ class Api {
   void handle(const HttpRequest& request, ResponseWriter& writer);
   // Destroys every pool (and its ready VMs).
   void shutdown();
+  // Cancels every run in progress (a drain's grace period is over); their
+  // results ("killed", cancelled) are still answered.
+  void cancel_running();
 
  private:
   void run(const HttpRequest& request, ResponseWriter& writer);
@@ -67,6 +70,8 @@ class Api {
   mutable std::mutex pools_mutex_;
   std::map<std::string, std::unique_ptr<engine::WarmPool>> pools_;
   std::set<std::string> permanent_pools_;  // add_pool's: the daemon's own, never expired
+  std::mutex running_mutex_;
+  std::set<const engine::CancelToken*> running_;  // the runs in progress, for cancel_running()
   engine::CancelToken stop_expiry_;
   std::thread expiry_;  // declared last: started after, and joined before, the rest
 };

@@ -164,27 +164,39 @@ HttpServer::~HttpServer() {
 void HttpServer::stop() {
   stopping_ = true;
   std::lock_guard lock(mutex_);
-  for (const auto& [fd, deadline] : open_fds_) ::shutdown(fd, SHUT_RD);
+  for (const auto& [fd, connection] : open_fds_) {
+    // A request being served must not look like a client that hung up.
+    if (!connection.busy) ::shutdown(fd, SHUT_RD);
+  }
+}
+
+void HttpServer::set_busy(int fd, bool busy) {
+  std::lock_guard lock(mutex_);
+  auto it = open_fds_.find(fd);
+  if (it == open_fds_.end()) return;
+  it->second.busy = busy;
+  // Idle again after stop(): nothing more will be read from it.
+  if (!busy && stopping_) ::shutdown(fd, SHUT_RD);
 }
 
 void HttpServer::arm_deadline(int fd, std::chrono::milliseconds within) {
   std::lock_guard lock(mutex_);
-  if (auto it = open_fds_.find(fd); it != open_fds_.end()) it->second = Clock::now() + within;
+  if (auto it = open_fds_.find(fd); it != open_fds_.end()) it->second.deadline = Clock::now() + within;
 }
 
 void HttpServer::disarm_deadline(int fd) {
   std::lock_guard lock(mutex_);
-  if (auto it = open_fds_.find(fd); it != open_fds_.end()) it->second = Clock::time_point::max();
+  if (auto it = open_fds_.find(fd); it != open_fds_.end()) it->second.deadline = Clock::time_point::max();
 }
 
 void HttpServer::enforce_deadlines() {
   std::lock_guard lock(mutex_);
   const auto now = Clock::now();
-  for (auto& [fd, deadline] : open_fds_) {
-    if (deadline > now) continue;
+  for (auto& [fd, connection] : open_fds_) {
+    if (connection.deadline > now) continue;
     // The blocked read or write fails; the connection's thread ends it.
     ::shutdown(fd, SHUT_RDWR);
-    deadline = Clock::time_point::max();
+    connection.deadline = Clock::time_point::max();
   }
 }
 
@@ -210,7 +222,7 @@ void HttpServer::accept_one(int listener, bool tcp) {
     }
     ++count;
     // Until its head arrives, a new connection has the head's deadline.
-    open_fds_[fd] = Clock::now() + limits_.head;
+    open_fds_[fd] = {Clock::now() + limits_.head, false};
   }
   try {
     std::thread([this, fd, tcp] {
@@ -235,7 +247,7 @@ void HttpServer::accept_one(int listener, bool tcp) {
   }
 }
 
-void HttpServer::serve() {
+void HttpServer::serve(std::chrono::milliseconds grace, const std::function<void()>& on_grace_over) {
   while (!stopping_) {
     pollfd listeners[2] = {{listener_.get(), POLLIN, 0}, {tcp_listener_.get(), POLLIN, 0}};
     const int ready = ::poll(listeners, 2, 100);
@@ -245,11 +257,25 @@ void HttpServer::serve() {
       if (listeners[which].revents & POLLIN) accept_one(listeners[which].fd, which == 1);
     }
   }
-  std::unique_lock lock(mutex_);
+  // Drain: running requests finish within the grace period; then what is
+  // left is cancelled (its result still written), and at last cut off.
   // Draining connections keep their deadlines: a stalled writer cannot hold the exit.
+  const auto grace_over = Clock::now() + grace;
+  const auto cut_off = grace_over + std::chrono::seconds(10);
+  bool cancelled = false, cut = false;
+  std::unique_lock lock(mutex_);
   while (unix_connections_ + tcp_connections_ > 0) {
     idle_.wait_for(lock, std::chrono::milliseconds(100));
+    const auto now = Clock::now();
+    if (!cut && now >= cut_off) {
+      for (const auto& [fd, connection] : open_fds_) ::shutdown(fd, SHUT_RDWR);
+      cut = true;
+    }
     lock.unlock();
+    if (!cancelled && now >= grace_over) {
+      if (on_grace_over) on_grace_over();
+      cancelled = true;
+    }
     enforce_deadlines();
     lock.lock();
   }
@@ -282,6 +308,7 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
       writer.send(401, "application/json", error_body("unauthorized", "missing or wrong bearer token"));
       return;
     }
+    set_busy(fd, true);
     arm_deadline(fd, limits_.body);
     if (!announced_too_large && beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -308,6 +335,7 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
     handler_(request, writer);
     if (!writer.done()) writer.send(500, "application/json", error_body("internal", "no response"));
     if (!keep_alive) return;
+    set_busy(fd, false);
   }
 }
 

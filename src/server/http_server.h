@@ -67,8 +67,13 @@ class HttpServer {
   // `Authorization: Bearer <token>` (401 otherwise).
   // `operator_token` (optional, different): a TCP client showing it is the operator.
   void listen_tcp(const std::string& host, int port, std::string token, std::string operator_token = {});
-  void serve();  // returns after stop() once every connection has finished
-  void stop();   // stops accepting; in-flight requests finish
+  // Returns after stop() once every connection has finished. Once `grace`
+  // has passed since stop(), `on_grace_over` is called (to cancel the runs
+  // still going, whose results are then written); connections still open
+  // 10 s after that are cut off.
+  void serve(std::chrono::milliseconds grace = std::chrono::seconds(30),
+             const std::function<void()>& on_grace_over = nullptr);
+  void stop();  // stops accepting; idle connections close, in-flight requests finish
 
   // Cuts the connection on `fd` off if it is still busy `within` from now
   // (one read or write); disarm() ends the wait. For the connection's own thread.
@@ -96,9 +101,14 @@ class HttpServer {
   std::condition_variable idle_;
   int unix_connections_ = 0;
   int tcp_connections_ = 0;
-  // Every open connection and the moment it is cut off (max: none). All are
-  // shut for reading on stop(), so idle keep-alive readers end.
-  std::map<int, Clock::time_point> open_fds_;
+  struct Connection {
+    Clock::time_point deadline = Clock::time_point::max();  // when it is cut off (max: never)
+    bool busy = false;                                      // a request has arrived and is being served
+  };
+  // Every open connection. On stop() the idle ones are shut for reading, so
+  // keep-alive readers end; busy ones finish their request (drain).
+  std::map<int, Connection> open_fds_;
+  void set_busy(int fd, bool busy);
 };
 
 }  // namespace airlock::server

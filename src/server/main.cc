@@ -40,6 +40,8 @@ struct Options {
   int vm_cpu_budget = 0;        // 0: four vCPUs per host core
   int max_pools = 16;
   int pool_idle_timeout_s = 600;
+  int drain_timeout_s = 30;
+  int64_t template_ram_budget_mb = -1;
   std::string operator_token_file;
   std::string listen;      // host:port on loopback, optional
   std::string token_file;  // required with listen
@@ -94,6 +96,7 @@ int serve(const Options& options) {
   engine_options.allow_weak_isolation = options.allow_weak_isolation;
   engine_options.allow_full_network = options.allow_full_network;
   engine_options.mount_roots = options.mount_roots;
+  engine_options.template_memory_budget_mb = options.template_ram_budget_mb;
   for (const auto& entry : options.test_resolve) {
     auto parsed = network::parse_resolver_entry(entry);
     engine_options.test_resolver[parsed.name] = parsed;
@@ -149,7 +152,10 @@ int serve(const Options& options) {
     server.stop();
   });
   spdlog::info("serving on {} (accel {}, {} warm VM(s) per language)", socket_path, accel, options.pool_size);
-  server.serve();
+  server.serve(std::chrono::seconds(options.drain_timeout_s), [&api] {
+    spdlog::info("drain: the grace period is over; cancelling the runs still going");
+    api.cancel_running();
+  });
   // In-flight requests have finished; ready VMs go with their pools.
   api.shutdown();
   signal_waiter.join();
@@ -216,6 +222,15 @@ int main(int argc, char** argv) {
   app.add_option("--vm-cpu-budget", options.vm_cpu_budget,
                  "vCPUs all VMs, pooled and running, may have together (default: 4 per host core)")
       ->check(CLI::Range(1, 4096));
+  app.add_option("--template-ram-budget-mb", options.template_ram_budget_mb,
+                 "Host RAM (in /dev/shm) template snapshots may take together; the least recently used "
+                 "are evicted past it, never one a VM maps (default: a quarter of the host's memory; 0: no "
+                 "budget)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  app.add_option("--drain-timeout", options.drain_timeout_s,
+                 "On SIGTERM, seconds running requests have to finish before they are cancelled")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
   app.add_option("--max-pools", options.max_pools, "Pools callers may create with POST /v1/pools")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();

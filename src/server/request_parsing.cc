@@ -78,6 +78,9 @@ engine::RunRequest parse_run_request(const std::string& body) {
       }
       for (const auto& entry : value)
         request.mounts.push_back(engine::parse_mount(string_field(entry, "mounts[]")));
+    } else if (key == "fresh_interpreter") {
+      if (!value.is_boolean()) reject("field 'fresh_interpreter' must be true or false");
+      request.fresh_interpreter = value.get<bool>();
     } else if (key == "env") {
       if (!value.is_object()) reject("field 'env' must be an object of strings");
       for (auto& [name, entry] : value.items())

@@ -86,9 +86,16 @@ TEST_F(HostAttacks, TemplateRamFilesCannotBeSquattedByAnotherUser) {
   json built = run_json("echo one");
   EXPECT_EQ(built["stdout"], "one\n");
   EXPECT_EQ(built["from_snapshot"], true);
+  // What this test's store made (other tests' stores may be at work too):
+  // its directory, or files named after the store as RAM files once were.
+  const std::string root = cache_.string() + "/templates";
+  const std::string own_dir =
+      fs::path(engine::TemplateStore(root, "/dev/shm", vmm::jail::jail_uid()).memory_dir()).filename();
+  const std::string legacy_prefix =
+      "airlock-" + std::to_string(::geteuid()) + "-" + engine::stable_hash(root).substr(0, 8) + "-";
   std::vector<std::string> made;
   for (const auto& name : shm_entries()) {
-    if (!before.count(name)) made.push_back(name);
+    if (!before.count(name) && (name == own_dir || name.rfind(legacy_prefix, 0) == 0)) made.push_back(name);
   }
   ASSERT_FALSE(made.empty()) << "the template left nothing in /dev/shm";
 
@@ -170,6 +177,49 @@ TEST_F(HostAttacks, TemplateRamFileWithASecondLinkIsNotUsed) {
     EXPECT_NE(lstat_of(file.path()).st_ino, linked.st_ino) << "a clone maps the file with a second link";
   }
   fs::remove(second_name);
+}
+
+// Every new profile used to leave its template's RAM in /dev/shm (host RAM)
+// forever. Past the budget the least recently used go, never one a VM maps.
+TEST_F(HostAttacks, TemplateRamStaysWithinItsBudget) {
+  TestDaemon daemon(runtime_dir_);
+  ASSERT_TRUE(daemon.start({"--pool-size", "0", "--template-ram-budget-mb", "100"}, options_.extra_env));
+  // A pool keeps a clone of the first template mapped the whole time.
+  ASSERT_EQ(daemon.post("/v1/pools", R"({"language":"shell","memory_mb":128,"target":1})").status, 201);
+  ASSERT_TRUE(daemon.wait_for_ready("shell-128m"));
+  for (int memory : {160, 192, 224, 288}) {
+    auto reply = daemon.post("/v1/run",
+                             json{{"language", "shell"}, {"code", "echo ok"}, {"memory_mb", memory}}.dump());
+    EXPECT_EQ(reply.status, 200) << reply.body;
+  }
+  const std::string metrics = daemon.get("/metrics").body;
+  auto gauge = [&metrics](const std::string& name) {
+    const size_t at = metrics.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(metrics.substr(at + name.size() + 2));
+  };
+  std::printf("template RAM: %.0f bytes in %.0f templates, %.0f evicted\n",
+              gauge("airlock_template_ram_bytes"), gauge("airlock_templates"),
+              gauge("airlock_template_evictions_total"));
+  EXPECT_GE(gauge("airlock_template_evictions_total"), 1) << metrics;
+  // The newest template may exceed the budget alone together with the one in use; no other stays.
+  const std::string dir =
+      engine::TemplateStore(cache_.string() + "/templates", "/dev/shm", vmm::jail::jail_uid()).memory_dir();
+  uint64_t total = 0;
+  bool in_use_kept = false;
+  for (const auto& file : fs::directory_iterator(dir)) {
+    total += static_cast<uint64_t>(lstat_of(file.path()).st_blocks) * 512;
+    in_use_kept = in_use_kept || file.path().filename().string().rfind("shell-128m-", 0) == 0;
+  }
+  EXPECT_TRUE(in_use_kept) << "the template a pooled VM maps was evicted";
+  EXPECT_LE(total, uint64_t{100} << 20) << "the RAM files exceed the budget";
+  EXPECT_EQ(gauge("airlock_template_ram_bytes"), static_cast<double>(total));
+  // The pool's clone still runs from its template.
+  auto pooled =
+      json::parse(daemon.post("/v1/run", R"({"language":"shell","memory_mb":128,"code":"echo hit"})").body);
+  EXPECT_EQ(pooled["pool_hit"], true) << pooled.dump();
+  EXPECT_EQ(pooled["stdout"], "hit\n");
+  auto status = daemon.stop();
+  EXPECT_TRUE(status && status->exit_code == 0);
 }
 
 // A caller with write access inside a mount root swaps the directory it asked

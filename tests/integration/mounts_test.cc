@@ -118,6 +118,20 @@ TEST_F(Mounts, TheSameShareTwiceUsesItsTemplate) {
   EXPECT_EQ(second["from_snapshot"], true) << "a share must not keep a profile from its snapshot";
 }
 
+TEST_F(Mounts, SharesOfOtherDirectoriesAtTheSamePlaceShareATemplate) {
+  const fs::path other = base_ / "other";
+  fs::create_directories(other);
+  fs::permissions(other, fs::perms(0755));
+  write_file((other / "data.txt").string(), "the other directory\n", 0644);
+  auto first = airlock_json(
+      {"run", "--lang", "shell", "--mount", "ro:" + share_.string() + ":/srv/in", "cat /srv/in/data.txt"});
+  auto second = airlock_json(
+      {"run", "--lang", "shell", "--mount", "ro:" + other.string() + ":/srv/in", "cat /srv/in/data.txt"});
+  EXPECT_EQ(first["stdout"], "hello from the host\n") << first.dump();
+  EXPECT_EQ(second["stdout"], "the other directory\n") << second.dump();
+  EXPECT_EQ(second["from_snapshot"], true) << "the host path made a template of its own";
+}
+
 TEST_F(Mounts, BadMountsAreRefusedNamingWhy) {
   auto expect_refused = [this](const std::string& mount, const std::string& needle) {
     auto result = airlock({"run", "--lang", "shell", "--mount", mount, "true"});

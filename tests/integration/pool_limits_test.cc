@@ -3,6 +3,7 @@
 // or running) fits one budget of memory and vCPUs.
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -124,6 +125,47 @@ TEST_F(PoolLimits, PooledAndRunningVmsShareOneBudget) {
     EXPECT_EQ(reply.status, 200) << language << ": " << reply.body;
     EXPECT_NE(reply.body.find("\"status\":\"ok\""), std::string::npos) << language << ": " << reply.body;
   }
+}
+
+// Sends `run` to the daemon, SIGTERMs the daemon once the run has taken the
+// shell pool's VM, and returns the run's answer once the daemon has exited 0.
+HttpReply run_across_sigterm(TestDaemon& daemon, const std::string& run) {
+  HttpReply reply;
+  std::thread caller([&] { reply = daemon.post("/v1/run", run); });
+  for (int i = 0; i < 200 && json::parse(daemon.get("/v1/pools").body)["pools"][2]["in_use"] == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  daemon.process().kill(SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_NE(daemon.get("/v1/health").status, 200) << "a draining daemon took a new request";
+  caller.join();
+  EXPECT_EQ(daemon.process().wait_or_kill(std::chrono::seconds(30)).exit_code, 0);
+  return reply;
+}
+
+// SIGTERM drains: no new connection is taken, a run in progress finishes
+// and its caller gets its result, then every VM is destroyed.
+TEST_F(PoolLimits, SigtermLetsRunningRequestsFinish) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "1"}));
+  ASSERT_TRUE(daemon_->wait_for_ready("shell-256m"));
+  HttpReply reply =
+      run_across_sigterm(*daemon_, R"({"language":"shell","code":"echo started; sleep 3; echo finished"})");
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  const json result = json::parse(reply.body, nullptr, false);
+  EXPECT_EQ(result.value("status", ""), "ok") << reply.body;
+  EXPECT_EQ(result.value("stdout", ""), "started\nfinished\n") << reply.body;
+}
+
+// A run still going when the grace period is over is cancelled, and its
+// caller still gets that result; the daemon then exits.
+TEST_F(PoolLimits, SigtermCancelsWhatOutlastsTheGracePeriod) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "1", "--drain-timeout", "1"}));
+  ASSERT_TRUE(daemon_->wait_for_ready("shell-256m"));
+  HttpReply reply = run_across_sigterm(*daemon_, R"({"language":"shell","code":"sleep 60"})");
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  const json result = json::parse(reply.body, nullptr, false);
+  EXPECT_EQ(result.value("status", ""), "killed") << reply.body;
+  EXPECT_EQ(result.value("error", ""), "cancelled") << reply.body;
 }
 
 }  // namespace

@@ -228,5 +228,24 @@ TEST_F(Cli, FreshInterpreterHasAHashSecretOfItsOwn) {
   EXPECT_NE(hash_of(true), hash_of(true));
 }
 
+// Through the API, fresh_interpreter buys a hash() secret of the run's own;
+// without it, pooled runs share the template's.
+TEST_F(DaemonRuns, FreshInterpreterGivesEachRunItsOwnHashSecret) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "1"}));
+  auto hash_of_run = [this](bool fresh) {
+    EXPECT_TRUE(daemon_->wait_for_ready("python-256m"));
+    json request = {{"language", "python"}, {"code", "print(hash('airlock'))"}};
+    if (fresh) request["fresh_interpreter"] = true;
+    auto reply = daemon_->post("/v1/run", request.dump());
+    EXPECT_EQ(reply.status, 200) << reply.body;
+    return json::parse(reply.body)["stdout"].get<std::string>();
+  };
+  const std::string shared = hash_of_run(false);
+  EXPECT_EQ(hash_of_run(false), shared) << "pooled runs are expected to share the template's secret";
+  const std::string fresh = hash_of_run(true);
+  EXPECT_NE(fresh, shared);
+  EXPECT_NE(hash_of_run(true), fresh);
+}
+
 }  // namespace
 }  // namespace airlock::testing
