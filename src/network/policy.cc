@@ -1,6 +1,7 @@
 #include "network/policy.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -235,14 +236,54 @@ ResolverEntry parse_resolver_entry(std::string_view text) {
   return entry;
 }
 
-std::optional<std::string> forbidden_address_reason(const sockaddr* address) {
+std::vector<sockaddr_storage> host_addresses() {
+  std::vector<sockaddr_storage> addresses;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) < 0) return addresses;
+  for (const ifaddrs* entry = list; entry; entry = entry->ifa_next) {
+    const sockaddr* address = entry->ifa_addr;
+    if (!address || (address->sa_family != AF_INET && address->sa_family != AF_INET6)) continue;
+    sockaddr_storage copy{};
+    std::memcpy(&copy, address, address->sa_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+    addresses.push_back(copy);
+  }
+  ::freeifaddrs(list);
+  return addresses;
+}
+
+namespace {
+
+bool same_ip(const sockaddr* a, const sockaddr_storage& b) {
+  if (a->sa_family != b.ss_family) return false;
+  if (a->sa_family == AF_INET) {
+    return reinterpret_cast<const sockaddr_in*>(a)->sin_addr.s_addr ==
+           reinterpret_cast<const sockaddr_in*>(&b)->sin_addr.s_addr;
+  }
+  return std::memcmp(&reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr,
+                     &reinterpret_cast<const sockaddr_in6*>(&b)->sin6_addr, sizeof(in6_addr)) == 0;
+}
+
+}  // namespace
+
+std::optional<std::string> forbidden_address_reason(const sockaddr* address,
+                                                    const std::vector<sockaddr_storage>& host) {
+  std::optional<std::string> reason;
   if (address->sa_family == AF_INET) {
-    return forbidden_ipv4(ntohl(reinterpret_cast<const sockaddr_in*>(address)->sin_addr.s_addr));
+    reason = forbidden_ipv4(ntohl(reinterpret_cast<const sockaddr_in*>(address)->sin_addr.s_addr));
+  } else if (address->sa_family == AF_INET6) {
+    reason = forbidden_ipv6(reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr);
+  } else {
+    return std::string("not an IP address");
   }
-  if (address->sa_family == AF_INET6) {
-    return forbidden_ipv6(reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr);
+  if (reason) return reason;
+  for (const auto& own : host) {
+    if (same_ip(address, own)) return std::string("one of this host's own addresses");
   }
-  return std::string("not an IP address");
+  return std::nullopt;
+}
+
+std::optional<std::string> forbidden_address_reason(const sockaddr* address) {
+  return forbidden_address_reason(address, host_addresses());
 }
 
 }  // namespace airlock::network

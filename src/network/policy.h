@@ -63,6 +63,12 @@ ResolverEntry parse_resolver_entry(std::string_view text);
 // Why an allowlisted name may not be connected to at this address (loopback,
 // private, link-local, cloud metadata, multicast, reserved, or an IPv6 form
 // embedding one of those), or nullopt if it is a public unicast address.
+// Also refused: one of this host's own addresses (`host`, or the host's
+// interfaces now, from getifaddrs), public or not, which reaches every
+// service on the host, airlockd's own listener included.
 std::optional<std::string> forbidden_address_reason(const sockaddr* address);
+std::optional<std::string> forbidden_address_reason(const sockaddr* address,
+                                                    const std::vector<sockaddr_storage>& host);
+std::vector<sockaddr_storage> host_addresses();
 
 }  // namespace airlock::network

@@ -114,12 +114,13 @@ json pool_json(const engine::PoolStats& stats) {
 
 }  // namespace
 
-Api::Api(engine::Engine& engine, Admission& admission, ByteBudget& output_budget, engine::VmBudget& vm_budget,
-         Metrics& metrics, const std::string& accel, PoolLimits pool_limits)
+Api::Api(engine::Engine& engine, Admission& admission, Budgets budgets, Metrics& metrics,
+         const std::string& accel, PoolLimits pool_limits)
     : engine_(engine),
       admission_(admission),
-      output_budget_(output_budget),
-      vm_budget_(vm_budget),
+      output_budget_(budgets.output),
+      disk_budget_(budgets.disk),
+      vm_budget_(budgets.vms),
       metrics_(metrics),
       accel_(accel),
       pool_limits_(pool_limits) {
@@ -232,6 +233,9 @@ void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
   }
 }
 
+// Beside what the program writes, an overlay holds the warm-up's pages and qcow2 metadata.
+constexpr uint64_t kOverlayOverheadMb = 32;
+
 uint64_t Api::output_cost(const engine::RunRequest& request, bool streaming) {
   // Kept as it arrives, then encoded (at most twice its size) while the
   // encoding is written into the response: three times the limits.
@@ -251,6 +255,17 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
                           std::to_string(output_budget_.total() >> 20) +
                           " MiB); try again, or ask for smaller "
                           "stdout_limit/stderr_limit",
+                      true);
+  }
+  // What the program may write lands in its overlay on the runtime directory's disk.
+  auto disk = disk_budget_.reserve((static_cast<uint64_t>(request.disk_mb) + kOverlayOverheadMb) << 20);
+  if (!disk) {
+    metrics_.record_queue_rejection();
+    return send_error(writer, 429, "overloaded",
+                      "the disk the runs in progress may write fills this airlockd's disk budget (" +
+                          std::to_string(disk_budget_.total() >> 20) +
+                          " MiB); try again, or ask for a smaller "
+                          "disk_mb",
                       true);
   }
   std::optional<Admission::Ticket> ticket = admission_.enter();

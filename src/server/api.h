@@ -25,12 +25,21 @@ struct PoolLimits {
   std::chrono::seconds room_wait{10};
 };
 
+// What all runs in progress share (each is refused with 429 when its share
+// does not fit): memory for output, disk for what programs write, and the
+// VMs' memory and vCPUs (pooled VMs included).
+struct Budgets {
+  ByteBudget& output;
+  ByteBudget& disk;
+  engine::VmBudget& vms;
+};
+
 // The HTTP API of docs/api.yaml: parses a request into one engine call and
 // maps the engine's typed errors to HTTP statuses in one table.
 class Api {
  public:
-  Api(engine::Engine& engine, Admission& admission, ByteBudget& output_budget, engine::VmBudget& vm_budget,
-      Metrics& metrics, const std::string& accel, PoolLimits pool_limits = {});
+  Api(engine::Engine& engine, Admission& admission, Budgets budgets, Metrics& metrics,
+      const std::string& accel, PoolLimits pool_limits = {});
   ~Api();
 
   // What a run's output may cost this daemon's memory, at most (ByteBudget).
@@ -63,6 +72,7 @@ class Api {
   engine::Engine& engine_;
   Admission& admission_;
   ByteBudget& output_budget_;
+  ByteBudget& disk_budget_;
   engine::VmBudget& vm_budget_;
   Metrics& metrics_;
   std::string accel_;

@@ -2,10 +2,12 @@
 // keeps warm pools of template clones so a request finds a VM waiting.
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -13,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/temp_dir.h"
 #include "common/unique_fd.h"
 #include "engine/engine.h"
 #include "engine/languages.h"
@@ -42,6 +45,8 @@ struct Options {
   int pool_idle_timeout_s = 600;
   int drain_timeout_s = 30;
   int64_t template_ram_budget_mb = -1;
+  int64_t disk_budget_mb = 0;  // 0: half of what the runtime directory's filesystem has free
+  bool allow_tmpfs_runtime_dir = false;
   std::string operator_token_file;
   std::string listen;      // host:port on loopback, optional
   std::string token_file;  // required with listen
@@ -82,6 +87,24 @@ std::string default_socket() {
   return engine::default_runtime_dir() + "/airlockd.sock";
 }
 
+// The runtime directory holds every VM's disk overlay. On tmpfs those writes
+// are host RAM, outside every memory limit: refused, loudly, unless asked for.
+// Returns the space its filesystem has free, in MiB.
+int64_t check_runtime_dir(bool allow_tmpfs) {
+  const std::string dir = engine::default_runtime_dir();
+  make_directories(dir);
+  struct statfs info {};
+  if (::statfs(dir.c_str(), &info) < 0) throw_errno("statfs", dir);
+  if (info.f_type == TMPFS_MAGIC && !allow_tmpfs) {
+    throw Error(
+        ErrorCode::invalid_argument,
+        "the runtime directory " + dir +
+            " is on tmpfs: what every VM writes to its disk would be host RAM, outside every memory "
+            "limit. Set AIRLOCK_RUNTIME_DIR to a directory on disk, or pass --allow-tmpfs-runtime-dir");
+  }
+  return static_cast<int64_t>(info.f_bavail) * static_cast<int64_t>(info.f_bsize) >> 20;
+}
+
 int serve(const Options& options) {
   // Signals are taken by one thread with sigwait; every other thread blocks them.
   sigset_t stop_signals;
@@ -101,6 +124,7 @@ int serve(const Options& options) {
     auto parsed = network::parse_resolver_entry(entry);
     engine_options.test_resolver[parsed.name] = parsed;
   }
+  const int64_t runtime_free_mb = check_runtime_dir(options.allow_tmpfs_runtime_dir);
   engine::Engine engine(engine_options);
   // A daemon that would refuse every run says so at start, not per request.
   engine.require_isolation();
@@ -115,7 +139,9 @@ int serve(const Options& options) {
   engine::VmBudget vm_budget(
       options.vm_memory_budget_mb ? options.vm_memory_budget_mb : host_memory_mb * 3 / 4,
       options.vm_cpu_budget ? options.vm_cpu_budget : 4 * static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
-  server::Api api(engine, admission, output_budget, vm_budget, metrics, accel,
+  server::ByteBudget disk_budget(
+      static_cast<uint64_t>(options.disk_budget_mb ? options.disk_budget_mb : runtime_free_mb / 2) << 20);
+  server::Api api(engine, admission, {output_budget, disk_budget, vm_budget}, metrics, accel,
                   {options.max_pools, std::chrono::seconds(options.pool_idle_timeout_s)});
   for (const char* language : {"python", "javascript", "shell"}) {
     engine::Profile profile;
@@ -227,6 +253,12 @@ int main(int argc, char** argv) {
                  "are evicted past it, never one a VM maps (default: a quarter of the host's memory; 0: no "
                  "budget)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  app.add_option("--disk-budget-mb", options.disk_budget_mb,
+                 "Disk all runs in progress may write together (each reserves its disk_mb + 32 MiB; 429 "
+                 "beyond); default: half of what the runtime directory's filesystem has free")
+      ->check(CLI::Range(int64_t{64}, int64_t{1} << 40));
+  app.add_flag("--allow-tmpfs-runtime-dir", options.allow_tmpfs_runtime_dir,
+               "Serve even if the runtime directory (every VM's disk overlay) is on tmpfs, i.e. host RAM");
   app.add_option("--drain-timeout", options.drain_timeout_s,
                  "On SIGTERM, seconds running requests have to finish before they are cancelled")
       ->check(CLI::Range(0, 3600))

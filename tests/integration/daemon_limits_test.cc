@@ -260,5 +260,28 @@ TEST_F(DaemonLimits, RunsBeyondTheOutputBudgetGet429) {
   EXPECT_NE(reply.body.find("\"retryable\":true"), std::string::npos) << reply.body;
 }
 
+TEST_F(DaemonLimits, RunsBeyondTheDiskBudgetGet429) {
+  start({"--disk-budget-mb", "64"});
+  auto reply = daemon_->post("/v1/run", R"({"language":"shell","code":"true","disk_mb":100})");
+  EXPECT_EQ(reply.status, 429) << reply.body;
+  EXPECT_NE(reply.body.find("disk budget"), std::string::npos) << reply.body;
+}
+
+// Every VM's disk overlay lives in the runtime directory: on tmpfs, host RAM.
+TEST_F(DaemonLimits, ARuntimeDirectoryOnTmpfsIsRefused) {
+  const fs::path on_tmpfs = "/dev/shm/airlock-it-runtime-" + std::to_string(::getpid());
+  fs::create_directories(on_tmpfs);
+  std::vector<std::string> env = daemon_->environment();
+  for (auto& variable : env) {
+    if (variable.rfind("AIRLOCK_RUNTIME_DIR=", 0) == 0) variable = "AIRLOCK_RUNTIME_DIR=" + on_tmpfs.string();
+  }
+  auto result = run_command({fs::path(AIRLOCK_BIN).parent_path() / "airlockd", "--socket",
+                             (dir_ / "t.sock").string(), "--pool-size", "0"},
+                            env, std::chrono::seconds(60));
+  EXPECT_NE(result.status.exit_code, 0);
+  EXPECT_NE(result.output.find("is on tmpfs"), std::string::npos) << result.output;
+  fs::remove_all(on_tmpfs);
+}
+
 }  // namespace
 }  // namespace airlock::testing

@@ -76,6 +76,21 @@ std::optional<std::string> verdict(const char* text) {
   return forbidden_address_reason(reinterpret_cast<sockaddr*>(&storage));
 }
 
+TEST(NetworkPolicy, ForbidsTheHostsOwnAddressesEvenPublicOnes) {
+  // A host with a public address on an interface: a name resolving to it would reach the host's services.
+  const sockaddr_storage own = address("93.184.216.34");
+  sockaddr_storage elsewhere = address("93.184.216.35");
+  sockaddr_storage same = own;
+  EXPECT_EQ(forbidden_address_reason(reinterpret_cast<sockaddr*>(&same), {own}),
+            std::optional<std::string>("one of this host's own addresses"));
+  EXPECT_EQ(forbidden_address_reason(reinterpret_cast<sockaddr*>(&elsewhere), {own}), std::nullopt);
+  // And the real host's interfaces are looked up: each one of them is refused.
+  for (sockaddr_storage interface : host_addresses()) {
+    EXPECT_NE(forbidden_address_reason(reinterpret_cast<sockaddr*>(&interface)), std::nullopt);
+  }
+  EXPECT_FALSE(host_addresses().empty()) << "no interface address found (lo has 127.0.0.1)";
+}
+
 TEST(NetworkPolicy, ForbidsEveryNonPublicAddress) {
   for (const char* text : {"127.0.0.1",
                            "10.1.2.3",
