@@ -242,32 +242,26 @@ uint64_t Api::output_cost(const engine::RunRequest& request, bool streaming) {
   return 3 * (request.stdout_limit + request.stderr_limit) + (streaming ? EventStream::kDefaultMaxBytes : 0);
 }
 
+void Api::refuse_over_budget(ResponseWriter& writer, const std::string& what, const std::string& budget_name,
+                             const ByteBudget& budget, const std::string& field) {
+  metrics_.record_queue_rejection();
+  send_error(writer, 429, "overloaded",
+             what + " of the runs in progress fill this airlockd's " + budget_name + " budget (" +
+                 std::to_string(budget.total() >> 20) + " MiB); try again, or ask for a smaller " + field,
+             true);
+}
+
 void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   const auto started = SteadyClock::now();
   engine::RunRequest request = parse_run_request(http_request.body);
   engine_.check_request(request);  // refused before the response (or its stream) begins
   const bool streaming = http_request.accept.find("application/x-ndjson") != std::string::npos;
   auto output = output_budget_.reserve(output_cost(request, streaming));
-  if (!output) {
-    metrics_.record_queue_rejection();
-    return send_error(writer, 429, "overloaded",
-                      "the output of the runs in progress fills this airlockd's output budget (" +
-                          std::to_string(output_budget_.total() >> 20) +
-                          " MiB); try again, or ask for smaller "
-                          "stdout_limit/stderr_limit",
-                      true);
-  }
+  if (!output)
+    return refuse_over_budget(writer, "the output", "output", output_budget_, "stdout_limit/stderr_limit");
   // What the program may write lands in its overlay on the runtime directory's disk.
   auto disk = disk_budget_.reserve((static_cast<uint64_t>(request.disk_mb) + kOverlayOverheadMb) << 20);
-  if (!disk) {
-    metrics_.record_queue_rejection();
-    return send_error(writer, 429, "overloaded",
-                      "the disk the runs in progress may write fills this airlockd's disk budget (" +
-                          std::to_string(disk_budget_.total() >> 20) +
-                          " MiB); try again, or ask for a smaller "
-                          "disk_mb",
-                      true);
-  }
+  if (!disk) return refuse_over_budget(writer, "the disk writes", "disk", disk_budget_, "disk_mb");
   std::optional<Admission::Ticket> ticket = admission_.enter();
   if (!ticket) {
     metrics_.record_queue_rejection();

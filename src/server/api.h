@@ -56,6 +56,8 @@ class Api {
 
  private:
   void run(const HttpRequest& request, ResponseWriter& writer);
+  void refuse_over_budget(ResponseWriter& writer, const std::string& what, const std::string& budget_name,
+                          const ByteBudget& budget, const std::string& field);
   void record(const engine::RunRequest& request, const engine::RunResult& result, SteadyClock::duration took);
   void list_pools(ResponseWriter& writer);
   void resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);
