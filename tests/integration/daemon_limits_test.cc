@@ -28,17 +28,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int free_port() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM, 0));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length);
-  return ntohs(address.sin_port);
-}
-
 UniqueFd connect_tcp(int port) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in address{};
@@ -110,7 +99,7 @@ class DaemonLimits : public ::testing::Test {
     fs::create_directories(dir_);
     token_file_ = (dir_ / "token").string();
     write_file(token_file_, "s3cret-token-0123456789\n", 0600);
-    port_ = free_port();
+    port_ = free_loopback_port();
     daemon_ = std::make_unique<TestDaemon>(dir_);
   }
   void TearDown() override {

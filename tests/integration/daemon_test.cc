@@ -224,18 +224,6 @@ TEST_F(Daemon, ACrashedDaemonLeavesNoVmsAndItsSuccessorReapsItsDirectories) {
   for (const auto& old : old_dirs) EXPECT_FALSE(fs::exists(old)) << old << " was not reaped";
 }
 
-int free_loopback_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 TEST_F(Daemon, TcpOnLoopbackNeedsTheBearerToken) {
   const std::string token_file = (dir_ / "token").string();
   { std::ofstream(token_file) << "s3cret-token-0123456789\n"; }

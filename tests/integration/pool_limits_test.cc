@@ -55,15 +55,7 @@ TEST_F(PoolLimits, OnlyTheOperatorShapesPools) {
   const std::string token = (dir_ / "token").string(), operator_token = (dir_ / "operator-token").string();
   write_file(token, "caller-token-0123456789\n", 0600);
   write_file(operator_token, "operator-token-0123456789\n", 0600);
-  int port = 0;
-  {
-    // A free port on loopback, from the kernel.
-    auto probe = run_command({"python3", "-c",
-                              "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
-                              "print(s.getsockname()[1])"},
-                             {"PATH=/usr/bin:/bin"}, std::chrono::seconds(10));
-    port = std::stoi(probe.output);
-  }
+  const int port = free_loopback_port();
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
   ASSERT_TRUE(daemon_->start({"--pool-size", "0", "--listen", "127.0.0.1:" + std::to_string(port),
                               "--token-file", token, "--operator-token-file", operator_token}));

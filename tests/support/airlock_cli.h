@@ -35,4 +35,7 @@ CliResult run_cli(const std::vector<std::string>& args, const CliOptions& option
 // (e.g. a test's private runtime directory, which every overlay path is in).
 std::set<pid_t> qemu_processes(const std::string& marker = "");
 
+// A TCP port on loopback that is free right now (the kernel picks it).
+int free_loopback_port();
+
 }  // namespace airlock::testing
