@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <cstring>
+
 #include "common/error.h"
 
 namespace airlock {
@@ -85,6 +87,16 @@ std::pair<UniqueFd, UniqueFd> make_socket_pair() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) throw_errno("socketpair");
   return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+void attach_fd(msghdr& message, FdControl& control, int fd) {
+  message.msg_control = control.bytes;
+  message.msg_controllen = sizeof control.bytes;
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(header), &fd, sizeof fd);
 }
 
 }  // namespace airlock

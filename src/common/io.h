@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -27,5 +29,12 @@ void set_cloexec(int fd, bool cloexec = true);
 
 std::pair<UniqueFd, UniqueFd> make_pipe();         // {read end, write end}, CLOEXEC
 std::pair<UniqueFd, UniqueFd> make_socket_pair();  // AF_UNIX stream, CLOEXEC
+
+// Control data with room for one descriptor passed with SCM_RIGHTS.
+struct FdControl {
+  alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(int))] = {};
+};
+// Makes `message` carry `fd` (its control data lives in `control`).
+void attach_fd(msghdr& message, FdControl& control, int fd);
 
 }  // namespace airlock

@@ -86,10 +86,11 @@ void warm_prestarted(GuestSession& session, const Language& language) {
 // The host side of a guest's network, or null for `none` (no device at all).
 std::unique_ptr<network::GuestNetwork> make_network(const std::string& policy_text,
                                                     const network::ResolverMap& resolver,
-                                                    const std::string& socket_dir) {
+                                                    const vmm::VmConfig& vm) {
   const network::NetworkPolicy policy = network::parse_network_policy(policy_text);
   if (policy.mode == network::NetworkMode::none) return nullptr;
-  return std::make_unique<network::GuestNetwork>(policy, resolver, socket_dir);
+  network::NetstackLaunch launch{find_netstack_program(), vm.work_dir, vm.name, vm.skipped_layers};
+  return std::make_unique<network::GuestNetwork>(policy, resolver, launch);
 }
 
 void mount_guest_shares(GuestSession& session, const Profile& profile) {
@@ -285,8 +286,11 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
     config.memory_file = vmm::MemoryFileSpec{paths.memory, true, memory_fd};
     config.skipped_layers = skipped_layers_;
     // The template's device set (a network device or not) is every clone's.
-    TempDir socket_dir = TempDir::create(options_.runtime_dir, "net-");
-    auto guest_network = make_network(profile.network, options_.test_resolver, socket_dir.path());
+    // Its network stack works in the runtime directory, not in the cache.
+    TempDir network_dir = TempDir::create(options_.runtime_dir, "net-");
+    vmm::VmConfig network_vm = config;
+    network_vm.work_dir = network_dir.path();
+    auto guest_network = make_network(profile.network, options_.test_resolver, network_vm);
     if (guest_network) config.network_fd = guest_network->vm_fd();
     // The share devices exist in the template, unmounted: a mounted 9p
     // export cannot be migrated. Clones mount them after restore.
@@ -420,7 +424,7 @@ ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel
     config.vcpus = profile.cpus;
     config.work_dir = guest.run_dir_.path();
     config.skipped_layers = skipped_layers_;
-    guest.network_ = make_network(profile.network, options_.test_resolver, guest.run_dir_.path());
+    guest.network_ = make_network(profile.network, options_.test_resolver, config);
     if (guest.network_) config.network_fd = guest.network_->vm_fd();
     const std::vector<UniqueFd> shares = open_mounts(profile, options_.mount_roots);
     config.shared_dirs = shared_dirs_of(profile.mounts, shares);

@@ -72,4 +72,17 @@ std::string find_manifest(const std::string& explicit_path) {
                                         "); build them with scripts/setup or images/build, or pass --images");
 }
 
+std::string find_netstack_program() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw Error(ErrorCode::not_found, "cannot find this executable (/proc/self/exe): " + ec.message());
+  const std::string beside = (exe.parent_path() / "airlock-netstack").string();
+  if (::access(beside.c_str(), X_OK) != 0) {
+    throw Error(ErrorCode::not_found, "the network stack's program " + beside +
+                                          " is missing (it is built beside airlock and airlockd)");
+  }
+  return beside;
+}
+
 }  // namespace airlock::engine

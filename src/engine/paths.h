@@ -16,4 +16,9 @@ std::string default_runtime_dir();
 // (build/bin/airlock -> build/images/manifest.json).
 std::string find_manifest(const std::string& explicit_path);
 
+// airlock-netstack, the network stack's program, from the directory holding
+// this executable (they are built and installed side by side). Throws
+// Error(not_found) naming where it looked.
+std::string find_netstack_program();
+
 }  // namespace airlock::engine

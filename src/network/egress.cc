@@ -1,6 +1,5 @@
 #include "network/egress.h"
 
-#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -17,102 +16,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// How long a client may take to say where it is going, and a server to accept.
+// How long a client may take to say where it is going.
 constexpr auto kOpeningTimeout = std::chrono::seconds(10);
-constexpr auto kConnectTimeout = std::chrono::seconds(10);
 // Bytes buffered toward one side before the other side is no longer read.
 constexpr size_t kMaxBuffered = 256 * 1024;
 
-// Why a connection is refused; the message is what the guest and logs see.
-struct Refusal {
-  std::string reason;
-};
-
-int remaining_ms(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return left < 0 ? 0 : static_cast<int>(left);
-}
-
-// Waits for `events` on fd; false on timeout or once stop_fd is readable.
-bool wait_for(int fd, short events, int stop_fd, Clock::time_point deadline) {
-  for (;;) {
-    pollfd fds[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
-    const int ready = ::poll(fds, 2, remaining_ms(deadline));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0 || fds[1].revents) return false;
-    return true;
-  }
-}
-
-std::vector<Endpoint> resolve(const EgressRoute& route, const ResolverMap& resolver) {
-  std::vector<Endpoint> usable;
-  std::string first_refusal;
-  auto consider = [&](const Endpoint& endpoint) {
-    if (auto why = forbidden_address_reason(reinterpret_cast<const sockaddr*>(&endpoint.address))) {
-      if (first_refusal.empty()) first_refusal = endpoint.describe() + " is " + *why;
-      return;
-    }
-    usable.push_back(endpoint);
-  };
-  auto with_port = [](Endpoint endpoint, uint16_t port) {
-    if (endpoint.address.ss_family == AF_INET) {
-      reinterpret_cast<sockaddr_in*>(&endpoint.address)->sin_port = htons(port);
-    } else {
-      reinterpret_cast<sockaddr_in6*>(&endpoint.address)->sin6_port = htons(port);
-    }
-    return endpoint;
-  };
-  if (auto entry = resolver.find(route.name); entry != resolver.end()) {
-    if (entry->second.pinned) return {entry->second.endpoint};
-    consider(with_port(entry->second.endpoint, route.port));
-  } else {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    const int status = ::getaddrinfo(route.name.c_str(), nullptr, &hints, &found);
-    if (status != 0)
-      throw Refusal{route.name + " does not resolve on the host (" + ::gai_strerror(status) + ")"};
-    for (addrinfo* info = found; info; info = info->ai_next) {
-      if (info->ai_addrlen > sizeof(sockaddr_storage)) continue;
-      Endpoint endpoint;
-      std::memcpy(&endpoint.address, info->ai_addr, info->ai_addrlen);
-      endpoint.length = info->ai_addrlen;
-      consider(with_port(endpoint, route.port));
-    }
-    ::freeaddrinfo(found);
-  }
-  if (usable.empty()) {
-    throw Refusal{route.name + " resolves to no public address (" +
-                  (first_refusal.empty() ? std::string("no address") : first_refusal) + ")"};
-  }
-  return usable;
-}
-
-UniqueFd connect_upstream(const std::vector<Endpoint>& endpoints, int stop_fd, const std::string& name) {
-  std::string last_error;
-  for (const auto& endpoint : endpoints) {
-    UniqueFd socket(::socket(endpoint.address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!socket) throw_errno("socket");
-    if (::connect(socket.get(), reinterpret_cast<const sockaddr*>(&endpoint.address), endpoint.length) == 0) {
-      return socket;
-    }
-    if (errno != EINPROGRESS) {
-      last_error = endpoint.describe() + ": " + std::strerror(errno);
-      continue;
-    }
-    if (!wait_for(socket.get(), POLLOUT, stop_fd, Clock::now() + kConnectTimeout)) {
-      last_error = endpoint.describe() + ": no answer within 10 s";
-      continue;
-    }
-    int error = 0;
-    socklen_t length = sizeof error;
-    ::getsockopt(socket.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-    if (error == 0) return socket;
-    last_error = endpoint.describe() + ": " + std::strerror(error);
-  }
-  throw Refusal{"could not connect to " + name + " (" + last_error + ")"};
-}
+using Refusal = EgressRefusal;
 
 // Requests on an HTTP connection, checked one by one: each head must name the
 // route's host before it and its body are passed on. After a protocol switch
@@ -242,6 +151,14 @@ void send_best_effort(int fd, std::string_view bytes) {
   }
 }
 
+void answer_refusal(int guest, bool https, const std::string& reason) {
+  if (https) {
+    send_best_effort(guest, std::string_view(kUnrecognizedNameAlert, sizeof kUnrecognizedNameAlert));
+  } else {
+    send_best_effort(guest, forbidden_response(reason));
+  }
+}
+
 // One direction of the relay: bytes read from `from` wait in `buffer` until `to` takes them.
 struct Direction {
   int from;
@@ -351,7 +268,17 @@ void relay(int guest, int upstream, std::string opening, HttpRequestGate* gate, 
 
 }  // namespace
 
-void serve_egress(UniqueFd guest, const EgressRoute& route, const ResolverMap& resolver, int stop_fd,
+bool wait_for(int fd, short events, int stop_fd, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    pollfd fds[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    const int ready = ::poll(fds, 2, left < 0 ? 0 : static_cast<int>(left));
+    if (ready < 0 && errno == EINTR) continue;
+    return ready > 0 && !fds[1].revents;
+  }
+}
+
+void serve_egress(UniqueFd guest, const EgressRoute& route, const EgressConnector& connect, int stop_fd,
                   const std::function<void(const std::string&)>& denied) {
   const bool https = route.port == kHttpsPort;
   std::string opening;
@@ -383,17 +310,20 @@ void serve_egress(UniqueFd guest, const EgressRoute& route, const ResolverMap& r
       bool closed = false;
       if (!read_into(guest.get(), opening, closed) || closed) return;
     }
-    UniqueFd upstream = connect_upstream(resolve(route, resolver), stop_fd, route.name);
+    UniqueFd upstream;
+    try {
+      upstream = connect(route);
+    } catch (const Refusal& refusal) {
+      // The connector has reported it already (it decided): only the guest is told.
+      answer_refusal(guest.get(), https, refusal.reason);
+      return;
+    }
     relay(guest.get(), upstream.get(), std::move(opening), gate ? &*gate : nullptr, stop_fd, denied);
   } catch (const Refusal& refusal) {
     // Recorded before the guest can learn of it: a program that exits on the
     // answer must find its refusal in its run's result.
     if (denied) denied(refusal.reason);
-    if (https) {
-      send_best_effort(guest.get(), std::string_view(kUnrecognizedNameAlert, sizeof kUnrecognizedNameAlert));
-    } else {
-      send_best_effort(guest.get(), forbidden_response(refusal.reason));
-    }
+    answer_refusal(guest.get(), https, refusal.reason);
   } catch (const std::exception& e) {
     if (denied) denied(std::string("connection to ") + route.name + " failed: " + e.what());
   }

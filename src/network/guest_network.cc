@@ -1,395 +1,248 @@
 #include "network/guest_network.h"
 
-#include <arpa/inet.h>
-#include <libslirp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <system_error>
 
 #include "common/error.h"
 #include "common/io.h"
-#include "network/egress.h"
+#include "network/guest_link.h"
+#include "network/upstream.h"
 
 namespace airlock::network {
 
 namespace {
 
-// The guest's private network, as slirp's defaults have it.
-constexpr const char* kNetwork = "10.0.2.0";
-constexpr const char* kNetmask = "255.255.255.0";
-constexpr const char* kGateway = "10.0.2.2";
-constexpr const char* kNameserver = "10.0.2.3";
-constexpr const char* kGuestAddress = "10.0.2.15";
-// Allowed name i is reached at 10.0.2.(kFirstNameHost + i).
-constexpr int kFirstNameHost = 100;
-// Ethernet frames QEMU hands over carry at most 64 KiB (plus headers).
-constexpr size_t kMaxFrame = 65536 + 64;
-constexpr size_t kMaxQueuedToGuest = 4 << 20;
 constexpr size_t kMaxDenials = 100;
+// The stack's sockets, inside its jail (a tmpfs of its own there).
+constexpr const char* kJailedSocketDir = "/run/airlock-netstack";
+// The stack's fds, as airlock-netstack expects them.
+constexpr int kLinkFd = 3;
+constexpr int kChannelFd = 4;
+// libslirp and the relays' buffers: 64 connections of 2 x 256 KiB, and slack.
+constexpr int kStackMemoryMb = 64;
 
-in_addr ipv4(const std::string& text) {
-  in_addr address{};
-  if (::inet_pton(AF_INET, text.c_str(), &address) != 1) {
-    throw Error(ErrorCode::internal, "bad IPv4 address " + text);
+// A denial is the stack's text: printable ASCII only, so it cannot forge
+// lines or escapes in logs and results.
+std::string printable(std::string text) {
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
   }
-  return address;
-}
-
-int64_t monotonic_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// libslirp's poll flags and poll(2)'s, side by side.
-constexpr std::pair<int, short> kPollFlags[] = {{SLIRP_POLL_IN, POLLIN},
-                                                {SLIRP_POLL_OUT, POLLOUT},
-                                                {SLIRP_POLL_PRI, POLLPRI},
-                                                {SLIRP_POLL_ERR, POLLERR},
-                                                {SLIRP_POLL_HUP, POLLHUP}};
-
-short to_poll_events(int slirp_events) {
-  short events = 0;
-  for (const auto& [slirp_flag, poll_flag] : kPollFlags) {
-    if (slirp_events & slirp_flag) events |= poll_flag;
-  }
-  return events;
-}
-
-int to_slirp_events(short events) {
-  int slirp_events = 0;
-  for (const auto& [slirp_flag, poll_flag] : kPollFlags) {
-    if (events & poll_flag) slirp_events |= slirp_flag;
-  }
-  return slirp_events;
+  return text;
 }
 
 }  // namespace
 
-// libslirp calls back into this through the opaque pointer; everything here
-// runs on the network's own thread.
-struct GuestNetwork::Stack {
-  struct Timer {
-    SlirpTimerCb callback = nullptr;  // legacy timers
-    void* callback_opaque = nullptr;
-    SlirpTimerId id = SLIRP_TIMER_RA;
-    bool by_id = false;
-    int64_t expire_ms = -1;
-  };
-
-  Slirp* slirp = nullptr;
-  std::string to_guest;  // 4-byte big-endian length, frame, ...
-  std::string from_guest;
-  std::vector<pollfd> fds;
-  std::vector<std::unique_ptr<Timer>> timers;
-
-  ~Stack() {
-    if (slirp) slirp_cleanup(slirp);
-  }
-
-  static Stack& of(void* opaque) { return *static_cast<Stack*>(opaque); }
-
-  static ssize_t send_packet(const void* frame, size_t length, void* opaque) {
-    Stack& stack = of(opaque);
-    // A guest that does not drain its queue loses frames; TCP resends them.
-    if (stack.to_guest.size() > kMaxQueuedToGuest) return static_cast<ssize_t>(length);
-    const uint32_t size = htonl(static_cast<uint32_t>(length));
-    stack.to_guest.append(reinterpret_cast<const char*>(&size), 4);
-    stack.to_guest.append(static_cast<const char*>(frame), length);
-    return static_cast<ssize_t>(length);
-  }
-  static void guest_error(const char*, void*) {}
-  static int64_t clock_get_ns(void*) { return monotonic_ns(); }
-  static void* timer_new(SlirpTimerCb callback, void* callback_opaque, void* opaque) {
-    auto timer = std::make_unique<Timer>();
-    timer->callback = callback;
-    timer->callback_opaque = callback_opaque;
-    return of(opaque).timers.emplace_back(std::move(timer)).get();
-  }
-  static void* timer_new_opaque(SlirpTimerId id, void* callback_opaque, void* opaque) {
-    auto timer = std::make_unique<Timer>();
-    timer->id = id;
-    timer->callback_opaque = callback_opaque;
-    timer->by_id = true;
-    return of(opaque).timers.emplace_back(std::move(timer)).get();
-  }
-  static void timer_free(void* timer, void* opaque) {
-    auto& timers = of(opaque).timers;
-    timers.erase(
-        std::remove_if(timers.begin(), timers.end(), [timer](const auto& t) { return t.get() == timer; }),
-        timers.end());
-  }
-  static void timer_mod(void* timer, int64_t expire_ms, void*) {
-    static_cast<Timer*>(timer)->expire_ms = expire_ms;
-  }
-  static void register_poll_fd(int, void*) {}
-  static void unregister_poll_fd(int, void*) {}
-  static void notify(void*) {}
-  static int add_poll(int fd, int events, void* opaque) {
-    auto& fds = of(opaque).fds;
-    fds.push_back({fd, to_poll_events(events), 0});
-    return static_cast<int>(fds.size() - 1);
-  }
-  static int get_revents(int index, void* opaque) {
-    auto& fds = of(opaque).fds;
-    if (index < 0 || static_cast<size_t>(index) >= fds.size()) return 0;
-    return to_slirp_events(fds[static_cast<size_t>(index)].revents);
-  }
-
-  int64_t now_ms() const { return monotonic_ns() / 1'000'000; }
-
-  void fire_timers() {
-    const int64_t now = now_ms();
-    // A callback may modify or free timers: collect first.
-    std::vector<Timer*> due;
-    for (const auto& timer : timers) {
-      if (timer->expire_ms >= 0 && timer->expire_ms <= now) due.push_back(timer.get());
-    }
-    for (Timer* timer : due) {
-      timer->expire_ms = -1;
-      if (timer->by_id) {
-        slirp_handle_timer(slirp, timer->id, timer->callback_opaque);
-      } else {
-        timer->callback(timer->callback_opaque);
-      }
-    }
-  }
-
-  uint32_t clamp_timeout(uint32_t timeout_ms) const {
-    const int64_t now = now_ms();
-    for (const auto& timer : timers) {
-      if (timer->expire_ms < 0) continue;
-      timeout_ms =
-          static_cast<uint32_t>(std::min<int64_t>(timeout_ms, std::max<int64_t>(0, timer->expire_ms - now)));
-    }
-    return timeout_ms;
-  }
-
-  // Frames the guest sent, as QEMU's stream netdev frames them.
-  // False if the stream is malformed.
-  bool deliver_from_guest() {
-    size_t offset = 0;
-    while (from_guest.size() - offset >= 4) {
-      uint32_t size;
-      std::memcpy(&size, from_guest.data() + offset, 4);
-      size = ntohl(size);
-      if (size == 0 || size > kMaxFrame) return false;
-      if (from_guest.size() - offset - 4 < size) break;
-      slirp_input(slirp, reinterpret_cast<const uint8_t*>(from_guest.data() + offset + 4),
-                  static_cast<int>(size));
-      offset += 4 + size;
-    }
-    from_guest.erase(0, offset);
-    return true;
-  }
-};
-
-GuestNetwork::GuestNetwork(const NetworkPolicy& policy, ResolverMap resolver, const std::string& socket_dir)
+GuestNetwork::GuestNetwork(const NetworkPolicy& policy, ResolverMap resolver, const NetstackLaunch& launch)
     : resolver_(std::move(resolver)) {
   if (policy.mode == NetworkMode::none) throw Error(ErrorCode::internal, "GuestNetwork for a 'none' policy");
-  auto [host_end, vm_end] = make_socket_pair();
-  host_end_ = std::move(host_end);
-  vm_end_ = std::move(vm_end);
-  set_nonblocking(host_end_.get());
+  if (launch.program.empty() || launch.program[0] != '/') {
+    throw Error(ErrorCode::internal, "the network stack's program needs an absolute path: " + launch.program);
+  }
   stop_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
   if (!stop_) throw_errno("eventfd");
 
-  setup_.address = kGuestAddress;
-  setup_.prefix_length = 24;
   const bool restricted = policy.mode == NetworkMode::allow;
+  setup_.address = link::kGuestAddress;
+  setup_.prefix_length = link::kPrefixLength;
+  std::vector<std::string> route_arguments;
   if (restricted) {
     for (size_t i = 0; i < policy.allowed.size(); ++i) {
-      const std::string address = "10.0.2." + std::to_string(kFirstNameHost + static_cast<int>(i));
+      const std::string address = "10.0.2." + std::to_string(link::kFirstNameHost + static_cast<int>(i));
       setup_.hosts.emplace_back(policy.allowed[i], address);
       for (uint16_t port : {kHttpPort, kHttpsPort}) {
-        const std::string path = socket_dir + "/net-" + std::to_string(i) + "-" + std::to_string(port);
-        sockaddr_un socket_address{};
-        socket_address.sun_family = AF_UNIX;
-        if (path.size() >= sizeof socket_address.sun_path) {
-          throw Error(ErrorCode::invalid_argument, "network socket path too long: " + path);
-        }
-        std::memcpy(socket_address.sun_path, path.c_str(), path.size() + 1);
-        UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-        if (!listener) throw_errno("socket");
-        if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&socket_address), sizeof socket_address) < 0) {
-          throw_errno("bind", path);
-        }
-        socket_paths_.push_back(path);
-        if (::listen(listener.get(), 128) < 0) throw_errno("listen", path);
-        listeners_.push_back(std::move(listener));
-        routes_.push_back({address, EgressRoute{policy.allowed[i], port}});
+        routes_.push_back({policy.allowed[i], port});
+        route_arguments.push_back(policy.allowed[i] + "@" + address + ":" + std::to_string(port));
       }
     }
   } else {
-    setup_.gateway = kGateway;
-    setup_.nameserver = kNameserver;
+    setup_.gateway = link::kGateway;
+    setup_.nameserver = link::kNameserver;
   }
 
-  SlirpConfig config{};
-  config.version = 4;
-  config.restricted = restricted ? 1 : 0;
-  config.in_enabled = true;
-  config.vnetwork = ipv4(kNetwork);
-  config.vnetmask = ipv4(kNetmask);
-  config.vhost = ipv4(kGateway);
-  config.in6_enabled = false;
-  config.vdhcp_start = ipv4(kGuestAddress);
-  config.vnameserver = ipv4(kNameserver);
-  // The host's own services are never the guest's business.
-  config.disable_host_loopback = true;
-  config.enable_emu = false;
-  config.disable_dns = restricted;
-  config.disable_dhcp = true;
-
-  static const SlirpCb callbacks = {
-      .send_packet = Stack::send_packet,
-      .guest_error = Stack::guest_error,
-      .clock_get_ns = Stack::clock_get_ns,
-      .timer_new = Stack::timer_new,
-      .timer_free = Stack::timer_free,
-      .timer_mod = Stack::timer_mod,
-      .register_poll_fd = Stack::register_poll_fd,
-      .unregister_poll_fd = Stack::unregister_poll_fd,
-      .notify = Stack::notify,
-      .init_completed = nullptr,
-      .timer_new_opaque = Stack::timer_new_opaque,
-  };
-  stack_ = std::make_unique<Stack>();
-  stack_->slirp = slirp_new(&config, &callbacks, stack_.get());
-  if (!stack_->slirp) throw Error(ErrorCode::io, "libslirp could not create the guest network");
-  for (size_t i = 0; i < routes_.size(); ++i) {
-    in_addr address = ipv4(routes_[i].first);
-    if (slirp_add_unix(stack_->slirp, socket_paths_[i].c_str(), &address, routes_[i].second.port) < 0) {
-      throw Error(ErrorCode::io, "libslirp refused the forward for " + routes_[i].second.name);
+  dir_ = TempDir::create(launch.work_dir, "netstack-");
+  vmm::jail::JailPlan plan;
+  plan.name = launch.name + "-net";
+  plan.work_dir = dir_.path();
+  plan.read_only_files = {launch.program};
+  plan.vcpus = 1;
+  plan.memory_mb = kStackMemoryMb;
+  plan.user = vmm::jail::JailUser::netstack;
+  plan.host_network = !restricted;
+  if (!restricted && ::access("/etc/resolv.conf", R_OK) == 0)
+    plan.read_only_files.push_back("/etc/resolv.conf");
+  const bool own_root =
+      launch.skipped_layers.count("jail_dir") == 0 && launch.skipped_layers.count("namespaces") == 0;
+  std::string socket_dir = kJailedSocketDir;
+  if (own_root) {
+    plan.scratch_dir = socket_dir;
+  } else {
+    // No root of its own (weak isolation): a directory here, which the stack's user can reach.
+    socket_dir = dir_.file("sockets");
+    make_directories(socket_dir, 0700);
+    if (::geteuid() == 0) {
+      if (::chmod(dir_.path().c_str(), 0711) < 0) throw_errno("chmod", dir_.path());
+      if (::chown(socket_dir.c_str(), vmm::jail::jail_uid(plan.user), vmm::jail::jail_gid(plan.user)) < 0) {
+        throw_errno("chown", socket_dir);
+      }
     }
   }
-  thread_ = std::thread([this] { run(); });
-  // Accepting apart from the stack: slirp connects to these sockets with a
-  // blocking connect(), which must never wait on its own thread.
-  if (!listeners_.empty()) acceptor_ = std::thread([this] { accept_loop(); });
+  jail_ = std::make_unique<vmm::jail::Jail>(plan, launch.skipped_layers);
+
+  auto [stack_link, vm_link] = make_socket_pair();
+  vm_end_ = std::move(vm_link);
+  auto [ours, theirs] = make_netstack_channel();
+  channel_ = std::move(ours);
+  std::vector<std::string> argv = {launch.program, restricted ? "--restricted" : "--full"};
+  if (restricted) {
+    argv.insert(argv.end(), {"--socket-dir", socket_dir});
+    for (const auto& route : route_arguments) argv.insert(argv.end(), {"--route", route});
+  }
+  SpawnOptions options;
+  options.fds = {{kLinkFd, stack_link.get()}, {kChannelFd, theirs.get()}};
+  jail_->configure(options);
+  stack_ = ChildProcess::spawn(argv, options);
+  thread_ = std::thread([this] { serve(); });
 }
 
 GuestNetwork::~GuestNetwork() {
   const uint64_t one = 1;
   [[maybe_unused]] auto written = ::write(stop_.get(), &one, sizeof one);
-  if (acceptor_.joinable()) acceptor_.join();
+  stack_.kill(SIGKILL);
   if (thread_.joinable()) thread_.join();
-  stack_.reset();
-  for (const auto& path : socket_paths_) ::unlink(path.c_str());
+  std::lock_guard lock(channel_mutex_);
+  workers_.reap(true);
+  // stack_ is reaped, then jail_ removes the cgroup and dir_ the directories.
 }
 
-std::vector<std::string> GuestNetwork::denials() const {
+std::vector<std::string> GuestNetwork::denials() {
+  {
+    // What the stack said before the guest learned of a refusal is in the
+    // channel already, perhaps not yet read: read it now.
+    std::lock_guard lock(channel_mutex_);
+    try {
+      while (!stack_ended_) {
+        auto message = receive_netstack_message(channel_.get(), /*accept_fd=*/false, /*wait=*/false);
+        if (!message) break;
+        handle(std::move(*message));
+      }
+    } catch (const Error& e) {
+      record_denial(std::string("the network stack broke its channel: ") + e.what());
+      stack_ended_ = true;
+    }
+  }
   std::lock_guard lock(denials_mutex_);
   return denials_;
 }
 
-void GuestNetwork::record_denial(const std::string& reason) {
+void GuestNetwork::record_denial(std::string reason) {
   std::lock_guard lock(denials_mutex_);
-  if (denials_.size() < kMaxDenials) denials_.push_back(reason);
+  if (denials_.size() < kMaxDenials) denials_.push_back(printable(std::move(reason)));
 }
 
-void GuestNetwork::run() {
-  Stack& stack = *stack_;
-  bool link_up = true;
+void GuestNetwork::serve() {
   for (;;) {
-    stack.fds.clear();
-    stack.fds.push_back({stop_.get(), POLLIN, 0});
-    stack.fds.push_back({link_up ? host_end_.get() : -1,
-                         static_cast<short>(POLLIN | (stack.to_guest.empty() ? 0 : POLLOUT)), 0});
-    uint32_t timeout_ms = 1000;
-    slirp_pollfds_fill(stack.slirp, &timeout_ms, Stack::add_poll, &stack);
-    timeout_ms = stack.clamp_timeout(timeout_ms);
-    const int ready = ::poll(stack.fds.data(), stack.fds.size(), static_cast<int>(timeout_ms));
-    if (ready < 0 && errno != EINTR) break;
-    if (ready > 0 && stack.fds[0].revents) break;
-    if (ready > 0 && (stack.fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      char buffer[65536];
-      const ssize_t n = ::read(host_end_.get(), buffer, sizeof buffer);
-      if (n > 0) {
-        stack.from_guest.append(buffer, static_cast<size_t>(n));
-        if (!stack.deliver_from_guest()) link_up = false;
-      } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-        link_up = false;  // QEMU is gone; the VM's owner tears this down
-      }
+    pollfd fds[2] = {{stop_.get(), POLLIN, 0}, {channel_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
     }
-    slirp_pollfds_poll(stack.slirp, ready < 0 ? 1 : 0, Stack::get_revents, &stack);
-    stack.fire_timers();
-    // Whatever slirp produced goes out now rather than after the next poll.
-    while (link_up && !stack.to_guest.empty()) {
-      const ssize_t n = ::write(host_end_.get(), stack.to_guest.data(), stack.to_guest.size());
-      if (n > 0) {
-        stack.to_guest.erase(0, static_cast<size_t>(n));
-        continue;
+    if (fds[0].revents) return;
+    std::lock_guard lock(channel_mutex_);
+    if (stack_ended_) return;
+    try {
+      auto message = receive_netstack_message(channel_.get(), /*accept_fd=*/false, /*wait=*/false);
+      if (message) {
+        handle(std::move(*message));
+      } else if (fds[1].revents & (POLLHUP | POLLERR)) {
+        note_stack_end();
+        return;
       }
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-      link_up = false;
+    } catch (const Error& e) {
+      // A stack that breaks the channel is not believed again: it is killed.
+      record_denial(std::string("the network stack broke its channel: ") + e.what());
+      stack_ended_ = true;
+      stack_.kill(SIGKILL);
+      return;
     }
-    if (!link_up) stack.to_guest.clear();
   }
 }
 
-void GuestNetwork::accept_loop() {
-  struct Connection {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
-  std::vector<Connection> connections;
-  auto reap = [&connections](bool all) {
-    for (auto it = connections.begin(); it != connections.end();) {
-      if (all || it->done->load()) {
-        it->thread.join();
-        it = connections.erase(it);
-      } else {
-        ++it;
-      }
+void GuestNetwork::note_stack_end() {
+  stack_ended_ = true;
+  // Not reaped here (the destructor does): only looked at, if it has exited yet.
+  pollfd exited{stack_.pidfd(), POLLIN, 0};
+  std::string how = "its channel closed";
+  if (::poll(&exited, 1, 1000) == 1) {
+    siginfo_t info{};
+    if (::waitid(P_PIDFD, static_cast<id_t>(stack_.pidfd()), &info, WEXITED | WNOWAIT | WNOHANG) == 0 &&
+        info.si_pid != 0) {
+      how = info.si_code == CLD_EXITED ? "exited with code " + std::to_string(info.si_status)
+                                       : "killed by signal " + std::to_string(info.si_status) + " (" +
+                                             ::strsignal(info.si_status) + ")";
     }
-  };
-  std::vector<pollfd> fds;
-  int backoff_ms = -1;
-  for (;;) {
-    fds.assign(1, {stop_.get(), POLLIN, 0});
-    for (const auto& listener : listeners_) fds.push_back({listener.get(), POLLIN, 0});
-    const int ready = ::poll(fds.data(), fds.size(), backoff_ms);
-    backoff_ms = -1;
-    if (ready < 0 && errno != EINTR) break;
-    if (ready > 0 && fds[0].revents) break;
-    for (size_t i = 0; ready > 0 && i < listeners_.size(); ++i) {
-      if (!(fds[1 + i].revents & POLLIN)) continue;
-      UniqueFd accepted(::accept4(listeners_[i].get(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (!accepted) {
-        // Out of descriptors: wait a little instead of waking at once, forever.
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) backoff_ms = 100;
-        continue;
-      }
-      reap(false);
-      if (connections.size() >= kMaxConnections) {
-        record_denial("more than " + std::to_string(kMaxConnections) + " connections at once");
-        continue;
-      }
-      auto done = std::make_shared<std::atomic<bool>>(false);
-      const EgressRoute route = routes_[i].second;
-      const int fd = accepted.get();
-      try {
-        connections.push_back({std::thread([this, done, route, fd] {
-                                 serve_egress(UniqueFd(fd), route, resolver_, stop_.get(),
-                                              [this](const std::string& reason) { record_denial(reason); });
-                                 done->store(true);
-                               }),
-                               done});
-        accepted.release();  // the thread owns it now
-      } catch (const std::system_error&) {
-        record_denial("no thread for another connection to " + route.name);
-      }
-    }
-    reap(false);
   }
-  reap(true);
+  record_denial("the guest's network stack ended (" + how + "): the guest has no network from here on");
+}
+
+void GuestNetwork::handle(NetstackMessage message) {
+  switch (message.type) {
+    case NetstackMessageType::denial: record_denial(std::move(message.text)); return;
+    case NetstackMessageType::connect: {
+      if (message.route >= routes_.size()) {
+        throw Error(ErrorCode::protocol, "netstack channel: route " + std::to_string(message.route) + " of " +
+                                             std::to_string(routes_.size()));
+      }
+      const uint32_t id = message.id;
+      const uint32_t route = message.route;
+      if (!workers_.start([this, id, route] { connect(id, route); })) {
+        const std::string reason =
+            "more than " + std::to_string(kMaxConnections) + " connections at once to " + routes_[route].name;
+        record_denial(reason);
+        NetstackMessage refused;
+        refused.type = NetstackMessageType::refused;
+        refused.id = id;
+        refused.text = reason;
+        try {
+          send_netstack_message(channel_.get(), refused);
+        } catch (const Error&) {
+          // The stack is gone; serve() notices.
+        }
+      }
+      return;
+    }
+    default:
+      throw Error(ErrorCode::protocol, "netstack channel: the stack may not send message type " +
+                                           std::to_string(static_cast<uint32_t>(message.type)));
+  }
+}
+
+void GuestNetwork::connect(uint32_t id, uint32_t route) {
+  NetstackMessage answer;
+  answer.id = id;
+  try {
+    answer.fd = connect_route(routes_[route], resolver_, stop_.get());
+    answer.type = NetstackMessageType::connected;
+  } catch (const EgressRefusal& refusal) {
+    // Recorded before the stack, and so the guest, can learn of it.
+    record_denial(refusal.reason);
+    answer.type = NetstackMessageType::refused;
+    answer.text = refusal.reason;
+  } catch (const std::exception& e) {
+    const std::string reason = "connection to " + routes_[route].name + " failed: " + e.what();
+    record_denial(reason);
+    answer.type = NetstackMessageType::refused;
+    answer.text = reason;
+  }
+  try {
+    send_netstack_message(channel_.get(), answer);
+  } catch (const Error&) {
+    // The stack is gone; serve() notices.
+  }
 }
 
 }  // namespace airlock::network

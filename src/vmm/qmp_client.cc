@@ -65,17 +65,9 @@ void QmpClient::send_line(const std::string& line, int fd_to_pass) {
     msghdr message{};
     message.msg_iov = &io;
     message.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    if (!fd_sent) {
-      // The fd must ride on the bytes of the command that names it.
-      message.msg_control = control;
-      message.msg_controllen = sizeof control;
-      cmsghdr* header = CMSG_FIRSTHDR(&message);
-      header->cmsg_level = SOL_SOCKET;
-      header->cmsg_type = SCM_RIGHTS;
-      header->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(header), &fd_to_pass, sizeof(int));
-    }
+    FdControl control;
+    // The fd must ride on the bytes of the command that names it.
+    if (!fd_sent) attach_fd(message, control, fd_to_pass);
     ssize_t n = ::sendmsg(socket_.get(), &message, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;

@@ -6,10 +6,16 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <signal.h>
+
+#include <fstream>
+#include <future>
+#include <map>
 
 #include "support/cli_fixture.h"
 #include "support/test_daemon.h"
 #include "support/upstream_server.h"
+#include "vmm/jail/layer.h"
 
 namespace airlock::testing {
 namespace {
@@ -87,6 +93,107 @@ TEST_F(Network, FullReachesTheHostNetworkButNotItsLoopback) {
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out, "host=" + address + ":" + std::to_string(upstream.port()) +
                             " path=/full\nhost loopback refused\n");
+}
+
+// What /proc says of a process: "Name:\tvalue" lines of its status.
+std::map<std::string, std::string> proc_status(pid_t pid) {
+  std::map<std::string, std::string> fields;
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    fields[line.substr(0, colon)] = value;
+  }
+  return fields;
+}
+
+// The pids of processes whose command line contains `needle`.
+std::vector<pid_t> processes_with(const std::string& needle) {
+  std::vector<pid_t> found;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream file(entry.path() / "cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) != std::string::npos && cmdline.find("airlock-netstack") != std::string::npos) {
+      found.push_back(static_cast<pid_t>(std::stoi(name)));
+    }
+  }
+  return found;
+}
+
+std::string namespace_of(const std::string& pid, const char* kind) {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/" + pid + "/ns/" + kind, ec).string();
+}
+
+// The guest's frames are parsed in a process of their own, confined like
+// QEMU; a stack that dies (a memory-safety bug's SIGSEGV; here SIGKILL,
+// since the stack is PID 1 of its namespace, which ignores a SIGSEGV sent
+// from outside) takes only its guest's network with it, and the run says so.
+TEST_F(Network, TheStackRunsConfinedInAProcessOfItsOwnAndItsCrashEndsOnlyThatNetwork) {
+  UpstreamServer upstream;
+  const std::string name = "confined-" + std::to_string(::getpid()) + ".test";
+  const std::string code =
+      "import time, urllib.request\n"
+      "print(urllib.request.urlopen('http://" +
+      name +
+      "/before', timeout=10).read().decode().strip())\n"
+      "time.sleep(6)\n"
+      "try:\n"
+      "    urllib.request.urlopen('http://" +
+      name +
+      "/after', timeout=5)\n"
+      "    print('after: reached')\n"
+      "except Exception as error:\n"
+      "    print('after: failed')\n";
+  auto run = std::async(std::launch::async, [&] {
+    return airlock_json({"run", "--lang", "python", "--net", "allow:" + name, "--test-resolve",
+                         name + "=127.0.0.1:" + std::to_string(upstream.port()), code});
+  });
+  // The first request has passed once the stand-in server saw it.
+  std::vector<pid_t> stacks;
+  for (int i = 0; i < 600 && (stacks.empty() || upstream.connections() < 1); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    stacks = processes_with(name);
+  }
+  ASSERT_EQ(stacks.size(), 1u) << "one airlock-netstack for the VM";
+  ASSERT_EQ(upstream.connections(), 1);
+  const pid_t stack = stacks[0];
+  const auto status = proc_status(stack);
+  const std::string uid = status.at("Uid");
+  EXPECT_EQ(uid.substr(0, uid.find('\t')),
+            std::to_string(vmm::jail::jail_uid(vmm::jail::JailUser::netstack)));
+  EXPECT_NE(vmm::jail::jail_uid(vmm::jail::JailUser::netstack),
+            vmm::jail::jail_uid(vmm::jail::JailUser::vmm));
+  EXPECT_EQ(status.at("CapEff"), "0000000000000000");
+  EXPECT_EQ(status.at("NoNewPrivs"), "1");
+  EXPECT_EQ(status.at("Seccomp"), "2");
+  EXPECT_EQ(status.at("Seccomp_filters"), "2") << "the jail's deny-list and the stack's own allowlist";
+  const std::string pid = std::to_string(stack);
+  for (const char* kind : {"net", "mnt", "pid", "ipc"}) {
+    EXPECT_NE(namespace_of(pid, kind), namespace_of("self", kind)) << kind;
+  }
+  EXPECT_FALSE(std::filesystem::exists("/proc/" + pid + "/root/etc/passwd")) << "its root is its jail";
+  // The engine process (the CLI here, airlockd elsewhere) has no network stack mapped at all.
+  const std::string engine = status.at("PPid");
+  std::ifstream maps("/proc/" + engine + "/maps");
+  const std::string mapped((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+  EXPECT_NE(mapped.find("airlock"), std::string::npos) << "read the engine's maps";
+  EXPECT_EQ(mapped.find("libslirp"), std::string::npos);
+
+  ASSERT_EQ(::kill(stack, SIGKILL), 0);
+  const json result = run.get();
+  EXPECT_EQ(result["status"], "ok") << result.dump();
+  EXPECT_EQ(result["stdout"], "host=" + name + " path=/before\nafter: failed\n") << result.dump();
+  ASSERT_EQ(result["network_denied"].size(), 1u) << result.dump();
+  EXPECT_EQ(result["network_denied"][0],
+            "the guest's network stack ended (killed by signal 9 (Killed)): "
+            "the guest has no network from here on");
+  EXPECT_EQ(upstream.connections(), 1);
+  EXPECT_TRUE(processes_with(name).empty());
 }
 
 TEST(NetworkThroughTheDaemon, APoolOfAnAllowProfileServesItsRuns) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/io.h"
+#include "network/upstream.h"
 
 namespace airlock::network {
 namespace {
@@ -88,10 +89,20 @@ Outcome exchange(const EgressRoute& route, const ResolverMap& resolver, const st
   Outcome outcome;
   std::mutex mutex;
   std::thread filter([&, fd = filter_side.release()] {
-    serve_egress(UniqueFd(fd), route, resolver, stop.get(), [&](const std::string& reason) {
+    auto denied = [&](const std::string& reason) {
       std::lock_guard lock(mutex);
       outcome.denied.push_back(reason);
-    });
+    };
+    // As in airlockd: the connector reports its own refusals.
+    auto connect = [&](const EgressRoute& to) {
+      try {
+        return connect_route(to, resolver, stop.get());
+      } catch (const EgressRefusal& refusal) {
+        denied(refusal.reason);
+        throw;
+      }
+    };
+    serve_egress(UniqueFd(fd), route, connect, stop.get(), denied);
   });
   write_all(guest.get(), sent);
   ::shutdown(guest.get(), SHUT_WR);

@@ -12,6 +12,11 @@
 // (the overlay, the RAM file) are given to this uid; everything else it reads
 // is world-readable.
 //
+// A guest's network stack (airlock-netstack) runs as a second such user,
+// "airlock-net" or 2147483001: it handles a guest's raw frames as QEMU does,
+// and neither of the two, if taken over, should own the other's files or
+// processes.
+//
 // Without root the engine cannot switch uids: the layer is reported missing.
 // (A user namespace mapping our uid would give namespaces but not a different
 // uid; that is future work.)
@@ -30,7 +35,8 @@ namespace {
 
 constexpr uid_t kDefaultId = 2147483000;
 
-const passwd* account() { return ::getpwnam("airlock-vmm"); }
+const char* account_name(JailUser user) { return user == JailUser::vmm ? "airlock-vmm" : "airlock-net"; }
+uid_t default_id(JailUser user) { return kDefaultId + (user == JailUser::vmm ? 0 : 1); }
 
 class Credentials final : public Layer {
  public:
@@ -42,8 +48,8 @@ class Credentials final : public Layer {
   }
 
   void prepare(const JailPlan& plan) override {
-    uid_ = jail_uid();
-    gid_ = jail_gid();
+    uid_ = jail_uid(plan.user);
+    gid_ = jail_gid(plan.user);
     // /dev/kvm is usually root:kvm 0660: QEMU gets that group and no other.
     for (const auto& device : plan.devices) {
       struct stat info {};
@@ -79,14 +85,14 @@ class Credentials final : public Layer {
 
 }  // namespace
 
-uid_t jail_uid() {
-  const passwd* user = account();
-  return user ? user->pw_uid : kDefaultId;
+uid_t jail_uid(JailUser user) {
+  const passwd* account = ::getpwnam(account_name(user));
+  return account ? account->pw_uid : default_id(user);
 }
 
-gid_t jail_gid() {
-  const passwd* user = account();
-  return user ? user->pw_gid : kDefaultId;
+gid_t jail_gid(JailUser user) {
+  const passwd* account = ::getpwnam(account_name(user));
+  return account ? account->pw_gid : default_id(user);
 }
 
 std::unique_ptr<Layer> make_credentials() { return std::make_unique<Credentials>(); }

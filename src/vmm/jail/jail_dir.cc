@@ -123,6 +123,14 @@ class JailDir final : public Layer {
     // nothing beside it, nothing mounted below it.
     for (const auto& dir : plan.read_only_dirs) add_bind(dir.path, true, kReadOnly | MS_NOEXEC, dir.fd);
     for (const auto& device : plan.devices) add_bind(device, false, kDevice);
+    if (!plan.scratch_dir.empty()) {
+      add_parents(plan.scratch_dir);
+      dirs.insert(root_ + plan.scratch_dir);
+      scratch_ = root_ + plan.scratch_dir;
+      scratch_options_ = "mode=0700,size=64k,nr_inodes=256,uid=" + std::to_string(jail_uid(plan.user)) +
+                         ",gid=" + std::to_string(jail_gid(plan.user));
+      scratch_op_ = "mount(\"tmpfs\", \"" + plan.scratch_dir + "\")";
+    }
     dirs_.assign(dirs.begin(), dirs.end());  // a set sorts parents before children
   }
 
@@ -163,6 +171,10 @@ class JailDir final : public Layer {
       }
       ::close(bind.child_fd);  // not close-on-exec in the child: QEMU must not inherit it
     }
+    if (!scratch_.empty() && ::mount("tmpfs", scratch_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                                     scratch_options_.c_str()) < 0) {
+      return scratch_op_.c_str();
+    }
     // The jail's own skeleton is read-only too.
     if (::mount(nullptr, root_.c_str(), nullptr, MS_REMOUNT | MS_BIND | kReadOnly | MS_NOEXEC, nullptr) < 0) {
       return root_op_.c_str();
@@ -184,6 +196,9 @@ class JailDir final : public Layer {
   std::vector<std::string> dirs_;
   std::vector<Symlink> symlinks_;
   std::vector<Bind> binds_;
+  std::string scratch_;  // inside the jail root; empty: none
+  std::string scratch_options_;
+  std::string scratch_op_;
 };
 
 }  // namespace

@@ -22,7 +22,10 @@ struct OpenedPath {
   int fd = -1;
 };
 
-// What one QEMU process needs from its jail: the files it opens by path and
+// Which unprivileged user a jailed process runs as (credentials.cc).
+enum class JailUser { vmm, netstack };
+
+// What one QEMU process (or a guest's network stack) needs from its jail: the files it opens by path and
 // the sizes its limits are derived from. Built by the backend from a VmConfig.
 struct JailPlan {
   std::string name;                          // unique among live VMs of this host (cgroup name)
@@ -37,11 +40,17 @@ struct JailPlan {
   int vcpus = 1;
   int memory_mb = 256;
   uint64_t max_file_bytes = 0;  // the largest file QEMU may need to write
+  JailUser user = JailUser::vmm;
+  // Keep the host's network namespace: only a `full` network stack, which
+  // opens the guest's connections itself, has this.
+  bool host_network = false;
+  // A small writable tmpfs of the process's own at this path (its sockets).
+  std::string scratch_dir;
 };
 
-// The uid and gid QEMU runs as (see credentials.cc for why this one).
-uid_t jail_uid();
-gid_t jail_gid();
+// The uid and gid a jailed process runs as (see credentials.cc for why these).
+uid_t jail_uid(JailUser user = JailUser::vmm);
+gid_t jail_gid(JailUser user = JailUser::vmm);
 
 // One confinement layer of the QEMU process, in its own file, with the same
 // verbs as the others (nsjail's mnt.cc/net.cc/cgroup2.cc model):

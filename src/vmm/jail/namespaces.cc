@@ -1,7 +1,9 @@
 // Layer: new mount, PID, IPC, UTS and network namespaces for QEMU. It sees
 // only its own processes (it is PID 1 of its namespace), has no network
 // interface but a down loopback, no host IPC objects, and a mount table of
-// its own in which the jail directory becomes its root (jail_dir.cc).
+// its own in which the jail directory becomes its root (jail_dir.cc). A
+// `full` network stack keeps the host's network namespace (host_network):
+// it must open the guest's connections itself.
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -39,15 +41,18 @@ class Namespaces final : public Layer {
     return std::nullopt;
   }
 
-  void prepare(const JailPlan&) override {}
+  void prepare(const JailPlan& plan) override { host_network_ = plan.host_network; }
 
-  uint64_t clone_flags() const override { return kNamespaces; }
+  uint64_t clone_flags() const override { return host_network_ ? kNamespaces & ~CLONE_NEWNET : kNamespaces; }
 
   const char* enter() const noexcept override {
     // The guest's name of the host is not QEMU's business.
     if (::sethostname(kHostname, sizeof kHostname - 1) < 0) return "sethostname(\"airlock-vmm\")";
     return nullptr;
   }
+
+ private:
+  bool host_network_ = false;
 };
 
 }  // namespace
