@@ -11,6 +11,11 @@ Admission::Ticket::~Ticket() {
   owner_->freed_.notify_one();
 }
 
+Admission::Load Admission::load() const {
+  std::lock_guard lock(mutex_);
+  return {running_, queued_};
+}
+
 std::optional<Admission::Ticket> Admission::enter() {
   std::unique_lock lock(mutex_);
   if (running_ < max_running_) {

@@ -31,6 +31,12 @@ class Admission {
   // A ticket while the run may proceed, or nullopt: refused.
   std::optional<Ticket> enter();
 
+  struct Load {
+    int running = 0;
+    int queued = 0;
+  };
+  Load load() const;
+
  private:
   const int max_running_;
   const int max_queued_;

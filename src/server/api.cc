@@ -442,7 +442,11 @@ std::string Api::pool_metrics() const {
       std::to_string(templates.memory_budget_bytes) +
       "\n# TYPE airlock_template_evictions_total counter\nairlock_template_evictions_total " +
       std::to_string(templates.evictions) + "\n";
-  return ready + in_use + hits + misses + template_lines;
+  const Admission::Load load = admission_.load();
+  const std::string load_lines =
+      "# TYPE airlock_runs_running gauge\nairlock_runs_running " + std::to_string(load.running) +
+      "\n# TYPE airlock_runs_queued gauge\nairlock_runs_queued " + std::to_string(load.queued) + "\n";
+  return ready + in_use + hits + misses + template_lines + load_lines;
 }
 
 }  // namespace airlock::server

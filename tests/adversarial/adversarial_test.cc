@@ -139,6 +139,8 @@ class Adversarial : public ::testing::TestWithParam<std::string> {
 TEST_P(Adversarial, PayloadHasItsClassifiedOutcome) {
   const Payload payload = load_payload(fs::path(AIRLOCK_PAYLOADS) / GetParam());
   ASSERT_TRUE(payload.expect.is_object()) << payload.name << " has no '# expect: {...}' line";
+  // An expectation without the outcome's class would let any outcome pass.
+  ASSERT_TRUE(payload.expect.contains("status")) << payload.name << ": '# expect:' must name the \"status\"";
 
   json request = payload.request;
   request["language"] = payload.language;

@@ -172,7 +172,13 @@ TEST_F(Daemon, RequestsBeyondTheLimitGet429) {
   HttpReply slow;
   std::thread holder(
       [&] { slow = post("/v1/run", R"J({"language":"shell","code":"sleep 3; echo done"})J"); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // The late request comes once the slow one holds the only slot, as the daemon reports it.
+  bool admitted = false;
+  for (int i = 0; i < 300 && !admitted; ++i) {
+    admitted = get("/metrics").body.find("\nairlock_runs_running 1\n") != std::string::npos;
+    if (!admitted) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(admitted) << get("/metrics").body;
   expect_error(post("/v1/run", R"J({"language":"shell","code":"echo late"})J"), 429, "overloaded",
                "try again");
   EXPECT_TRUE(
@@ -344,7 +350,11 @@ TEST_F(Daemon, QemuKilledBehindARunningRequestGivesItAClearErrorAndThePoolRefill
 
 TEST_F(Daemon, EveryRunGetsANewVm) {
   start_daemon();
-  post("/v1/run", R"J({"language":"shell","code":"echo x > /tmp/mark"})J");
+  // The first run must really leave its mark, or the second's "absent" proves nothing.
+  json first = json::parse(
+      post("/v1/run", R"J({"language":"shell","code":"echo x > /tmp/mark; cat /tmp/mark"})J").body);
+  ASSERT_EQ(first["status"], "ok") << first.dump();
+  ASSERT_EQ(first["stdout"], "x\n") << first.dump();
   json second =
       json::parse(post("/v1/run", R"J({"language":"shell","code":"cat /tmp/mark || echo absent"})J").body);
   EXPECT_EQ(second["stdout"], "absent\n");
