@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "common/unique_fd.h"
+#include "engine/request_json.h"
 
 namespace airlock::cli {
 
@@ -30,29 +31,6 @@ UniqueFd connect_to(const std::string& socket_path) {
   return fd;
 }
 
-std::string request_body(const engine::RunRequest& request) {
-  json env = json::object();
-  for (const auto& [name, value] : request.env) env[name] = value;
-  json mounts = json::array();
-  for (const auto& mount : request.mounts) mounts.push_back(mount.to_string());
-  json body = {{"language", request.language},
-               {"code", request.code},
-               {"env", env},
-               {"timeout_s", request.timeout_s},
-               {"memory_mb", request.memory_mb},
-               {"cpus", request.cpus},
-               {"pids", request.max_processes},
-               {"open_files", request.max_open_files},
-               {"disk_mb", request.disk_mb},
-               {"network", request.network},
-               {"mounts", mounts},
-               {"stdout_limit", request.stdout_limit},
-               {"stderr_limit", request.stderr_limit},
-               {"stdin", request.stdin_source.data}};
-  if (request.fresh_interpreter) body["fresh_interpreter"] = true;
-  return body.dump();
-}
-
 }  // namespace
 
 std::optional<engine::RunResult> run_via_daemon(const std::string& socket_path,
@@ -61,7 +39,7 @@ std::optional<engine::RunResult> run_via_daemon(const std::string& socket_path,
   UniqueFd connection = connect_to(socket_path);
   if (!connection) return std::nullopt;
 
-  const std::string body = request_body(request);
+  const std::string body = engine::to_json(request).dump();
   std::string head =
       "POST /v1/run HTTP/1.1\r\nHost: airlockd\r\nContent-Type: application/json\r\n"
       "Accept: application/x-ndjson\r\nConnection: close\r\nContent-Length: " +

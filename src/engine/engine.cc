@@ -343,8 +343,7 @@ std::string Profile::name_with(const std::string& mounts_key) const {
 }
 
 Profile profile_of(const RunRequest& request) {
-  std::vector<MountSpec> mounts;
-  for (const auto& mount : request.mounts) mounts.push_back(resolve_mount(mount));
+  std::vector<MountSpec> mounts = request.mounts;
   std::sort(mounts.begin(), mounts.end(),
             [](const MountSpec& a, const MountSpec& b) { return a.guest_path < b.guest_path; });
   return {find_language(request.language).name,
@@ -362,14 +361,16 @@ ReadyGuest::~ReadyGuest() {
   if (vm_) vm_->destroy();
 }
 
-void Engine::check_request(const RunRequest& request) const {
+RunPlan Engine::plan(RunRequest request) const {
   validate(request);
-  for (const auto& mount : request.mounts) resolve_mount(mount, options_.mount_roots);
+  for (auto& mount : request.mounts) mount = resolve_mount(mount, options_.mount_roots);
   if (!options_.allow_full_network && request.network == "full") {
     throw Error(ErrorCode::invalid_argument,
                 "network 'full' is not allowed by this airlockd (unfiltered access reaches the host's "
                 "network too); use allow:DOMAIN,... or ask its operator for --allow-full-network");
   }
+  Profile profile = profile_of(request);
+  return {std::move(request), std::move(profile)};
 }
 
 vmm::Accel Engine::accelerator(vmm::AccelChoice choice) {
@@ -495,17 +496,17 @@ void Engine::warm_guest(ReadyGuest& guest) {
   }
 }
 
-RunResult Engine::run(const RunRequest& request, OutputSink* sink, const CancelToken* cancel,
+RunResult Engine::run(const RunPlan& plan, OutputSink* sink, const CancelToken* cancel,
                       std::optional<ReadyGuest> pooled) {
   const auto accepted = SteadyClock::now();
-  check_request(request);
+  const RunRequest& request = plan.request;
   const Language& language = find_language(request.language);
 
   RunResult result;
   std::optional<ReadyGuest> guest = std::move(pooled);
   result.pool_hit = guest.has_value();
   try {
-    if (!guest) guest.emplace(start_guest(profile_of(request), cancel));
+    if (!guest) guest.emplace(start_guest(plan.profile, cancel));
     guest->session().set_cancel(cancel);
     result.accel = std::string(vmm::to_string(guest->accel()));
     RunTiming timing;

@@ -78,7 +78,15 @@ struct Profile {
  private:
   std::string name_with(const std::string& mounts_key) const;
 };
+// The request's profile, its mounts as they are in it (Engine::plan resolves them first).
 Profile profile_of(const RunRequest& request);
+
+// A request checked once (Engine::plan) and the profile it runs in: what
+// every later step takes, so nothing validates or derives it again.
+struct RunPlan {
+  RunRequest request;  // its mounts' host paths resolved and inside the operator's roots
+  Profile profile;
+};
 
 // A guest that has run nothing yet and will serve exactly one request.
 // Destroying it destroys the VM and removes its run directory.
@@ -133,12 +141,19 @@ class Engine {
   // `pooled`: a guest for this request's profile taken from a warm pool; without
   // one the engine starts a guest (a clone of the template, or a boot).
   // Thread-safe.
-  RunResult run(const RunRequest& request, OutputSink* sink = nullptr, const CancelToken* cancel = nullptr,
+  RunResult run(const RunPlan& plan, OutputSink* sink = nullptr, const CancelToken* cancel = nullptr,
                 std::optional<ReadyGuest> pooled = std::nullopt);
+  // The same for a request not planned yet.
+  RunResult run(const RunRequest& request, OutputSink* sink = nullptr, const CancelToken* cancel = nullptr,
+                std::optional<ReadyGuest> pooled = std::nullopt) {
+    return run(plan(request), sink, cancel, std::move(pooled));
+  }
 
-  // Throws Error(invalid_argument) if the request is malformed or out of
-  // bounds, or asks for what this engine's options do not allow.
-  void check_request(const RunRequest& request) const;
+  // Checks a request once: its bounds (validate), its mounts against the
+  // operator's roots (resolved once, here), and what this engine's options
+  // allow; derives its profile. Throws Error(invalid_argument) naming what
+  // is wrong, before any VM starts.
+  RunPlan plan(RunRequest request) const;
 
   // The accelerator runs with this choice use (probes KVM once if needed).
   vmm::Accel accelerator(vmm::AccelChoice choice);

@@ -253,8 +253,9 @@ void Api::refuse_over_budget(ResponseWriter& writer, const std::string& what, co
 
 void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   const auto started = SteadyClock::now();
-  engine::RunRequest request = parse_run_request(http_request.body);
-  engine_.check_request(request);  // refused before the response (or its stream) begins
+  // Checked once, into the plan the rest takes; refused before the response (or its stream) begins.
+  const engine::RunPlan plan = engine_.plan(parse_run_request(http_request.body));
+  const engine::RunRequest& request = plan.request;
   const bool streaming = http_request.accept.find("application/x-ndjson") != std::string::npos;
   auto output = output_budget_.reserve(output_cost(request, streaming));
   if (!output)
@@ -270,7 +271,7 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   engine::WarmPool* pool = nullptr;
   {
     std::lock_guard lock(pools_mutex_);
-    auto it = pools_.find(engine::profile_of(request).name());
+    auto it = pools_.find(plan.profile.name());
     if (it != pools_.end()) pool = it->second.get();
   }
   std::optional<engine::WarmPool::Lease> lease;
@@ -278,7 +279,7 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   // Every VM is in the budget: a pooled guest brings its share, any other takes one.
   std::optional<engine::VmBudget::Reservation> vm_room;
   if (lease && lease->hit()) vm_room = lease->take_reservation();
-  if (!vm_room) vm_room = room_for_run(engine::profile_of(request));
+  if (!vm_room) vm_room = room_for_run(plan.profile);
   if (!vm_room) {
     metrics_.record_queue_rejection();
     const auto usage = vm_budget_.usage();
@@ -313,7 +314,7 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
     // A client that hangs up cancels its run: no VM keeps working for nobody.
     HangupWatch hangup(http_request.client_fd, cancel);
     try {
-      result = engine_.run(request, sink ? &*sink : nullptr, &cancel,
+      result = engine_.run(plan, sink ? &*sink : nullptr, &cancel,
                            lease ? lease->take_guest() : std::optional<engine::ReadyGuest>{});
     } catch (const Error& e) {
       // A mount that changed since the check is the client's; missing images
@@ -374,8 +375,8 @@ void require_operator(const HttpRequest& request) {
 void Api::create_pool(const HttpRequest& http_request, ResponseWriter& writer) {
   require_operator(http_request);
   PoolRequest pool_request = parse_pool_request(http_request.body);
-  engine_.check_request(pool_request.request);  // network, mounts: as a run would be checked
-  const engine::Profile profile = engine::profile_of(pool_request.request);
+  // Network, mounts: as a run of the profile would be checked.
+  const engine::Profile profile = engine_.plan(std::move(pool_request.request)).profile;
   std::lock_guard lock(pools_mutex_);
   if (!pools_.count(profile.name()) &&
       pools_.size() - permanent_pools_.size() >= static_cast<size_t>(pool_limits_.max_pools)) {

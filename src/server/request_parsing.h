@@ -7,8 +7,9 @@
 namespace airlock::server {
 
 // The bodies of API requests (docs/api.yaml), bytes from any client. Each
-// returns a request the engine accepts or throws Error(invalid_argument)
-// naming the field that is wrong; unknown fields are rejected, not ignored.
+// returns a well-typed request (its bounds are checked once, by
+// Engine::plan) or throws Error(invalid_argument) naming the field that is
+// wrong; unknown fields are rejected, not ignored.
 
 // POST /v1/run.
 engine::RunRequest parse_run_request(const std::string& body);
@@ -17,8 +18,8 @@ engine::RunRequest parse_run_request(const std::string& body);
 int parse_pool_target(const std::string& body);
 
 // POST /v1/pools: a profile (the run fields language, memory_mb, cpus,
-// network, mounts) and a target size. The profile is checked as a run of it
-// would be; `request` carries it (its code is a placeholder).
+// network, mounts) and a target size; `request` carries the profile (its
+// code is a placeholder), to be planned as a run of it would be.
 struct PoolRequest {
   engine::RunRequest request;
   int target = 0;

@@ -223,11 +223,10 @@ TEST_F(DaemonLimits, ControlByteOutputIsSentAsBase64WithinAStatedMemoryBound) {
   start();
   const uint64_t limit = 16 << 20;
   const long peak_before_kib = status_field(daemon_->process().pid(), "VmHWM");
-  auto reply = daemon_->post(
-      "/v1/run", nlohmann::json{{"language", "python"},
-                                {"code", "import sys; sys.stdout.buffer.write(b'\\x01' * (16 << 20))"},
-                                {"stdout_limit", limit + 1}}
-                     .dump());
+  engine::RunRequest request =
+      run_request("python", "import sys; sys.stdout.buffer.write(b'\\x01' * (16 << 20))");
+  request.stdout_limit = limit + 1;
+  auto reply = daemon_->run(request);
   ASSERT_EQ(reply.status, 200) << reply.body.substr(0, 300);
   EXPECT_LE(reply.body.size(), limit * 4 / 3 + (64 << 10)) << "what is sent is bounded by the encoding";
   auto result = nlohmann::json::parse(reply.body);

@@ -188,8 +188,9 @@ TEST_F(HostAttacks, TemplateRamStaysWithinItsBudget) {
   ASSERT_EQ(daemon.post("/v1/pools", R"({"language":"shell","memory_mb":128,"target":1})").status, 201);
   ASSERT_TRUE(daemon.wait_for_ready("shell-128m"));
   for (int memory : {160, 192, 224, 288}) {
-    auto reply = daemon.post("/v1/run",
-                             json{{"language", "shell"}, {"code", "echo ok"}, {"memory_mb", memory}}.dump());
+    engine::RunRequest request = run_request("shell", "echo ok");
+    request.memory_mb = memory;
+    auto reply = daemon.run(request);
     EXPECT_EQ(reply.status, 200) << reply.body;
   }
   const std::string metrics = daemon.get("/metrics").body;
@@ -239,11 +240,10 @@ TEST(MountRace, ASwappedDirectoryIsNeverFollowedOutOfItsRoot) {
   {
     TestDaemon daemon(dir);
     ASSERT_TRUE(daemon.start({"--pool-size", "0", "--mount-root", root.string()}));
-    const nlohmann::json request = {{"language", "shell"},
-                                    {"code", "ls /data; cat /data/etc/hostname 2>/dev/null"},
-                                    {"mounts", {"ro:" + (root / "share").string() + ":/data"}}};
+    engine::RunRequest request = run_request("shell", "ls /data; cat /data/etc/hostname 2>/dev/null");
+    request.mounts = {engine::parse_mount("ro:" + (root / "share").string() + ":/data")};
     // The template (and the check) see the real directory first.
-    auto first = daemon.post("/v1/run", request.dump());
+    auto first = daemon.run(request);
     ASSERT_EQ(first.status, 200) << first.body;
     ASSERT_NE(first.body.find("marker"), std::string::npos) << first.body;
 
@@ -254,13 +254,12 @@ TEST(MountRace, ASwappedDirectoryIsNeverFollowedOutOfItsRoot) {
         ::usleep(200);
       }
     });
-    nlohmann::json pool = request;
-    pool.erase("code");
-    pool["target"] = 2;
+    const nlohmann::json pool = {
+        {"language", "shell"}, {"mounts", {request.mounts[0].to_string()}}, {"target", 2}};
     auto created = daemon.post("/v1/pools", pool.dump());
     int shared = 0, refused = 0;
     for (int i = 0; i < 12; ++i) {
-      auto reply = daemon.post("/v1/run", request.dump());
+      auto reply = daemon.run(request);
       // The host's root would list (JSON-escaped) "bin\n" and "etc\n".
       EXPECT_EQ(reply.body.find("bin\\n"), std::string::npos) << "the host's root was shared: " << reply.body;
       EXPECT_EQ(reply.body.find("etc\\n"), std::string::npos) << "the host's root was shared: " << reply.body;

@@ -159,18 +159,14 @@ TEST(MountsThroughTheDaemon, OnlyInsideTheOperatorsRoots) {
   {
     TestDaemon daemon(dir);
     ASSERT_TRUE(daemon.start({"--pool-size", "0", "--mount-root", (dir / "roots").string()}));
-    auto inside = daemon.post(
-        "/v1/run", nlohmann::json{{"language", "shell"},
-                                  {"code", "cat /in/in.txt"},
-                                  {"mounts", {"ro:" + (dir / "roots" / "allowed").string() + ":/in"}}}
-                       .dump());
+    engine::RunRequest inside_request = run_request("shell", "cat /in/in.txt");
+    inside_request.mounts = {engine::parse_mount("ro:" + (dir / "roots" / "allowed").string() + ":/in")};
+    auto inside = daemon.run(inside_request);
     EXPECT_EQ(inside.status, 200) << inside.body;
     EXPECT_NE(inside.body.find("inside a root"), std::string::npos) << inside.body;
-    auto outside =
-        daemon.post("/v1/run", nlohmann::json{{"language", "shell"},
-                                              {"code", "true"},
-                                              {"mounts", {"ro:" + (dir / "elsewhere").string() + ":/x"}}}
-                                   .dump());
+    engine::RunRequest outside_request = run_request("shell", "true");
+    outside_request.mounts = {engine::parse_mount("ro:" + (dir / "elsewhere").string() + ":/x")};
+    auto outside = daemon.run(outside_request);
     EXPECT_EQ(outside.status, 400) << outside.body;
     EXPECT_NE(outside.body.find("is outside this airlockd's mount roots"), std::string::npos) << outside.body;
     auto status = daemon.stop();

@@ -113,7 +113,7 @@ TEST_F(PoolLimits, PooledAndRunningVmsShareOneBudget) {
   // A run whose pool got no room takes a ready VM's room rather than wait for nothing.
   for (const auto& [language, code] : std::vector<std::pair<std::string, std::string>>{
            {"shell", "echo 1"}, {"python", "print(1)"}, {"javascript", "console.log(1)"}}) {
-    auto reply = daemon_->post("/v1/run", json{{"language", language}, {"code", code}}.dump());
+    auto reply = daemon_->run(run_request(language, code));
     EXPECT_EQ(reply.status, 200) << language << ": " << reply.body;
     EXPECT_NE(reply.body.find("\"status\":\"ok\""), std::string::npos) << language << ": " << reply.body;
   }

@@ -236,9 +236,9 @@ TEST_F(DaemonRuns, FreshInterpreterGivesEachRunItsOwnHashSecret) {
   ASSERT_TRUE(daemon_->start({"--pool-size", "1"}));
   auto hash_of_run = [this](bool fresh) {
     EXPECT_TRUE(daemon_->wait_for_ready("python-256m"));
-    json request = {{"language", "python"}, {"code", "print(hash('airlock'))"}};
-    if (fresh) request["fresh_interpreter"] = true;
-    auto reply = daemon_->post("/v1/run", request.dump());
+    engine::RunRequest request = run_request("python", "print(hash('airlock'))");
+    request.fresh_interpreter = fresh;
+    auto reply = daemon_->run(request);
     EXPECT_EQ(reply.status, 200) << reply.body;
     return json::parse(reply.body)["stdout"].get<std::string>();
   };

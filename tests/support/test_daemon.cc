@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/io.h"
+#include "engine/request_json.h"
 
 extern char** environ;
 
@@ -84,6 +85,17 @@ bool TestDaemon::wait_for_ready(const std::string& pool) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;
+}
+
+engine::RunRequest run_request(std::string language, std::string code) {
+  engine::RunRequest request;
+  request.language = std::move(language);
+  request.code = std::move(code);
+  return request;
+}
+
+HttpReply TestDaemon::run(const engine::RunRequest& request) {
+  return post("/v1/run", engine::to_json(request).dump());
 }
 
 }  // namespace airlock::testing

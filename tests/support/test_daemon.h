@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/child_process.h"
+#include "engine/run_request.h"
 
 namespace airlock::testing {
 
@@ -16,6 +17,9 @@ struct HttpReply {
   int status = 0;
   std::string body;
 };
+
+// A request of `language` running `code`, every other field its default.
+engine::RunRequest run_request(std::string language, std::string code);
 
 class TestDaemon {
  public:
@@ -35,6 +39,8 @@ class TestDaemon {
   // The body is passed in a file: it may be larger than a command line.
   HttpReply post(const std::string& path, const std::string& body,
                  const std::string& accept = "application/json");
+  // POST /v1/run of `request` in the one JSON form the CLI and airlockd use (engine/request_json.h).
+  HttpReply run(const engine::RunRequest& request);
   // Waits until the named pool has a ready VM; false if it never gets one.
   bool wait_for_ready(const std::string& pool);
 
