@@ -28,6 +28,7 @@
 #include "common/io.h"
 #include "common/temp_dir.h"
 #include "engine/paths.h"
+#include "support.h"
 
 extern char** environ;
 
@@ -35,47 +36,12 @@ namespace fs = std::filesystem;
 using airlock::SteadyClock;
 using nlohmann::json;
 
+using airlock::bench::http;
+using airlock::bench::ms_since;
+using airlock::bench::percentile;
+using airlock::bench::ready_vms;
+
 namespace {
-
-double ms_since(SteadyClock::time_point start) {
-  return std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
-}
-
-double percentile(std::vector<double> values, double p) {
-  std::sort(values.begin(), values.end());
-  size_t index = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
-  return values[std::min(index, values.size() - 1)];
-}
-
-// One HTTP exchange on a fresh Unix-socket connection; returns the body.
-std::string http(const std::string& socket_path, const std::string& method, const std::string& path,
-                 const std::string& body = "") {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::copy(socket_path.begin(), socket_path.end(), address.sun_path);
-  airlock::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) < 0)
-    airlock::throw_errno("connect");
-  airlock::write_all(fd.get(), method + " " + path +
-                                   " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " +
-                                   std::to_string(body.size()) + "\r\n\r\n" + body);
-  std::string response;
-  char buffer[65536];
-  while (auto n = airlock::read_some(fd.get(), buffer, sizeof buffer)) {
-    if (*n == 0) break;
-    response.append(buffer, *n);
-  }
-  size_t start = response.find("\r\n\r\n");
-  return start == std::string::npos ? "" : response.substr(start + 4);
-}
-
-int ready_vms(const std::string& socket_path, const std::string& pool) {
-  json listing = json::parse(http(socket_path, "GET", "/v1/pools"));
-  for (const auto& entry : listing["pools"]) {
-    if (entry["name"] == pool) return entry["ready"].get<int>();
-  }
-  return 0;
-}
 
 std::vector<double> time_command(const std::vector<std::string>& argv, int runs) {
   std::vector<double> times;
@@ -90,16 +56,9 @@ std::vector<double> time_command(const std::vector<std::string>& argv, int runs)
 }
 
 int run_benchmark(int requests) {
-  const fs::path bin_dir = fs::read_symlink("/proc/self/exe").parent_path();
   airlock::TempDir runtime = airlock::TempDir::create(airlock::engine::default_runtime_dir(), "run-bench-");
   const std::string socket_path = runtime.file("airlockd.sock");
-  std::vector<std::string> env;
-  for (char** entry = environ; *entry; ++entry) env.emplace_back(*entry);
-  env.push_back("AIRLOCK_RUNTIME_DIR=" + runtime.path());
-  airlock::SpawnOptions options;
-  options.env = env;
-  airlock::ChildProcess daemon = airlock::ChildProcess::spawn(
-      {(bin_dir / "airlockd").string(), "--socket", socket_path, "--pool-size", "2"}, options);
+  airlock::ChildProcess daemon = airlock::bench::start_daemon(runtime, {"--pool-size", "2"});
   auto wait_ready = [&](int count) {
     for (int i = 0; i < 2000; ++i) {
       try {

@@ -8,9 +8,11 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/verbs.h"
 #include "common/error.h"
 #include "common/io.h"
 #include "common/unique_fd.h"
+#include "engine/paths.h"
 #include "engine/request_json.h"
 
 namespace airlock::cli {
@@ -31,19 +33,74 @@ UniqueFd connect_to(const std::string& socket_path) {
   return fd;
 }
 
+Error error_of(unsigned status, const std::string& body_text) {
+  json error = json::parse(body_text, nullptr, false);
+  std::string message =
+      error.is_object() && error.contains("error") ? error["error"].value("message", body_text) : body_text;
+  const ErrorCode code = status == 400   ? ErrorCode::invalid_argument
+                         : status == 404 ? ErrorCode::not_found
+                         : status == 409 ? ErrorCode::conflict
+                         : status == 429 ? ErrorCode::overloaded
+                         : status == 403 ? ErrorCode::permission_denied
+                                         : ErrorCode::unavailable;
+  return Error(code, "airlockd: " + message + " (HTTP " + std::to_string(status) + ")");
+}
+
+std::string no_daemon_message(const std::string& socket_path) {
+  return "no airlockd answers on " + socket_path +
+         "; start one with `build/bin/airlockd &` (or say where it listens with --socket or $AIRLOCK_SOCKET)";
+}
+
 }  // namespace
+
+json call_daemon(const std::string& socket_path, const std::string& method, const std::string& target,
+                 const std::string& body) {
+  UniqueFd connection = connect_to(socket_path);
+  if (!connection) throw Error(ErrorCode::unavailable, no_daemon_message(socket_path));
+  write_all(connection.get(), method + " " + target +
+                                  " HTTP/1.1\r\nHost: airlockd\r\nContent-Type: application/json\r\n"
+                                  "Connection: close\r\nContent-Length: " +
+                                  std::to_string(body.size()) + "\r\n\r\n" + body);
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(256 << 20);
+  parser.eager(true);
+  std::string buffer;
+  char chunk[65536];
+  while (!parser.is_done()) {
+    auto n = read_some(connection.get(), chunk, sizeof chunk);
+    if (!n) continue;
+    if (*n == 0) break;
+    buffer.append(chunk, *n);
+    boost::system::error_code error;
+    const size_t used = parser.put(boost::asio::buffer(buffer), error);
+    if (error == http::error::need_more) error = {};
+    if (error) throw Error(ErrorCode::protocol, "airlockd sent a malformed response: " + error.message());
+    buffer.erase(0, used);
+  }
+  if (!parser.is_done()) throw Error(ErrorCode::unavailable, "airlockd closed the connection");
+  const unsigned status = parser.get().result_int();
+  if (status >= 300) throw error_of(status, parser.get().body());
+  json document = json::parse(parser.get().body(), nullptr, false);
+  if (document.is_discarded()) throw Error(ErrorCode::protocol, "airlockd answered with something not JSON");
+  return document;
+}
 
 std::optional<engine::RunResult> run_via_daemon(const std::string& socket_path,
                                                 const engine::RunRequest& request, engine::OutputSink& sink,
                                                 const engine::CancelToken& cancel) {
+  return stream_via_daemon(socket_path, "/v1/run", engine::to_json(request).dump(), sink, cancel);
+}
+
+std::optional<engine::RunResult> stream_via_daemon(const std::string& socket_path, const std::string& target,
+                                                   const std::string& body, engine::OutputSink& sink,
+                                                   const engine::CancelToken& cancel) {
   UniqueFd connection = connect_to(socket_path);
   if (!connection) return std::nullopt;
 
-  const std::string body = engine::to_json(request).dump();
-  std::string head =
-      "POST /v1/run HTTP/1.1\r\nHost: airlockd\r\nContent-Type: application/json\r\n"
-      "Accept: application/x-ndjson\r\nConnection: close\r\nContent-Length: " +
-      std::to_string(body.size()) + "\r\n\r\n";
+  std::string head = "POST " + target +
+                     " HTTP/1.1\r\nHost: airlockd\r\nContent-Type: application/json\r\n"
+                     "Accept: application/x-ndjson\r\nConnection: close\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n";
   write_all(connection.get(), head + body);
 
   std::optional<engine::RunResult> result;
@@ -110,16 +167,20 @@ std::optional<engine::RunResult> run_via_daemon(const std::string& socket_path,
   }
   if (!parser.is_header_done()) throw Error(ErrorCode::unavailable, "airlockd closed the connection");
   const unsigned status = parser.get().result_int();
-  if (status != 200) {
-    std::string body_text = error_body.empty() ? parser.get().body() : error_body;
-    json error = json::parse(body_text, nullptr, false);
-    std::string message =
-        error.is_object() && error.contains("error") ? error["error"].value("message", body_text) : body_text;
-    throw Error(status == 400 ? ErrorCode::invalid_argument : ErrorCode::unavailable,
-                "airlockd: " + message + " (HTTP " + std::to_string(status) + ")");
-  }
+  if (status != 200) throw error_of(status, error_body.empty() ? parser.get().body() : error_body);
   if (!result) throw Error(ErrorCode::protocol, "airlockd ended the stream without a result");
   return result;
+}
+
+std::string daemon_socket_path(const std::string& option) {
+  if (!option.empty()) return option;
+  if (const char* path = std::getenv("AIRLOCK_SOCKET"); path && *path) return path;
+  return engine::default_runtime_dir() + "/airlockd.sock";
+}
+
+void add_socket_option(CLI::App& verb, std::string& socket) {
+  verb.add_option("--socket", socket,
+                  "airlockd socket to use (default $AIRLOCK_SOCKET, else <runtime dir>/airlockd.sock)");
 }
 
 }  // namespace airlock::cli

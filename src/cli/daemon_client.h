@@ -1,5 +1,6 @@
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -16,5 +17,18 @@ namespace airlock::cli {
 std::optional<engine::RunResult> run_via_daemon(const std::string& socket_path,
                                                 const engine::RunRequest& request, engine::OutputSink& sink,
                                                 const engine::CancelToken& cancel);
+
+// The same for any streaming endpoint of runs' shape (a sandbox's execs):
+// POST `body` to `target`. Errors: Error with the code the status means (404
+// not_found, 409 conflict, 429 overloaded, 400 invalid_argument).
+std::optional<engine::RunResult> stream_via_daemon(const std::string& socket_path, const std::string& target,
+                                                   const std::string& body, engine::OutputSink& sink,
+                                                   const engine::CancelToken& cancel);
+
+// One request and its JSON answer (GET: an empty body). Throws
+// Error(unavailable) saying how to start airlockd when none answers, and the
+// status's Error for an error answer.
+nlohmann::json call_daemon(const std::string& socket_path, const std::string& method,
+                           const std::string& target, const std::string& body = {});
 
 }  // namespace airlock::cli

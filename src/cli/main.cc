@@ -15,6 +15,8 @@
 #include <iostream>
 
 #include "cli/daemon_client.h"
+#include "cli/sinks.h"
+#include "cli/verbs.h"
 #include "common/error.h"
 #include "common/io.h"
 #include "common/unique_fd.h"
@@ -27,7 +29,9 @@ using airlock::Error;
 using airlock::ErrorCode;
 namespace engine = airlock::engine;
 
-constexpr int kAirlockErrorExit = 125;
+using airlock::cli::CollectingSink;
+using airlock::cli::kAirlockErrorExit;
+using airlock::cli::TerminalSink;
 
 const engine::CancelToken* g_cancel = nullptr;
 volatile sig_atomic_t g_cancel_signal = 0;
@@ -45,33 +49,6 @@ void install_signal_handlers(const engine::CancelToken& token) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &action, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 }
-
-// Streams the program's output to our own stdout/stderr, byte for byte. A
-// reader that goes away (`| head -1`) stops the copying, not the run.
-class TerminalSink final : public engine::OutputSink {
- public:
-  void on_stdout(std::string_view bytes) override { copy(1, bytes, stdout_open_); }
-  void on_stderr(std::string_view bytes) override { copy(2, bytes, stderr_open_); }
-
- private:
-  static void copy(int fd, std::string_view bytes, bool& open) {
-    if (!open) return;
-    try {
-      airlock::write_all(fd, bytes);
-    } catch (const Error&) {
-      open = false;
-    }
-  }
-  bool stdout_open_ = true;
-  bool stderr_open_ = true;
-};
-
-// Output of a --json run through the daemon: the result carries it anyway.
-class CollectingSink final : public engine::OutputSink {
- public:
-  void on_stdout(std::string_view) override {}
-  void on_stderr(std::string_view) override {}
-};
 
 struct RunOptions {
   std::string language;
@@ -100,11 +77,8 @@ struct RunOptions {
   std::string socket;
 };
 
-// The daemon's socket: --socket, else $AIRLOCK_SOCKET, else the default place.
 std::string daemon_socket(const RunOptions& options) {
-  if (!options.socket.empty()) return options.socket;
-  if (const char* path = std::getenv("AIRLOCK_SOCKET"); path && *path) return path;
-  return engine::default_runtime_dir() + "/airlockd.sock";
+  return airlock::cli::daemon_socket_path(options.socket);
 }
 
 // True when all of stdin can be read now without waiting on a writer: a
@@ -295,6 +269,13 @@ int main(int argc, char** argv) {
                   "airlockd socket to use (default $AIRLOCK_SOCKET, else <runtime dir>/airlockd.sock)");
   run->add_option("--images", options.images, "Path of the image manifest (default: beside the binary)");
 
+  airlock::cli::Action sandbox_action;
+  airlock::cli::add_create(app, sandbox_action);
+  airlock::cli::add_exec(app, sandbox_action);
+  airlock::cli::add_ps(app, sandbox_action);
+  airlock::cli::add_rm(app, sandbox_action);
+  airlock::cli::add_touch(app, sandbox_action);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -307,12 +288,13 @@ int main(int argc, char** argv) {
   }
   if (verbose) spdlog::set_level(spdlog::level::debug);
 
-  if (!run->parsed()) {
+  if (!run->parsed() && !sandbox_action) {
     std::cerr << app.help() << "airlock: error: no command given (try 'airlock run --help')\n";
     return kAirlockErrorExit;
   }
   try {
     if (run->parsed()) return run_command(options);
+    return sandbox_action();
   } catch (const Error& e) {
     spdlog::error("error: {}", e.what());
     return kAirlockErrorExit;

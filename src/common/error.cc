@@ -14,6 +14,8 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::unavailable: return "unavailable";
     case ErrorCode::cancelled: return "cancelled";
     case ErrorCode::permission_denied: return "permission_denied";
+    case ErrorCode::conflict: return "conflict";
+    case ErrorCode::overloaded: return "overloaded";
     case ErrorCode::internal: return "internal";
   }
   return "internal";

@@ -19,6 +19,8 @@ enum class ErrorCode {
   unavailable,        // a required facility (accelerator, image) cannot be used
   cancelled,          // the caller cancelled the operation
   permission_denied,  // the caller may not do this (e.g. only the daemon's operator may)
+  conflict,           // not in the thing's current state (a busy or stopped sandbox); the message says which
+  overloaded,         // a quota or budget is full now; trying again later may work
   internal,           // a bug in Airlock
 };
 

@@ -26,10 +26,11 @@ constexpr auto kBootTimeout = std::chrono::seconds(30);
 constexpr auto kRestoreTimeout = std::chrono::seconds(20);
 // A guest's network or mount set-up (a few system calls in the agent).
 constexpr auto kSetupTimeout = std::chrono::seconds(10);
-constexpr uint32_t kSandboxUid = 1000;
-constexpr const char* kWorkDir = "/home/sandbox";
 
-std::vector<std::string> guest_environment(const Language& language, const RunRequest& request) {
+}  // namespace
+
+std::vector<std::string> guest_environment(const Language& language,
+                                           const std::vector<std::pair<std::string, std::string>>& extra) {
   std::vector<std::pair<std::string, std::string>> merged = {
       {"PATH", "/usr/local/bin:/usr/bin:/bin"},
       {"HOME", kWorkDir},
@@ -49,17 +50,37 @@ std::vector<std::string> guest_environment(const Language& language, const RunRe
     auto [name, value] = parse_env_assignment(assignment);
     set(name, value);
   }
-  for (const auto& [name, value] : request.env) set(name, value);
+  for (const auto& [name, value] : extra) set(name, value);
   std::vector<std::string> env;
   for (const auto& [name, value] : merged) env.push_back(name + "=" + value);
   return env;
 }
 
+protocol::Exec program_exec(const Language& language, const RunRequest& limits, std::vector<std::string> argv,
+                            const std::vector<std::pair<std::string, std::string>>& env, std::string cwd,
+                            uint64_t stdout_limit, uint64_t stderr_limit, int timeout_s) {
+  protocol::Exec exec;
+  exec.argv = std::move(argv);
+  exec.env = guest_environment(language, env);
+  exec.cwd = std::move(cwd);
+  exec.uid = kSandboxUid;
+  exec.gid = kSandboxUid;
+  exec.stdout_limit = stdout_limit;
+  exec.stderr_limit = stderr_limit;
+  exec.timeout_ms = static_cast<uint64_t>(timeout_s) * 1000;
+  exec.max_processes = static_cast<uint64_t>(limits.max_processes);
+  exec.max_open_files = static_cast<uint64_t>(limits.max_open_files);
+  exec.disk_limit_bytes = static_cast<uint64_t>(limits.disk_mb) << 20;
+  return exec;
+}
+
+namespace {
+
 // An exec of Airlock's own code (warm-up, prestarted interpreter) as the sandbox user.
 protocol::Exec own_exec(const Language& language, const std::vector<std::string>& argv) {
   protocol::Exec exec;
   exec.argv = argv;
-  exec.env = guest_environment(language, RunRequest{});
+  exec.env = guest_environment(language, {});
   exec.cwd = kWorkDir;
   exec.uid = kSandboxUid;
   exec.gid = kSandboxUid;
@@ -167,6 +188,9 @@ Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
   if (options_.runtime_dir.empty()) options_.runtime_dir = default_runtime_dir();
   // Directories of runs whose owner was killed outright (SIGKILL) go now.
   reap_stale_dirs(options_.runtime_dir, "run-");
+  reap_stale_dirs(options_.runtime_dir, "net-");
+  // Template builds take one for seconds; clones, a tenth of one.
+  lasting_ = std::make_unique<LastingThreads>(3);
   // Which confinement layers this host can apply is known before any VM starts.
   isolation_ = vmm::jail::probe_layers(options_.cache_dir);
   for (auto& layer : isolation_) {
@@ -496,6 +520,48 @@ void Engine::warm_guest(ReadyGuest& guest) {
   }
 }
 
+namespace {
+
+// What went wrong before or around an exec: errors of the request or of this
+// host (no images, KVM demanded but unusable) are the caller's to report;
+// everything after is a result.
+void classify_failure(const Error& e, RunResult& result) {
+  if (e.code() == ErrorCode::invalid_argument || e.code() == ErrorCode::not_found ||
+      e.code() == ErrorCode::unavailable) {
+    throw;
+  }
+  if (e.code() == ErrorCode::cancelled) {
+    result.status = RunStatus::killed;
+    result.signal = 9;
+  } else {
+    result.status = RunStatus::internal_error;
+  }
+  result.error = e.what();
+}
+
+}  // namespace
+
+RunResult Engine::execute(ReadyGuest& guest, const protocol::Exec& exec, const StdinSource& stdin_source,
+                          OutputSink* sink, const CancelToken* cancel, std::chrono::seconds timeout) {
+  RunResult result;
+  try {
+    guest.session().set_cancel(cancel);
+    ExecOutcome outcome = guest.session().execute(exec, stdin_source, sink, timeout);
+    result = classify(outcome, exec);
+    result.timing.execute_ms = elapsed_ms(outcome.started, outcome.ended);
+  } catch (const Error& e) {
+    classify_failure(e, result);
+  }
+  result.accel = std::string(vmm::to_string(guest.accel()));
+  result.from_snapshot = guest.from_snapshot();
+  result.network_denied = guest.network_denials();
+  return result;
+}
+
+ReadyGuest Engine::start_lasting_guest(const Profile& profile, const CancelToken* cancel) {
+  return lasting_->run<ReadyGuest>([&] { return start_guest(profile, cancel); });
+}
+
 RunResult Engine::run(const RunPlan& plan, OutputSink* sink, const CancelToken* cancel,
                       std::optional<ReadyGuest> pooled) {
   const auto accepted = SteadyClock::now();
@@ -504,59 +570,27 @@ RunResult Engine::run(const RunPlan& plan, OutputSink* sink, const CancelToken* 
 
   RunResult result;
   std::optional<ReadyGuest> guest = std::move(pooled);
-  result.pool_hit = guest.has_value();
+  const bool pool_hit = guest.has_value();
   try {
     if (!guest) guest.emplace(start_guest(plan.profile, cancel));
-    guest->session().set_cancel(cancel);
-    result.accel = std::string(vmm::to_string(guest->accel()));
     RunTiming timing;
-    if (!result.pool_hit) {
+    if (!pool_hit) {
       timing = guest->start_timing();
     } else {
       timing.setup_ms = elapsed_ms(accepted, SteadyClock::now());
     }
-
-    protocol::Exec exec;
-    exec.argv = language.command;
-    exec.env = guest_environment(language, request);
-    exec.cwd = kWorkDir;
-    exec.uid = kSandboxUid;
-    exec.gid = kSandboxUid;
-    exec.stdout_limit = request.stdout_limit;
-    exec.stderr_limit = request.stderr_limit;
-    exec.timeout_ms = static_cast<uint64_t>(request.timeout_s) * 1000;
-    exec.max_processes = static_cast<uint64_t>(request.max_processes);
-    exec.max_open_files = static_cast<uint64_t>(request.max_open_files);
-    exec.disk_limit_bytes = static_cast<uint64_t>(request.disk_mb) << 20;
+    protocol::Exec exec = program_exec(language, request, language.command, request.env, kWorkDir,
+                                       request.stdout_limit, request.stderr_limit, request.timeout_s);
     exec.prestarted = guest->has_prestarted() && can_use_prestarted(language, request);
     guest->session().queue_file(language.code_path, request.code, 0644);
-    ExecOutcome outcome =
-        guest->session().execute(exec, request.stdin_source, sink, std::chrono::seconds(request.timeout_s));
-    const bool pool_hit = result.pool_hit;
-    const std::string accel = result.accel;
-    result = classify(outcome, exec);
-    result.pool_hit = pool_hit;
-    result.accel = accel;
+    result =
+        execute(*guest, exec, request.stdin_source, sink, cancel, std::chrono::seconds(request.timeout_s));
+    timing.execute_ms = result.timing.execute_ms;
     result.timing = timing;
-    result.timing.execute_ms = elapsed_ms(outcome.started, outcome.ended);
-    result.from_snapshot = guest->from_snapshot();
-    result.network_denied = guest->network_denials();
   } catch (const Error& e) {
-    // Errors of the request or of this host (no images, KVM demanded but
-    // unusable) are the caller's to report; everything after is a result.
-    if (e.code() == ErrorCode::invalid_argument || e.code() == ErrorCode::not_found ||
-        e.code() == ErrorCode::unavailable) {
-      throw;
-    }
-    if (e.code() == ErrorCode::cancelled) {
-      result.status = RunStatus::killed;
-      result.signal = 9;
-      result.error = e.what();
-    } else {
-      result.status = RunStatus::internal_error;
-      result.error = e.what();
-    }
+    classify_failure(e, result);
   }
+  result.pool_hit = pool_hit;
   // Single use: whatever ran in this VM, nobody gets it again.
   if (guest) retire(std::move(*guest));
   guest.reset();

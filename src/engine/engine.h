@@ -15,6 +15,7 @@
 #include "engine/guest_session.h"
 #include "engine/images.h"
 #include "engine/languages.h"
+#include "engine/lasting_threads.h"
 #include "engine/run_request.h"
 #include "engine/run_result.h"
 #include "engine/template_store.h"
@@ -78,6 +79,21 @@ struct Profile {
  private:
   std::string name_with(const std::string& mounts_key) const;
 };
+// Where a program runs in the guest, and as whom.
+inline constexpr uint32_t kSandboxUid = 1000;
+inline constexpr const char* kWorkDir = "/home/sandbox";
+
+// The environment a program in the guest gets: ours (PATH, HOME, USER,
+// LANG), then the language's, then `extra`, each overriding the one before.
+std::vector<std::string> guest_environment(const Language& language,
+                                           const std::vector<std::pair<std::string, std::string>>& extra);
+
+// An exec of the caller's program as the sandbox user: `limits` gives the
+// per-program bounds (pids, open files, disk), the rest is the exec's own.
+protocol::Exec program_exec(const Language& language, const RunRequest& limits, std::vector<std::string> argv,
+                            const std::vector<std::pair<std::string, std::string>>& env, std::string cwd,
+                            uint64_t stdout_limit, uint64_t stderr_limit, int timeout_s);
+
 // The request's profile, its mounts as they are in it (Engine::plan resolves them first).
 Profile profile_of(const RunRequest& request);
 
@@ -171,7 +187,18 @@ class Engine {
   void warm_guest(ReadyGuest& guest);
 
   // Starts a guest for a profile, ready for one request. Throws Error on failure.
+  // Its processes die with the calling thread (PR_SET_PDEATHSIG): for a
+  // guest destroyed before that thread ends.
   ReadyGuest start_guest(const Profile& profile, const CancelToken* cancel = nullptr);
+  // The same on one of the engine's own threads, for a guest that outlives
+  // the caller's thread (a pool's, a sandbox's).
+  ReadyGuest start_lasting_guest(const Profile& profile, const CancelToken* cancel = nullptr);
+
+  // Runs one exec in `guest` (files it needs queued on its session first) and
+  // classifies its outcome: status, output, execute_ms, accel, denials.
+  // Throws for errors of the request or of this host, like run().
+  RunResult execute(ReadyGuest& guest, const protocol::Exec& exec, const StdinSource& stdin_source,
+                    OutputSink* sink, const CancelToken* cancel, std::chrono::seconds timeout);
 
   // The template snapshots' RAM: how many, how much, the budget, evictions.
   TemplateStore::Stats template_stats() const { return templates_->stats(); }
@@ -213,6 +240,7 @@ class Engine {
   std::condition_variable retire_wake_;
   std::deque<ReadyGuest> retiring_;
   bool retire_stop_ = false;
+  std::unique_ptr<LastingThreads> lasting_;
   std::thread retirer_;  // declared last: started after, and joined before, everything above
 };
 

@@ -125,7 +125,7 @@ void WarmPool::refill_loop() {
     std::optional<ReadyGuest> guest;
     bool failed = false;
     try {
-      guest.emplace(engine_.start_guest(profile_, &stop_));
+      guest.emplace(engine_.start_lasting_guest(profile_, &stop_));
       if (on_started_) on_started_(*guest);
       engine_.warm_guest(*guest);
     } catch (const std::exception&) {

@@ -81,6 +81,39 @@ bool apply_program_limits(pid_t pid, const protocol::Exec& request) {
 namespace {
 
 // Child side of fork: only async-signal-safe calls until execve.
+// execve of argv[0], searched on the program's own PATH (its envp, not the
+// agent's) when it has no slash. Returns only on failure, errno set:
+// EACCES if some candidate existed but could not be run, else ENOENT.
+void exec_program(char* const argv[], char* const envp[]) {
+  const char* name = argv[0];
+  if (std::strchr(name, '/')) {
+    ::execve(name, argv, envp);
+    return;
+  }
+  const char* path = "/usr/local/bin:/usr/bin:/bin";
+  for (char* const* entry = envp; *entry; ++entry) {
+    if (std::strncmp(*entry, "PATH=", 5) == 0) path = *entry + 5;
+  }
+  bool denied = false;
+  char candidate[4096];
+  const size_t name_length = std::strlen(name);
+  for (const char* dir = path;; ++dir) {
+    const char* end = std::strchr(dir, ':');
+    const size_t dir_length = end ? static_cast<size_t>(end - dir) : std::strlen(dir);
+    if (dir_length + 1 + name_length < sizeof candidate) {
+      std::memcpy(candidate, dir_length ? dir : ".", dir_length ? dir_length : 1);
+      size_t at = dir_length ? dir_length : 1;
+      candidate[at++] = '/';
+      std::memcpy(candidate + at, name, name_length + 1);
+      ::execve(candidate, argv, envp);
+      if (errno == EACCES || errno == ENOEXEC || errno == EPERM) denied = true;
+    }
+    if (!end) break;
+    dir = end;
+  }
+  errno = denied ? EACCES : ENOENT;
+}
+
 [[noreturn]] void exec_in_sandbox(const protocol::Exec& request, char* const argv[], char* const envp[],
                                   int stdin_fd, int stdout_fd, int stderr_fd, int control_fd, int error_fd) {
   auto fail = [error_fd](const char* step) {
@@ -106,9 +139,16 @@ namespace {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("prctl(PR_SET_NO_NEW_PRIVS)");
   if (!apply_program_limits(0, request)) fail("prlimit");
   ::umask(022);
-  ::execve(argv[0], argv, envp);
-  fail(argv[0]);
-  ::_exit(127);
+  exec_program(argv, envp);
+  // As shells and docker say it: 127 not found, 126 found but not executable.
+  const int code = errno == ENOENT || errno == ENOTDIR ? 127 : 126;
+  int err = errno;
+  char message[256];
+  int length = snprintf(message, sizeof message, "airlock-agent: %s: %s\n", argv[0],
+                        code == 127 ? "command not found" : strerror(err));
+  ssize_t ignored = ::write(error_fd, message, static_cast<size_t>(length));
+  (void)ignored;
+  ::_exit(code);
 }
 
 // Reads what a prestarted interpreter says on its control socket: once a

@@ -11,89 +11,13 @@
 #include "engine/languages.h"
 #include "server/event_stream.h"
 #include "server/request_parsing.h"
+#include "server/responses.h"
 
 namespace airlock::server {
 
 using nlohmann::json;
 
 namespace {
-
-std::string dump(const json& document) {
-  return document.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// dump() into a string with room for `expected` bytes from the start: a
-// response carrying megabytes of output is not built by doubling a buffer.
-std::string dump_reserved(const json& document, size_t expected) {
-  std::string out;
-  out.reserve(expected);
-  nlohmann::detail::serializer<json> serializer(nlohmann::detail::output_adapter<char>(out), ' ',
-                                                json::error_handler_t::replace);
-  serializer.dump(document, false, false, 0);
-  return out;
-}
-
-// A run result as the API sends it, its output moved, not copied.
-std::string result_body(engine::RunResult result) {
-  json document = engine::to_json(std::move(result));
-  // Text output escapes to at most twice its size (engine::encode_output).
-  const size_t output = document["stdout"].get_ref<const std::string&>().size() +
-                        document["stderr"].get_ref<const std::string&>().size();
-  return dump_reserved(document, 2 * output + 4096);
-}
-
-// One table from error to HTTP status and API error code.
-struct HttpError {
-  int status;
-  const char* code;
-  bool retryable;
-};
-
-HttpError http_error_for(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::invalid_argument: return {400, "invalid_argument", false};
-    case ErrorCode::not_found: return {404, "not_found", false};
-    case ErrorCode::permission_denied: return {403, "forbidden", false};
-    case ErrorCode::unavailable: return {503, "unavailable", true};
-    default: return {500, "internal", false};
-  }
-}
-
-void send_error(ResponseWriter& writer, int status, const std::string& code, const std::string& message,
-                bool retryable) {
-  writer.send(status, "application/json",
-              dump({{"error", {{"code", code}, {"message", message}, {"retryable", retryable}}}}));
-}
-
-void send_error(ResponseWriter& writer, const Error& error) {
-  HttpError mapped = http_error_for(error.code());
-  send_error(writer, mapped.status, mapped.code, error.what(), mapped.retryable);
-}
-
-// Cancels a run when its client hangs up, until it goes out of scope.
-class HangupWatch {
- public:
-  HangupWatch(int client_fd, const engine::CancelToken& cancel)
-      : watcher_([this, client_fd, &cancel] {
-          pollfd fds[2] = {{client_fd, POLLRDHUP, 0}, {over_.fd(), POLLIN, 0}};
-          while (client_fd >= 0 && ::poll(fds, 2, -1) >= 0 && !fds[1].revents) {
-            if (fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-              cancel.cancel();
-              return;
-            }
-          }
-        }) {}
-  ~HangupWatch() {
-    over_.cancel();
-    watcher_.join();
-  }
-  HangupWatch(const HangupWatch&) = delete;
-  HangupWatch& operator=(const HangupWatch&) = delete;
-
- private:
-  engine::CancelToken over_;  // declared before the thread that polls it
-  std::thread watcher_;
-};
 
 json pool_json(const engine::PoolStats& stats) {
   json mounts = json::array();
@@ -124,6 +48,9 @@ Api::Api(engine::Engine& engine, Admission& admission, Budgets budgets, Metrics&
       metrics_(metrics),
       accel_(accel),
       pool_limits_(pool_limits) {
+  sandboxes_ = std::make_unique<engine::SandboxRegistry>(
+      engine_, [this](const engine::Profile& profile) { return acquire_for_sandbox(profile); },
+      pool_limits_.max_sandboxes);
   expiry_ = std::thread([this] {
     pollfd stop{stop_expiry_.fd(), POLLIN, 0};
     while (::poll(&stop, 1, 1000) == 0) expire_idle_pools();
@@ -197,6 +124,7 @@ engine::WarmPool* Api::create_pool_locked(const engine::Profile& profile, int ta
 }
 
 void Api::shutdown() {
+  sandboxes_.reset();  // their VMs first: some came from the pools below
   stop_expiry_.cancel();
   if (expiry_.joinable()) expiry_.join();
   std::map<std::string, std::unique_ptr<engine::WarmPool>> pools;
@@ -211,6 +139,9 @@ void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
     if (request.target == "/v1/run") {
       if (request.method != "POST") return send_error(writer, 405, "invalid_argument", "use POST", false);
       return run(request, writer);
+    }
+    if (request.target == "/v1/sandboxes" || request.target.rfind("/v1/sandboxes/", 0) == 0) {
+      return handle_sandboxes(request, writer);
     }
     if (request.target == "/v1/pools" && request.method == "GET") return list_pools(writer);
     if (request.target == "/v1/pools" && request.method == "POST") return create_pool(request, writer);

@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "engine/engine.h"
+#include "engine/sandbox.h"
 #include "engine/vm_budget.h"
 #include "engine/warm_pool.h"
 #include "server/admission.h"
@@ -17,7 +18,8 @@
 namespace airlock::server {
 
 struct PoolLimits {
-  int max_pools = 16;  // pools made with POST /v1/pools, at once
+  int max_pools = 16;      // pools made with POST /v1/pools, at once
+  int max_sandboxes = 32;  // live sandboxes (POST /v1/sandboxes), at once
   // A pool made with POST /v1/pools that no run has asked for in this long is removed.
   std::chrono::seconds idle_timeout{600};
   // How long a run waits for room in the VM budget (pooled VMs being started
@@ -67,6 +69,11 @@ class Api {
   // guests are destroyed for it if needed. nullopt: the budget is full of runs.
   std::optional<engine::VmBudget::Reservation> room_for_run(const engine::Profile& profile);
   void expire_idle_pools();
+  // /v1/sandboxes and below (sandbox_api.cc).
+  void handle_sandboxes(const HttpRequest& request, ResponseWriter& writer);
+  void exec_in_sandbox(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
+  // A new sandbox's guest: from its profile's pool if one is ready, else started; with its room.
+  engine::AcquiredGuest acquire_for_sandbox(const engine::Profile& profile);
   // A new pool for `profile`, or null if it has one; pools_mutex_ held.
   engine::WarmPool* create_pool_locked(const engine::Profile& profile, int target);
   std::string pool_metrics() const;
@@ -84,6 +91,7 @@ class Api {
   std::set<std::string> permanent_pools_;  // add_pool's: the daemon's own, never expired
   std::mutex running_mutex_;
   std::set<const engine::CancelToken*> running_;  // the runs in progress, for cancel_running()
+  std::unique_ptr<engine::SandboxRegistry> sandboxes_;
   engine::CancelToken stop_expiry_;
   std::thread expiry_;  // declared last: started after, and joined before, the rest
 };

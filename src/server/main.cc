@@ -42,6 +42,7 @@ struct Options {
   int vm_memory_budget_mb = 0;  // 0: three quarters of the host's memory
   int vm_cpu_budget = 0;        // 0: four vCPUs per host core
   int max_pools = 16;
+  int max_sandboxes = 32;
   int pool_idle_timeout_s = 600;
   int drain_timeout_s = 30;
   int64_t template_ram_budget_mb = -1;
@@ -141,8 +142,9 @@ int serve(const Options& options) {
       options.vm_cpu_budget ? options.vm_cpu_budget : 4 * static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
   server::ByteBudget disk_budget(
       static_cast<uint64_t>(options.disk_budget_mb ? options.disk_budget_mb : runtime_free_mb / 2) << 20);
-  server::Api api(engine, admission, {output_budget, disk_budget, vm_budget}, metrics, accel,
-                  {options.max_pools, std::chrono::seconds(options.pool_idle_timeout_s)});
+  server::Api api(
+      engine, admission, {output_budget, disk_budget, vm_budget}, metrics, accel,
+      {options.max_pools, options.max_sandboxes, std::chrono::seconds(options.pool_idle_timeout_s)});
   for (const char* language : {"python", "javascript", "shell"}) {
     engine::Profile profile;
     profile.language = language;
@@ -265,6 +267,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-pools", options.max_pools, "Pools callers may create with POST /v1/pools")
       ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  app.add_option("--max-sandboxes", options.max_sandboxes,
+                 "Sandboxes (POST /v1/sandboxes) live at once; more get 429")
+      ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   app.add_option("--pool-idle-timeout", options.pool_idle_timeout_s,
                  "Seconds after which a created pool no run has used is removed")

@@ -134,6 +134,54 @@ def main():
             assert status == 404, body
             check("PUT /v1/pools unknown", "/v1/pools/{name}", "put", status, "application/json", json.loads(body))
 
+            status, _, body = call(sock, "POST", "/v1/sandboxes", {"language": "shell", "ttl_s": 600})
+            assert status == 201, body
+            check("POST /v1/sandboxes", "/v1/sandboxes", "post", status, "application/json", json.loads(body))
+            sandbox = "/v1/sandboxes/" + json.loads(body)["id"]
+            status, _, body = call(sock, "GET", "/v1/sandboxes")
+            check("GET /v1/sandboxes", "/v1/sandboxes", "get", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "GET", sandbox)
+            check("GET /v1/sandboxes/{id}", "/v1/sandboxes/{id}", "get", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "POST", sandbox + "/execs", {"argv": ["sh", "-c", "echo out; echo err >&2"],
+                                                                      "env": {"A": "b"}, "cwd": "/tmp",
+                                                                      "timeout_s": 10, "stdin": "in"})
+            assert status == 200 and json.loads(body)["stdout"] == "out\n", body
+            check("POST /v1/sandboxes/{id}/execs", "/v1/sandboxes/{id}/execs", "post", status, "application/json",
+                  json.loads(body))
+            status, _, body = call(sock, "POST", sandbox + "/execs", {"argv": ["echo", "x"]},
+                                   accept="application/x-ndjson")
+            assert status == 200, body
+            for number, line in enumerate(body.splitlines()):
+                check(f"POST /v1/sandboxes/{{id}}/execs ndjson event {number}", "/v1/sandboxes/{id}/execs", "post",
+                      200, "application/x-ndjson", json.loads(line))
+            status, _, body = call(sock, "POST", sandbox + "/execs", {"argv": []})
+            assert status == 400, body
+            check("POST /v1/sandboxes/{id}/execs empty argv", "/v1/sandboxes/{id}/execs", "post", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "POST", sandbox + "/touch", "")
+            check("POST /v1/sandboxes/{id}/touch", "/v1/sandboxes/{id}/touch", "post", status, "application/json",
+                  json.loads(body))
+            status, _, body = call(sock, "DELETE", sandbox)
+            assert status == 200 and json.loads(body)["state"] == "stopped", body
+            check("DELETE /v1/sandboxes/{id}", "/v1/sandboxes/{id}", "delete", status, "application/json",
+                  json.loads(body))
+            status, _, body = call(sock, "GET", sandbox)
+            assert status == 404, body
+            check("GET /v1/sandboxes/{id} gone", "/v1/sandboxes/{id}", "get", status, "application/json",
+                  json.loads(body))
+            status, _, body = call(sock, "POST", "/v1/sandboxes", {"language": "shell", "ttl_s": 1, "idle_timeout_s": 1})
+            assert status == 201, body
+            expired = "/v1/sandboxes/" + json.loads(body)["id"]
+            time.sleep(2)
+            status, _, body = call(sock, "POST", expired + "/touch", "")
+            assert status == 409, body
+            check("POST /v1/sandboxes/{id}/touch stopped", "/v1/sandboxes/{id}/touch", "post", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "POST", "/v1/sandboxes", {"language": "shell", "nope": 1})
+            assert status == 400, body
+            check("POST /v1/sandboxes unknown field", "/v1/sandboxes", "post", status, "application/json",
+                  json.loads(body))
+
             status, content_type, body = call(sock, "GET", "/metrics")
             assert status == 200 and content_type.startswith("text/plain") and "airlock_runs_total" in body
             passed.append("GET /metrics")

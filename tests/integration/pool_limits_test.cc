@@ -14,6 +14,7 @@
 #include "common/child_process.h"
 #include "common/io.h"
 #include "support/airlock_cli.h"
+#include "support/daemon_fixture.h"
 #include "support/test_daemon.h"
 
 namespace airlock::testing {
@@ -22,23 +23,8 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-class PoolLimits : public ::testing::Test {
+class PoolLimits : public DaemonFixture {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("airlock-pl-" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    daemon_.emplace(dir_);
-  }
-  void TearDown() override {
-    if (daemon_->running()) {
-      auto status = daemon_->stop();
-      EXPECT_TRUE(status && status->exit_code == 0) << "airlockd did not drain cleanly";
-    }
-    daemon_.reset();
-    EXPECT_TRUE(qemu_processes(dir_.string() + "/").empty()) << "QEMU left running";
-    fs::remove_all(dir_);
-  }
   std::vector<std::string> pool_names() {
     std::vector<std::string> names;
     // Parsed into a variable: a range-for over a temporary's member would dangle.
@@ -46,9 +32,6 @@ class PoolLimits : public ::testing::Test {
     for (const auto& pool : listing.at("pools")) names.push_back(pool.at("name").get<std::string>());
     return names;
   }
-
-  fs::path dir_;
-  std::optional<TestDaemon> daemon_;
 };
 
 TEST_F(PoolLimits, OnlyTheOperatorShapesPools) {

@@ -1,0 +1,114 @@
+// Sandbox benchmark (not a test): airlockd on a private socket, against a
+// baseline in the same run: a one-shot `true` through /v1/run from the pool.
+//
+//   build/bin/bench_sandbox [rounds]   (default 30)
+//
+// Prints p50/p99 of: creating a sandbox from a ready pooled VM; `exec true`
+// in a live sandbox; the one-shot baseline; and airlockd's RSS before and
+// after 10 x rounds execs in one sandbox.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/child_process.h"
+#include "common/error.h"
+#include "common/temp_dir.h"
+#include "engine/paths.h"
+#include "support.h"
+
+using airlock::SteadyClock;
+using airlock::bench::http;
+using airlock::bench::ms_since;
+using airlock::bench::percentile;
+using nlohmann::json;
+
+namespace {
+
+json call(const std::string& socket, const std::string& method, const std::string& path,
+          const std::string& body = "") {
+  json reply = json::parse(http(socket, method, path, body), nullptr, false);
+  if (reply.is_discarded() || (reply.contains("error") && reply["error"].is_object())) {
+    throw airlock::Error(airlock::ErrorCode::internal, method + " " + path + ": " + reply.dump());
+  }
+  return reply;
+}
+
+int run_benchmark(int rounds) {
+  airlock::TempDir runtime = airlock::TempDir::create(airlock::engine::default_runtime_dir(), "run-bench-");
+  const std::string socket = runtime.file("airlockd.sock");
+  airlock::ChildProcess daemon = airlock::bench::start_daemon(runtime, {"--pool-size", "0"});
+  for (int i = 0; i < 400; ++i) {
+    try {
+      http(socket, "GET", "/v1/health");
+      break;
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
+  call(socket, "PUT", "/v1/pools/shell-256m", R"({"target":1})");
+  auto wait_ready = [&] {
+    for (int i = 0; i < 4000 && airlock::bench::ready_vms(socket, "shell-256m") < 1; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  };
+  std::vector<double> create, exec, one_shot;
+  int hits = 0;
+  for (int i = 0; i < rounds; ++i) {
+    wait_ready();
+    auto start = SteadyClock::now();
+    json sandbox = call(socket, "POST", "/v1/sandboxes", R"({"language":"shell"})");
+    create.push_back(ms_since(start));
+    hits += sandbox["pool_hit"].get<bool>();
+    const std::string path = "/v1/sandboxes/" + sandbox["id"].get<std::string>();
+    for (int j = 0; j < 5; ++j) {
+      start = SteadyClock::now();
+      json result = call(socket, "POST", path + "/execs", R"({"argv":["true"]})");
+      exec.push_back(ms_since(start));
+      if (result["exit_code"] != 0) throw airlock::Error(airlock::ErrorCode::internal, result.dump());
+    }
+    call(socket, "DELETE", path);
+    wait_ready();
+    start = SteadyClock::now();
+    json run = call(socket, "POST", "/v1/run", R"({"language":"shell","code":"true"})");
+    one_shot.push_back(ms_since(start));
+  }
+  // Memory across many execs in one sandbox: flat if nothing accumulates per exec.
+  json sandbox = call(socket, "POST", "/v1/sandboxes", R"({"language":"shell"})");
+  const std::string path = "/v1/sandboxes/" + sandbox["id"].get<std::string>();
+  for (int j = 0; j < 50; ++j) call(socket, "POST", path + "/execs", R"({"argv":["true"]})");
+  const long rss_before = airlock::bench::rss_kib(daemon.pid());
+  const int many = 10 * rounds;
+  for (int j = 0; j < many; ++j) call(socket, "POST", path + "/execs", R"({"argv":["true"]})");
+  const long rss_after = airlock::bench::rss_kib(daemon.pid());
+  call(socket, "DELETE", path);
+
+  std::printf("sandboxes, %d rounds (TCG unless KVM works here)\n", rounds);
+  std::printf("  create from a pool        p50 %7.1f ms   p99 %7.1f ms   (%d of %d from the pool)\n",
+              percentile(create, 0.5), percentile(create, 0.99), hits, rounds);
+  std::printf("  exec true in a sandbox    p50 %7.1f ms   p99 %7.1f ms\n", percentile(exec, 0.5),
+              percentile(exec, 0.99));
+  std::printf("  baseline: /v1/run true    p50 %7.1f ms   (one-shot from the pool)\n",
+              percentile(one_shot, 0.5));
+  std::printf("  ratio exec / one-shot     %.2fx\n", percentile(exec, 0.5) / percentile(one_shot, 0.5));
+  std::printf("  airlockd RSS             %ld KiB after 50 execs, %ld KiB after %d more\n", rss_before,
+              rss_after, many);
+  daemon.kill(SIGTERM);
+  daemon.wait_or_kill(std::chrono::seconds(60));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_benchmark(argc > 1 ? std::atoi(argv[1]) : 30);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_sandbox: %s\n", e.what());
+    return 1;
+  }
+}

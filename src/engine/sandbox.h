@@ -1,0 +1,137 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/vm_budget.h"
+
+namespace airlock::engine {
+
+// A sandbox lives from create to destroy and serves many execs, one at a
+// time for now. Its states, and what each operation accepts:
+//   creating -> ready <-> busy -> stopped
+//   exec: ready (409 otherwise)    touch: ready, busy    destroy: any
+//   info: any, and never extends its life
+// A sandbox whose VM dies, or whose ttl or idle timeout passes, is stopped
+// with the reason, and its operations fail with it.
+enum class SandboxState { creating, ready, busy, stopped };
+std::string_view to_string(SandboxState state);
+
+struct SandboxLimits {
+  static constexpr int kDefaultTtlS = 3600;
+  static constexpr int kMaxTtlS = 86400;
+  static constexpr int kDefaultIdleTimeoutS = 300;
+  static constexpr int kDefaultExecTimeoutS = 30;
+  static constexpr int kMaxExecTimeoutS = 3600;
+  static constexpr size_t kMaxArgs = 4096;
+  static constexpr size_t kMaxArgvBytes = 1 << 20;
+};
+
+// What a sandbox is made of: the profile and per-exec limits of a run
+// request (its code unused), and its two lifetimes.
+struct SandboxSpec {
+  RunPlan plan;
+  int ttl_s = SandboxLimits::kDefaultTtlS;                   // from creation
+  int idle_timeout_s = SandboxLimits::kDefaultIdleTimeoutS;  // since the last exec, touch or file operation
+};
+// Throws Error(invalid_argument) naming the lifetime that is out of range.
+void validate(const SandboxSpec& spec);
+
+// One command in a sandbox: as the sandbox user, in `cwd`.
+struct ExecRequest {
+  std::vector<std::string> argv;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::string cwd = kWorkDir;
+  int timeout_s = SandboxLimits::kDefaultExecTimeoutS;  // the exec's own
+  uint64_t stdout_limit = Limits::kDefaultStdoutLimit;
+  uint64_t stderr_limit = Limits::kDefaultStderrLimit;
+  std::string stdin_data;
+};
+// Throws Error(invalid_argument) naming the first field that is wrong.
+void validate(const ExecRequest& request);
+
+struct SandboxInfo {
+  std::string id;
+  SandboxState state = SandboxState::creating;
+  std::string stop_reason;  // once stopped
+  Profile profile;
+  int ttl_s = 0;
+  int idle_timeout_s = 0;
+  int64_t created_at_ms = 0;  // Unix time
+  int64_t expires_at_ms = 0;  // created + ttl
+  int64_t idle_since_ms = 0;  // the last exec, touch or file operation (Unix time)
+  int execs = 0;
+  bool pool_hit = false;
+};
+
+// A guest for a new sandbox, and its room in the VM budget (held for the
+// sandbox's life), from a warm pool or newly started.
+struct AcquiredGuest {
+  ReadyGuest guest;
+  std::optional<VmBudget::Reservation> room;
+  bool pool_hit = false;
+};
+
+// Every live sandbox of one daemon, by id: creates them (within
+// `max_sandboxes`), serves their operations, and destroys those whose ttl,
+// idle timeout or VM ended (a thread of its own checks twice a second).
+// Stopped ones stay listed, with their reason, for 10 minutes or until
+// destroyed. Destroying the registry destroys every sandbox.
+class SandboxRegistry {
+ public:
+  using GuestSource = std::function<AcquiredGuest(const Profile&)>;
+
+  SandboxRegistry(Engine& engine, GuestSource source, int max_sandboxes);
+  ~SandboxRegistry();
+  SandboxRegistry(const SandboxRegistry&) = delete;
+  SandboxRegistry& operator=(const SandboxRegistry&) = delete;
+
+  // Throws Error(overloaded) when `max_sandboxes` are live, or what the source throws.
+  SandboxInfo create(SandboxSpec spec);
+  // Error(not_found) for an id that names no sandbox.
+  SandboxInfo info(const std::string& id);
+  std::vector<SandboxInfo> list();
+  SandboxInfo touch(const std::string& id);
+  // Stops (cancelling an exec in progress) and forgets the sandbox.
+  SandboxInfo destroy(const std::string& id);
+  // Error(conflict) unless the sandbox is ready. The result is a run's.
+  RunResult exec(const std::string& id, const ExecRequest& request, OutputSink* sink,
+                 const CancelToken* cancel);
+
+  struct Counts {
+    int live = 0;
+    int max = 0;
+  };
+  Counts counts();
+
+  class Sandbox;  // in sandbox.cc
+
+ private:
+  std::shared_ptr<Sandbox> find(const std::string& id);
+  void reap_loop();
+
+  Engine& engine_;
+  GuestSource source_;
+  const int max_sandboxes_;
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<Sandbox>> sandboxes_;
+  int creating_ = 0;  // under mutex_: creates admitted, not yet listed
+  std::condition_variable stop_wake_;
+  bool stopping_ = false;
+  std::thread reaper_;
+};
+
+// 128 random bits as "sb-" and 32 hex digits: unguessable, so an id is a capability.
+std::string new_sandbox_id();
+
+}  // namespace airlock::engine

@@ -1,0 +1,65 @@
+#include "server/responses.h"
+
+namespace airlock::server {
+
+using nlohmann::json;
+
+namespace {
+
+// One table from error to HTTP status and API error code.
+struct HttpError {
+  int status;
+  const char* code;
+  bool retryable;
+};
+
+HttpError http_error_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::invalid_argument: return {400, "invalid_argument", false};
+    case ErrorCode::not_found: return {404, "not_found", false};
+    case ErrorCode::permission_denied: return {403, "forbidden", false};
+    case ErrorCode::unavailable: return {503, "unavailable", true};
+    case ErrorCode::conflict: return {409, "conflict", false};
+    case ErrorCode::overloaded: return {429, "overloaded", true};
+    default: return {500, "internal", false};
+  }
+}
+
+}  // namespace
+
+std::string dump(const json& document) {
+  return document.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// dump() into a string with room for `expected` bytes from the start: a
+// response carrying megabytes of output is not built by doubling a buffer.
+std::string dump_reserved(const json& document, size_t expected) {
+  std::string out;
+  out.reserve(expected);
+  nlohmann::detail::serializer<json> serializer(nlohmann::detail::output_adapter<char>(out), ' ',
+                                                json::error_handler_t::replace);
+  serializer.dump(document, false, false, 0);
+  return out;
+}
+
+// A run result as the API sends it, its output moved, not copied.
+std::string result_body(engine::RunResult result) {
+  json document = engine::to_json(std::move(result));
+  // Text output escapes to at most twice its size (engine::encode_output).
+  const size_t output = document["stdout"].get_ref<const std::string&>().size() +
+                        document["stderr"].get_ref<const std::string&>().size();
+  return dump_reserved(document, 2 * output + 4096);
+}
+
+void send_error(ResponseWriter& writer, int status, const std::string& code, const std::string& message,
+                bool retryable) {
+  writer.send(status, "application/json",
+              dump({{"error", {{"code", code}, {"message", message}, {"retryable", retryable}}}}));
+}
+
+void send_error(ResponseWriter& writer, const Error& error) {
+  HttpError mapped = http_error_for(error.code());
+  send_error(writer, mapped.status, mapped.code, error.what(), mapped.retryable);
+}
+
+}  // namespace airlock::server

@@ -1,0 +1,118 @@
+// The sandbox endpoints of docs/api.yaml: /v1/sandboxes and below.
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "engine/sandbox_json.h"
+#include "server/api.h"
+#include "server/event_stream.h"
+#include "server/responses.h"
+
+namespace airlock::server {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kPrefix = "/v1/sandboxes/";
+
+void send_sandbox(ResponseWriter& writer, int status, const engine::SandboxInfo& info) {
+  writer.send(status, "application/json", dump(engine::to_json(info)));
+}
+
+}  // namespace
+
+engine::AcquiredGuest Api::acquire_for_sandbox(const engine::Profile& profile) {
+  engine::WarmPool* pool = nullptr;
+  {
+    std::lock_guard lock(pools_mutex_);
+    auto it = pools_.find(profile.name());
+    if (it != pools_.end()) pool = it->second.get();
+  }
+  engine::AcquiredGuest acquired;
+  if (pool) {
+    engine::WarmPool::Lease lease = pool->acquire();
+    if (lease.hit()) {
+      acquired.room = lease.take_reservation();
+      acquired.guest = std::move(*lease.take_guest());
+      acquired.pool_hit = true;
+      return acquired;
+    }
+  }
+  acquired.room = room_for_run(profile);
+  if (!acquired.room) {
+    throw Error(ErrorCode::overloaded, "this airlockd's VM budget is full; try again, or destroy a sandbox");
+  }
+  // Started on the engine's own threads: the sandbox outlives this request's thread.
+  acquired.guest = engine_.start_lasting_guest(profile);
+  return acquired;
+}
+
+void Api::handle_sandboxes(const HttpRequest& request, ResponseWriter& writer) {
+  const std::string& target = request.target;
+  if (target == "/v1/sandboxes") {
+    if (request.method == "GET") {
+      json list = json::array();
+      for (const auto& info : sandboxes_->list()) list.push_back(engine::to_json(info));
+      return writer.send(200, "application/json", dump({{"sandboxes", list}}));
+    }
+    if (request.method != "POST")
+      return send_error(writer, 405, "invalid_argument", "use GET or POST", false);
+    engine::SandboxRequest parsed =
+        engine::sandbox_request_from_json(engine::parse_json_object(request.body));
+    engine::SandboxSpec spec{engine_.plan(std::move(parsed.run)), parsed.ttl_s, parsed.idle_timeout_s};
+    return send_sandbox(writer, 201, sandboxes_->create(std::move(spec)));
+  }
+  // /v1/sandboxes/{id}[/verb]
+  const std::string rest = target.substr(kPrefix.size());
+  const size_t slash = rest.find('/');
+  const std::string id = rest.substr(0, slash);
+  const std::string verb = slash == std::string::npos ? "" : rest.substr(slash + 1);
+  if (verb.empty() && request.method == "GET") return send_sandbox(writer, 200, sandboxes_->info(id));
+  if (verb.empty() && request.method == "DELETE") return send_sandbox(writer, 200, sandboxes_->destroy(id));
+  if (verb == "touch" && request.method == "POST") return send_sandbox(writer, 200, sandboxes_->touch(id));
+  if (verb == "execs" && request.method == "POST") return exec_in_sandbox(id, request, writer);
+  send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + target, false);
+}
+
+void Api::exec_in_sandbox(const std::string& id, const HttpRequest& http_request, ResponseWriter& writer) {
+  const engine::ExecRequest request =
+      engine::exec_request_from_json(engine::parse_json_object(http_request.body));
+  engine::validate(request);
+  sandboxes_->info(id);  // 404 before anything is reserved
+  const bool streaming = http_request.accept.find("application/x-ndjson") != std::string::npos;
+  auto output = output_budget_.reserve(3 * (request.stdout_limit + request.stderr_limit) +
+                                       (streaming ? EventStream::kDefaultMaxBytes : 0));
+  if (!output)
+    return refuse_over_budget(writer, "the output", "output", output_budget_, "stdout_limit/stderr_limit");
+  engine::CancelToken cancel;
+  std::optional<EventStream> stream;
+  std::optional<NdjsonSink> sink;
+  engine::RunResult result;
+  {
+    // A client that hangs up cancels its exec; the sandbox stays.
+    HangupWatch hangup(http_request.client_fd, cancel);
+    if (streaming) {
+      // The state is checked before the stream begins, so that a 409 is still a status.
+      if (sandboxes_->info(id).state != engine::SandboxState::ready) {
+        sandboxes_->exec(id, request, nullptr, &cancel);  // throws the conflict with its reason
+      }
+      stream.emplace(writer, cancel);
+      sink.emplace(*stream);
+    }
+    try {
+      result = sandboxes_->exec(id, request, sink ? &*sink : nullptr, &cancel);
+    } catch (const Error& e) {
+      if (!streaming) throw;
+      result.status = engine::RunStatus::internal_error;
+      result.error = e.what();
+    }
+  }
+  std::string body = result_body(std::move(result));
+  if (streaming) {
+    stream->finish(R"({"type":"result","result":)" + body + "}\n");
+  } else {
+    writer.send(200, "application/json", std::move(body));
+  }
+}
+
+}  // namespace airlock::server

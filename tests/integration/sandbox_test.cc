@@ -1,0 +1,216 @@
+// Sandboxes that live (docs/api.yaml, /v1/sandboxes): through a real airlockd
+// and through the CLI's verbs. Every test ends with no QEMU of its daemon left.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "engine/sandbox_json.h"
+#include "support/airlock_cli.h"
+#include "support/daemon_fixture.h"
+#include "support/test_daemon.h"
+
+namespace airlock::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class Sandboxes : public DaemonFixture {
+ protected:
+  json create(json spec, int expected_status = 201) {
+    auto reply = daemon_->post("/v1/sandboxes", spec.dump());
+    EXPECT_EQ(reply.status, expected_status) << reply.body;
+    return json::parse(reply.body, nullptr, false);
+  }
+  json exec(const std::string& id, const engine::ExecRequest& request, int expected_status = 200) {
+    auto reply = daemon_->post("/v1/sandboxes/" + id + "/execs", engine::to_json(request).dump());
+    EXPECT_EQ(reply.status, expected_status) << reply.body;
+    return json::parse(reply.body, nullptr, false);
+  }
+  json get(const std::string& id) {
+    return json::parse(daemon_->get("/v1/sandboxes/" + id).body, nullptr, false);
+  }
+
+  static engine::ExecRequest command(std::vector<std::string> argv) {
+    engine::ExecRequest request;
+    request.argv = std::move(argv);
+    return request;
+  }
+};
+
+TEST_F(Sandboxes, ManyExecsShareOneSandboxsFilesUntilItIsDestroyed) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  ASSERT_EQ(
+      daemon_->request({"-X", "PUT", "-d", R"({"target":1})", "http://airlockd/v1/pools/python-256m"}).status,
+      200);
+  ASSERT_TRUE(daemon_->wait_for_ready("python-256m"));
+  const json sandbox = create({{"language", "python"}, {"ttl_s", 600}, {"idle_timeout_s", 300}});
+  const std::string id = sandbox["id"];
+  EXPECT_TRUE(sandbox["pool_hit"].get<bool>()) << sandbox.dump();
+  EXPECT_EQ(sandbox["state"], "ready");
+  EXPECT_EQ(id.size(), 35u);  // "sb-" and 128 bits in hex
+
+  EXPECT_EQ(exec(id, command({"sh", "-c", "echo 1 > /home/sandbox/x"}))["exit_code"], 0);
+  const json read = exec(id, command({"cat", "/home/sandbox/x"}));
+  EXPECT_EQ(read["stdout"], "1\n") << read.dump();
+
+  engine::ExecRequest shaped = command({"sh", "-c", "pwd; echo $GREETING; cat; exit 3"});
+  shaped.cwd = "/tmp";
+  shaped.env = {{"GREETING", "hello"}};
+  shaped.stdin_data = "from stdin\n";
+  const json result = exec(id, shaped);
+  EXPECT_EQ(result["stdout"], "/tmp\nhello\nfrom stdin\n") << result.dump();
+  EXPECT_EQ(result["exit_code"], 3);
+  EXPECT_EQ(exec(id, command({"no-such-program"}))["exit_code"], 127);
+  EXPECT_EQ(exec(id, command({"/etc/passwd"}))["exit_code"], 126);
+  const json timed = exec(id, [] {
+    engine::ExecRequest slow = command({"sleep", "30"});
+    slow.timeout_s = 1;
+    return slow;
+  }());
+  EXPECT_EQ(timed["status"], "timeout") << timed.dump();
+  // A timed-out exec ends its own processes, not the sandbox.
+  EXPECT_EQ(exec(id, command({"cat", "/home/sandbox/x"}))["stdout"], "1\n");
+  EXPECT_EQ(get(id)["execs"], 7);
+
+  const json listed = json::parse(daemon_->get("/v1/sandboxes").body);
+  ASSERT_EQ(listed["sandboxes"].size(), 1u);
+  EXPECT_EQ(listed["sandboxes"][0]["id"], id);
+
+  auto gone = daemon_->request({"-X", "DELETE", "http://airlockd/v1/sandboxes/" + id});
+  EXPECT_EQ(gone.status, 200) << gone.body;
+  EXPECT_EQ(json::parse(gone.body)["state"], "stopped");
+  EXPECT_EQ(daemon_->get("/v1/sandboxes/" + id).status, 404);
+  exec(id, command({"true"}), 404);
+  // Its VM is gone; the pool's refill is what remains.
+  for (int i = 0; i < 50 && qemu_processes(dir_.string() + "/").size() > 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(qemu_processes(dir_.string() + "/").size(), 1u);
+}
+
+TEST_F(Sandboxes, BadRequestsAreRefusedNamingTheField) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  const json unknown = create({{"language", "python"}, {"code", "x"}}, 400);
+  EXPECT_NE(unknown.dump().find("unknown field 'code'"), std::string::npos) << unknown.dump();
+  const json ttl = create({{"language", "python"}, {"ttl_s", 0}}, 400);
+  EXPECT_NE(ttl.dump().find("ttl_s 0 is out of range"), std::string::npos) << ttl.dump();
+  const json idle = create({{"language", "shell"}, {"ttl_s", 10}, {"idle_timeout_s", 20}}, 400);
+  EXPECT_NE(idle.dump().find("idle_timeout_s 20 is out of range"), std::string::npos) << idle.dump();
+  EXPECT_EQ(daemon_->get("/v1/sandboxes/sb-00000000000000000000000000000000").status, 404);
+
+  const std::string id = create({{"language", "shell"}})["id"];
+  const json empty = exec(id, command({}), 400);
+  EXPECT_NE(empty.dump().find("argv is empty"), std::string::npos) << empty.dump();
+  engine::ExecRequest relative = command({"true"});
+  relative.cwd = "tmp";
+  EXPECT_NE(exec(id, relative, 400).dump().find("cwd must be an absolute path"), std::string::npos);
+}
+
+TEST_F(Sandboxes, TheTtlEndsARunningExecAndTheSandboxSaysWhy) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  const std::string id = create({{"language", "shell"}, {"ttl_s", 3}, {"idle_timeout_s", 3}})["id"];
+  engine::ExecRequest slow = command({"sleep", "60"});
+  slow.timeout_s = 120;
+  const json result = exec(id, slow);
+  EXPECT_EQ(result["status"], "killed") << result.dump();
+  const json after = get(id);
+  EXPECT_EQ(after["state"], "stopped") << after.dump();
+  EXPECT_EQ(after["stop_reason"], "its ttl of 3 s passed");
+  const json refused = exec(id, command({"true"}), 409);
+  EXPECT_NE(refused.dump().find("is stopped: its ttl of 3 s passed"), std::string::npos) << refused.dump();
+}
+
+TEST_F(Sandboxes, ReadingDoesNotExtendTheIdleTimeoutButTouchDoes) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  const std::string touched = create({{"language", "shell"}, {"ttl_s", 60}, {"idle_timeout_s", 3}})["id"];
+  const std::string read = create({{"language", "shell"}, {"ttl_s", 60}, {"idle_timeout_s", 3}})["id"];
+  for (int i = 0; i < 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_EQ(daemon_->post("/v1/sandboxes/" + touched + "/touch", "").status, 200);
+    get(read);
+  }
+  EXPECT_EQ(get(touched)["state"], "ready");
+  const json idle = get(read);
+  EXPECT_EQ(idle["state"], "stopped") << idle.dump();
+  EXPECT_EQ(idle["stop_reason"], "idle for 3 s (its idle timeout)");
+  EXPECT_EQ(daemon_->post("/v1/sandboxes/" + read + "/touch", "").status, 409);
+}
+
+TEST_F(Sandboxes, LiveSandboxesAreCappedAndTheNextGets429) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0", "--max-sandboxes", "1"}));
+  const std::string first = create({{"language", "shell"}})["id"];
+  const json refused = create({{"language", "shell"}}, 429);
+  EXPECT_TRUE(refused["error"]["retryable"].get<bool>()) << refused.dump();
+  EXPECT_EQ(daemon_->request({"-X", "DELETE", "http://airlockd/v1/sandboxes/" + first}).status, 200);
+  create({{"language", "shell"}});
+}
+
+TEST_F(Sandboxes, TwoHundredExecsInOneSandboxAllAnswer) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  const std::string id = create({{"language", "shell"}})["id"];
+  for (int i = 0; i < 200; ++i) {
+    const json result = exec(id, command({"echo", std::to_string(i)}));
+    ASSERT_EQ(result["stdout"], std::to_string(i) + "\n") << i << ": " << result.dump();
+  }
+  EXPECT_EQ(get(id)["execs"], 200);
+}
+
+TEST_F(Sandboxes, ASigkilledDaemonLeavesNoSandboxBehind) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  // Created on a connection's thread that has long ended when airlockd dies:
+  // the VM must still be tied to airlockd's life, not that thread's.
+  const std::string id = create({{"language", "shell"}})["id"];
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(exec(id, command({"true"}))["exit_code"], 0);
+  ASSERT_EQ(qemu_processes(dir_.string() + "/").size(), 1u)
+      << "the sandbox's VM outlived its creating thread";
+  daemon_->process().kill(SIGKILL);
+  daemon_->process().wait();
+  for (int i = 0; i < 50 && !qemu_processes(dir_.string() + "/").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(qemu_processes(dir_.string() + "/").empty()) << "a sandbox outlived a SIGKILLed daemon";
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  EXPECT_EQ(daemon_->get("/v1/sandboxes/" + id).status, 404) << "sandboxes do not survive a restart";
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    EXPECT_NE(entry.path().filename().string().rfind("run-", 0), 0u) << entry.path() << " was not reaped";
+  }
+}
+
+TEST_F(Sandboxes, TheCliVerbsSpeakTheApiAndExitLikeDocker) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  CliOptions options;
+  options.extra_env = {"AIRLOCK_SOCKET=" + daemon_->socket()};
+  auto created = run_cli({"create", "--lang", "shell", "--ttl", "600", "--idle-timeout", "60"}, options);
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  const std::string id = created.out.substr(0, created.out.find('\n'));
+  EXPECT_EQ(run_cli({"exec", id, "--", "sh", "-c", "echo kept > /home/sandbox/f"}, options).exit_code, 0);
+  auto read = run_cli({"exec", id, "--", "cat", "/home/sandbox/f"}, options);
+  EXPECT_EQ(read.out, "kept\n");
+  EXPECT_EQ(run_cli({"exec", id, "--", "sh", "-c", "exit 7"}, options).exit_code, 7);
+  EXPECT_EQ(run_cli({"exec", id, "--", "no-such-program"}, options).exit_code, 127);
+  EXPECT_EQ(run_cli({"exec", id, "--", "/etc/passwd"}, options).exit_code, 126);
+  auto as_json = run_cli({"exec", "--json", id, "--", "echo", "j"}, options);
+  EXPECT_EQ(json::parse(as_json.out)["stdout"], "j\n") << as_json.out;
+  auto listed = run_cli({"ps"}, options);
+  EXPECT_NE(listed.out.find(id + " shell"), std::string::npos) << listed.out;
+  EXPECT_EQ(json::parse(run_cli({"ps", "--json"}, options).out)["sandboxes"][0]["id"], id);
+  EXPECT_EQ(run_cli({"touch", id}, options).exit_code, 0);
+  EXPECT_EQ(run_cli({"rm", id}, options).exit_code, 0);
+  auto missing = run_cli({"exec", id, "--", "true"}, options);
+  EXPECT_EQ(missing.exit_code, 125);
+  EXPECT_NE(missing.err.find("no sandbox " + id), std::string::npos) << missing.err;
+  options.extra_env = {"AIRLOCK_SOCKET=" + (dir_ / "nobody.sock").string()};
+  auto no_daemon = run_cli({"ps"}, options);
+  EXPECT_EQ(no_daemon.exit_code, 125);
+  EXPECT_NE(no_daemon.err.find("start one with"), std::string::npos) << no_daemon.err;
+}
+
+}  // namespace
+}  // namespace airlock::testing
