@@ -78,8 +78,21 @@ int run_benchmark(int rounds) {
     one_shot.push_back(ms_since(start));
   }
   // Memory across many execs in one sandbox: flat if nothing accumulates per exec.
-  json sandbox = call(socket, "POST", "/v1/sandboxes", R"({"language":"shell"})");
+  json sandbox = call(socket, "POST", "/v1/sandboxes", R"({"language":"shell","disk_mb":512})");
   const std::string path = "/v1/sandboxes/" + sandbox["id"].get<std::string>();
+  // Files: a 2 MiB upload (one request body, the most for now) and a 256 MiB download, streamed.
+  const std::string upload(2 << 20, 'u');
+  std::vector<double> upload_ms;
+  for (int j = 0; j < 10; ++j) {
+    auto start = SteadyClock::now();
+    http(socket, "PUT", path + "/files?path=/home/sandbox/up.bin", upload);
+    upload_ms.push_back(ms_since(start));
+  }
+  call(socket, "POST", path + "/execs",
+       R"({"argv":["sh","-c","head -c 268435456 /dev/zero > /home/sandbox/down.bin"],"timeout_s":120})");
+  auto start = SteadyClock::now();
+  const size_t downloaded = http(socket, "GET", path + "/files?path=/home/sandbox/down.bin").size();
+  const double download_ms = ms_since(start);
   for (int j = 0; j < 50; ++j) call(socket, "POST", path + "/execs", R"({"argv":["true"]})");
   const long rss_before = airlock::bench::rss_kib(daemon.pid());
   const int many = 10 * rounds;
@@ -95,6 +108,10 @@ int run_benchmark(int rounds) {
   std::printf("  baseline: /v1/run true    p50 %7.1f ms   (one-shot from the pool)\n",
               percentile(one_shot, 0.5));
   std::printf("  ratio exec / one-shot     %.2fx\n", percentile(exec, 0.5) / percentile(one_shot, 0.5));
+  std::printf("  upload 2 MiB              p50 %7.1f ms   %.0f MB/s\n", percentile(upload_ms, 0.5),
+              2.0 * 1.048576 / (percentile(upload_ms, 0.5) / 1000));
+  std::printf("  download %zu MiB         %7.0f ms   %.0f MB/s\n", downloaded >> 20, download_ms,
+              static_cast<double>(downloaded) / 1e6 / (download_ms / 1000));
   std::printf("  airlockd RSS             %ld KiB after 50 execs, %ld KiB after %d more\n", rss_before,
               rss_after, many);
   daemon.kill(SIGTERM);

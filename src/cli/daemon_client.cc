@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "cli/verbs.h"
@@ -42,6 +43,8 @@ Error error_of(unsigned status, const std::string& body_text) {
                          : status == 409 ? ErrorCode::conflict
                          : status == 429 ? ErrorCode::overloaded
                          : status == 403 ? ErrorCode::permission_denied
+                         : status == 413 ? ErrorCode::too_large
+                         : status == 507 ? ErrorCode::no_space
                                          : ErrorCode::unavailable;
   return Error(code, "airlockd: " + message + " (HTTP " + std::to_string(status) + ")");
 }
@@ -55,6 +58,29 @@ std::string no_daemon_message(const std::string& socket_path) {
 
 json call_daemon(const std::string& socket_path, const std::string& method, const std::string& target,
                  const std::string& body) {
+  const std::string answer = exchange_with_daemon(socket_path, method, target, body);
+  json document = json::parse(answer, nullptr, false);
+  if (document.is_discarded()) throw Error(ErrorCode::protocol, "airlockd answered with something not JSON");
+  return document;
+}
+
+std::string percent_encode(const std::string& text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string exchange_with_daemon(const std::string& socket_path, const std::string& method,
+                                 const std::string& target, const std::string& body) {
   UniqueFd connection = connect_to(socket_path);
   if (!connection) throw Error(ErrorCode::unavailable, no_daemon_message(socket_path));
   write_all(connection.get(), method + " " + target +
@@ -80,9 +106,7 @@ json call_daemon(const std::string& socket_path, const std::string& method, cons
   if (!parser.is_done()) throw Error(ErrorCode::unavailable, "airlockd closed the connection");
   const unsigned status = parser.get().result_int();
   if (status >= 300) throw error_of(status, parser.get().body());
-  json document = json::parse(parser.get().body(), nullptr, false);
-  if (document.is_discarded()) throw Error(ErrorCode::protocol, "airlockd answered with something not JSON");
-  return document;
+  return std::move(parser.get().body());
 }
 
 std::optional<engine::RunResult> run_via_daemon(const std::string& socket_path,

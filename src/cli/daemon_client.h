@@ -31,4 +31,11 @@ std::optional<engine::RunResult> stream_via_daemon(const std::string& socket_pat
 nlohmann::json call_daemon(const std::string& socket_path, const std::string& method,
                            const std::string& target, const std::string& body = {});
 
+// The same for an answer that is raw bytes (a file): its body.
+std::string exchange_with_daemon(const std::string& socket_path, const std::string& method,
+                                 const std::string& target, const std::string& body = {});
+
+// `text` for a query string: everything but letters, digits and -_.~/ as %XX.
+std::string percent_encode(const std::string& text);
+
 }  // namespace airlock::cli

@@ -270,6 +270,7 @@ int main(int argc, char** argv) {
   run->add_option("--images", options.images, "Path of the image manifest (default: beside the binary)");
 
   airlock::cli::Action sandbox_action;
+  airlock::cli::add_cp(app, sandbox_action);
   airlock::cli::add_create(app, sandbox_action);
   airlock::cli::add_exec(app, sandbox_action);
   airlock::cli::add_ps(app, sandbox_action);

@@ -16,6 +16,8 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::permission_denied: return "permission_denied";
     case ErrorCode::conflict: return "conflict";
     case ErrorCode::overloaded: return "overloaded";
+    case ErrorCode::too_large: return "too_large";
+    case ErrorCode::no_space: return "no_space";
     case ErrorCode::internal: return "internal";
   }
   return "internal";

@@ -21,6 +21,8 @@ enum class ErrorCode {
   permission_denied,  // the caller may not do this (e.g. only the daemon's operator may)
   conflict,           // not in the thing's current state (a busy or stopped sandbox); the message says which
   overloaded,         // a quota or budget is full now; trying again later may work
+  too_large,          // more bytes than allowed (a file, a body)
+  no_space,           // the guest's disk (or the sandbox's share of it) is full
   internal,           // a bug in Airlock
 };
 

@@ -550,8 +550,11 @@ RunResult Engine::execute(ReadyGuest& guest, const protocol::Exec& exec, const S
     result = classify(outcome, exec);
     result.timing.execute_ms = elapsed_ms(outcome.started, outcome.ended);
   } catch (const Error& e) {
+    guest.session().set_cancel(nullptr);
     classify_failure(e, result);
   }
+  // The caller's token ends with its call; the guest may serve another.
+  guest.session().set_cancel(nullptr);
   result.accel = std::string(vmm::to_string(guest.accel()));
   result.from_snapshot = guest.from_snapshot();
   result.network_denied = guest.network_denials();

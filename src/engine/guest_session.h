@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,6 +84,20 @@ class GuestSession {
   // Queues a file for the guest; it is sent before anything queued later.
   void queue_file(const std::string& path, std::string_view content, uint32_t mode);
 
+  // Writes `content` to `path` as the sandbox user (refused where that user
+  // may not write), with `mode`, and waits until it is on the guest's disk.
+  // Errors: Error with the code of the guest's refusal (not_found,
+  // permission_denied, conflict for a directory or a special file, no_space).
+  void upload(const std::string& path, std::string_view content, uint32_t mode,
+              SteadyClock::time_point deadline);
+  // Sends the file at `path`, which the sandbox user must be able to read, to
+  // `on_data` in chunks of at most 64 KiB as they arrive (memory stays flat);
+  // `on_data` returns false to give up (the rest is read and dropped).
+  // Returns its size and mode. Errors as for upload, too_large past max_bytes.
+  protocol::FileEnd download(const std::string& path, uint64_t max_bytes,
+                             const std::function<bool(std::string_view)>& on_data,
+                             SteadyClock::time_point deadline);
+
   // Runs the program and streams its output to `sink` (may be null); output
   // is also kept in the outcome, up to the limits in `exec`.
   ExecOutcome execute(const protocol::Exec& exec, const StdinSource& stdin_source, OutputSink* sink,
@@ -101,6 +116,8 @@ class GuestSession {
   void flush();
   void queue(protocol::FrameType type, uint32_t stream, std::string_view payload);
   std::string describe_stop();
+  // An error frame of a file operation as the Error its kind means.
+  [[noreturn]] void throw_file_error(const protocol::Frame& frame);
   // Waits for the guest's answer to a request: `expected`, or an error frame (thrown as Error(vm)).
   void await_reply(protocol::FrameType expected, SteadyClock::time_point deadline, const char* doing);
   // Waits for the first frame (hello or resumed), with await_hello's errors.

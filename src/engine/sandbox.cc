@@ -4,6 +4,7 @@
 #include <sys/random.h>
 
 #include "common/error.h"
+#include "protocol/guest_path.h"
 
 namespace airlock::engine {
 
@@ -13,6 +14,8 @@ using SystemClock = std::chrono::system_clock;
 
 // How long a stopped sandbox stays listed with its reason.
 constexpr auto kStoppedRetention = std::chrono::minutes(10);
+// How long a file may take to move (about 1 GiB at the channel's slowest).
+constexpr auto kFileTimeout = std::chrono::seconds(600);
 // How long destroying waits for a cancelled exec to end.
 constexpr auto kCancelWait = std::chrono::seconds(30);
 
@@ -73,6 +76,20 @@ void validate(const ExecRequest& request) {
   run.stderr_limit = request.stderr_limit;
   run.stdin_source.data = request.stdin_data;
   engine::validate(run);
+}
+
+void validate_file_path(const std::string& path) {
+  const std::vector<std::string> parts = protocol::split_guest_path(path);
+  if (protocol::join_guest_path(parts) != path) {
+    reject("path '" + path + "' is not in its normal form (" + protocol::join_guest_path(parts) + ")");
+  }
+  if (parts.empty()) reject("path '/' is a directory, not a file");
+}
+
+void validate_file_mode(uint32_t mode) {
+  if (mode > 0777) {
+    reject("mode " + std::to_string(mode) + " is out of range (0-0777: no setuid, setgid or sticky bits)");
+  }
 }
 
 std::string new_sandbox_id() {
@@ -152,6 +169,26 @@ class SandboxRegistry::Sandbox {
     return result;
   }
 
+  // Runs `operation` on the guest's session while the sandbox is busy with it.
+  template <typename Operation>
+  auto file_operation(Operation&& operation) {
+    {
+      std::lock_guard lock(mutex_);
+      if (state_ != SandboxState::ready) throw Error(ErrorCode::conflict, state_message());
+      state_ = SandboxState::busy;
+      idle_since_ = SystemClock::now();
+    }
+    try {
+      auto result = operation(guest_->session());
+      end_exec(false, {}, false);
+      return result;
+    } catch (const Error& e) {
+      const bool broke = e.code() == ErrorCode::vm || e.code() == ErrorCode::protocol;
+      end_exec(broke, e.what(), false);
+      throw;
+    }
+  }
+
   // Stops it (an exec in progress is cancelled first) and destroys its VM.
   void stop(const std::string& reason) {
     std::unique_lock lock(mutex_);
@@ -202,10 +239,10 @@ class SandboxRegistry::Sandbox {
     return message;
   }
 
-  void end_exec(bool broke, const std::string& error = {}) {
+  void end_exec(bool broke, const std::string& error = {}, bool counted = true) {
     std::unique_lock lock(mutex_);
     running_ = nullptr;
-    ++execs_;
+    if (counted) ++execs_;
     idle_since_ = SystemClock::now();
     std::string reason = pending_stop_;
     if (reason.empty() && broke && guest_) {
@@ -339,6 +376,25 @@ RunResult SandboxRegistry::exec(const std::string& id, const ExecRequest& reques
                                 const CancelToken* cancel) {
   validate(request);
   return find(id)->exec(engine_, request, sink, cancel);
+}
+
+void SandboxRegistry::upload(const std::string& id, const std::string& path, std::string_view content,
+                             uint32_t mode) {
+  validate_file_path(path);
+  validate_file_mode(mode);
+  find(id)->file_operation([&](GuestSession& session) {
+    session.upload(path, content, mode, SteadyClock::now() + kFileTimeout);
+    return true;
+  });
+}
+
+protocol::FileEnd SandboxRegistry::download(const std::string& id, const std::string& path,
+                                            uint64_t max_bytes,
+                                            const std::function<bool(std::string_view)>& on_data) {
+  validate_file_path(path);
+  return find(id)->file_operation([&](GuestSession& session) {
+    return session.download(path, max_bytes, on_data, SteadyClock::now() + kFileTimeout);
+  });
 }
 
 SandboxRegistry::Counts SandboxRegistry::counts() {

@@ -59,6 +59,10 @@ struct ExecRequest {
 };
 // Throws Error(invalid_argument) naming the first field that is wrong.
 void validate(const ExecRequest& request);
+// A file path of the API: absolute, normalised (no "..", no "//"), NUL-free,
+// at most 4 KiB; a mode at most 0777. Throws Error(invalid_argument).
+void validate_file_path(const std::string& path);
+void validate_file_mode(uint32_t mode);
 
 struct SandboxInfo {
   std::string id;
@@ -107,6 +111,11 @@ class SandboxRegistry {
   // Error(conflict) unless the sandbox is ready. The result is a run's.
   RunResult exec(const std::string& id, const ExecRequest& request, OutputSink* sink,
                  const CancelToken* cancel);
+  // Files of a ready sandbox, as its user (GuestSession::upload/download);
+  // each counts as activity. `path`: absolute, normalised, in the guest.
+  void upload(const std::string& id, const std::string& path, std::string_view content, uint32_t mode);
+  protocol::FileEnd download(const std::string& id, const std::string& path, uint64_t max_bytes,
+                             const std::function<bool(std::string_view)>& on_data);
 
   struct Counts {
     int live = 0;

@@ -1,6 +1,7 @@
 #include "guest/file_writer.h"
 
 #include <fcntl.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,57 @@ UniqueFd walk_directories(const std::string& root_dir, const std::string& path,
 
 }  // namespace
 
+UniqueFd open_file_in_root(const std::string& root_dir, const std::string& path) {
+  const std::vector<std::string> parts = protocol::split_guest_path(path);
+  if (parts.empty()) throw Error(ErrorCode::invalid_argument, "'" + path + "' is a directory, not a file");
+  UniqueFd dir(::open(root_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+  if (!dir) throw_errno("open", root_dir);
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    UniqueFd next(::openat(dir.get(), parts[i].c_str(), O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC));
+    if (!next) throw_errno("open", path);
+    dir = std::move(next);
+  }
+  // O_NONBLOCK: a FIFO fails the type check below instead of blocking us on open.
+  UniqueFd file(::openat(dir.get(), parts.back().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!file) throw_errno("open", path);
+  struct stat info {};
+  if (::fstat(file.get(), &info) < 0) throw_errno("fstat", path);
+  if (!S_ISREG(info.st_mode)) {
+    errno = S_ISDIR(info.st_mode) ? EISDIR : EINVAL;
+    throw_errno("open", path);
+  }
+  return file;
+}
+
+FilesystemIdentity::FilesystemIdentity(uid_t uid, gid_t gid) {
+  ::setfsgid(gid);
+  ::setfsuid(uid);
+}
+
+FilesystemIdentity::~FilesystemIdentity() {
+  ::setfsuid(0);
+  ::setfsgid(0);
+}
+
+std::string error_kind(int err) {
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR: return "not_found";
+    case EACCES:
+    case EPERM:
+    case EROFS: return "permission_denied";
+    case EISDIR:
+    case ELOOP:
+    case EINVAL:
+    case ENXIO: return "not_a_file";
+    case EEXIST: return "exists";
+    case ENOSPC:
+    case EDQUOT: return "no_space";
+    case EFBIG: return "too_large";
+    default: return "invalid";
+  }
+}
+
 UniqueFd make_directory_in_root(const std::string& root_dir, const std::string& path) {
   const std::vector<std::string> parts = protocol::split_guest_path(path);
   return walk_directories(root_dir, path, parts, parts.size(), 0, 0);
@@ -52,7 +104,8 @@ UniqueFd create_file_in_root(const std::string& root_dir, const std::string& pat
   if (::fstat(file.get(), &info) < 0) throw_errno("fstat", path);
   // A hard link planted by an earlier program would let us truncate its target.
   if (!S_ISREG(info.st_mode) || info.st_nlink != 1) {
-    throw Error(ErrorCode::invalid_argument, "file path '" + path + "' is not a plain file");
+    errno = S_ISDIR(info.st_mode) ? EISDIR : EINVAL;
+    throw_errno("open (not a plain file with one link)", path);
   }
   if (::ftruncate(file.get(), 0) < 0) throw_errno("ftruncate", path);
   if (::fchown(file.get(), uid, gid) < 0) throw_errno("fchown", path);

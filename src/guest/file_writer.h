@@ -20,4 +20,23 @@ UniqueFd make_directory_in_root(const std::string& root_dir, const std::string& 
 UniqueFd create_file_in_root(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
                              gid_t gid);
 
+// Opens the plain file `path` inside the root for reading, never following a
+// symlink on the way; a FIFO, device or directory is refused.
+UniqueFd open_file_in_root(const std::string& root_dir, const std::string& path);
+
+// While it lives, file system permission checks are made as uid/gid
+// (setfsuid): the kernel, not our code, decides what the sandbox user may
+// read and write, and what it creates is the user's. The agent is single
+// threaded, so nothing else runs with this identity.
+class FilesystemIdentity {
+ public:
+  FilesystemIdentity(uid_t uid, gid_t gid);
+  ~FilesystemIdentity();
+  FilesystemIdentity(const FilesystemIdentity&) = delete;
+  FilesystemIdentity& operator=(const FilesystemIdentity&) = delete;
+};
+
+// What kind of failure an errno is, in the protocol's words (ErrorReport::kind).
+std::string error_kind(int err);
+
 }  // namespace airlock::guest

@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/reboot.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -98,13 +99,20 @@ void resume_as_clone(Channel& channel, const protocol::Frame& frame) {
   channel.send(FrameType::resumed, frame.stream, protocol::Resumed{uptime_ms()}.to_payload());
 }
 
+// Who uploads and downloads: the programs' user.
+constexpr uid_t kSandboxUid = 1000;
+
 void receive_file(Channel& channel, const protocol::Frame& header_frame) {
   auto header = protocol::WriteFile::parse(header_frame.payload);
   UniqueFd file;
   std::string failure;
+  std::string kind;
   try {
-    file = create_file_in_root(kRootfsMount, header.path, header.mode, 1000, 1000);
+    std::optional<FilesystemIdentity> as_user;
+    if (header.as_user) as_user.emplace(kSandboxUid, kSandboxUid);
+    file = create_file_in_root(kRootfsMount, header.path, header.mode, kSandboxUid, kSandboxUid);
   } catch (const Error& e) {
+    kind = error_kind(errno);
     failure = e.what();
   }
   uint64_t remaining = header.size;
@@ -121,14 +129,51 @@ void receive_file(Channel& channel, const protocol::Frame& header_frame) {
       try {
         write_all(file.get(), frame->payload);
       } catch (const Error& e) {
+        kind = error_kind(errno);
         failure = e.what();
       }
     }
   }
   if (!failure.empty()) {
     channel.send(FrameType::error, header_frame.stream,
-                 protocol::ErrorReport{"write_file " + header.path + ": " + failure}.to_payload());
+                 protocol::ErrorReport{"write_file " + header.path + ": " + failure, kind}.to_payload());
+  } else if (header.as_user) {
+    channel.send(FrameType::file_written, header_frame.stream,
+                 protocol::FileWritten{header.size}.to_payload());
   }
+}
+
+// Sends a file the sandbox user may read: file_data frames, then file_end,
+// or an error (perhaps after some data) that says why not.
+void send_file(Channel& channel, const protocol::Frame& frame) {
+  auto request = protocol::ReadFile::parse(frame.payload);
+  auto refuse = [&](const std::string& message, const std::string& kind) {
+    channel.send(FrameType::error, frame.stream,
+                 protocol::ErrorReport{"read " + request.path + ": " + message, kind}.to_payload());
+  };
+  UniqueFd file;
+  try {
+    FilesystemIdentity as_user(kSandboxUid, kSandboxUid);
+    file = open_file_in_root(kRootfsMount, request.path);
+  } catch (const Error& e) {
+    return refuse(e.what(), error_kind(errno));
+  }
+  struct stat info {};
+  ::fstat(file.get(), &info);
+  uint64_t sent = 0;
+  std::string chunk(protocol::kDataChunk, '\0');
+  for (;;) {
+    const ssize_t n = ::read(file.get(), chunk.data(), chunk.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return refuse(std::string("read: ") + std::strerror(errno), error_kind(errno));
+    if (n == 0) break;
+    sent += static_cast<uint64_t>(n);
+    if (sent > request.max_bytes) {
+      return refuse("larger than " + std::to_string(request.max_bytes) + " bytes", "too_large");
+    }
+    channel.send(FrameType::file_data, frame.stream, std::string_view(chunk.data(), static_cast<size_t>(n)));
+  }
+  channel.send(FrameType::file_end, frame.stream, protocol::FileEnd{sent, info.st_mode & 07777}.to_payload());
 }
 
 // Reads one line (without its newline) from a prestarted interpreter's
@@ -289,6 +334,7 @@ int serve() {
   while (auto frame = channel.receive()) {
     switch (frame->type) {
       case FrameType::write_file: receive_file(channel, *frame); break;
+      case FrameType::read_file: send_file(channel, *frame); break;
       case FrameType::resume: resume_as_clone(channel, *frame); break;
       case FrameType::mount:
         set_up(channel, *frame, FrameType::mounted,

@@ -47,6 +47,9 @@ std::string_view to_string(FrameType type) {
     case FrameType::network_ready: return "network_ready";
     case FrameType::mount: return "mount";
     case FrameType::mounted: return "mounted";
+    case FrameType::read_file: return "read_file";
+    case FrameType::file_end: return "file_end";
+    case FrameType::file_written: return "file_written";
   }
   return "unknown";
 }

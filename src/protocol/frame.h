@@ -41,9 +41,12 @@ enum class FrameType : uint8_t {
   network_ready = 21,  // guest -> host, JSON {}: done
   mount = 22,          // host -> guest, JSON: mount the shared directories (after boot or restore)
   mounted = 23,        // guest -> host, JSON {}: done
+  read_file = 24,      // host -> guest, JSON {path, max_bytes}: send a file of the sandbox user's
+  file_end = 25,       // guest -> host, JSON {bytes, mode}: the file_data of a read_file are all sent
+  file_written = 26,   // guest -> host, JSON {bytes}: a write_file with `as_user` is on disk
 };
 
-inline constexpr uint8_t kMaxFrameType = 23;
+inline constexpr uint8_t kMaxFrameType = 26;
 
 std::string_view to_string(FrameType type);
 

@@ -112,7 +112,9 @@ HelloAck HelloAck::parse(std::string_view payload) {
 }
 
 std::string WriteFile::to_payload() const {
-  return serialize(json{{"path", path}, {"size", size}, {"mode", mode}});
+  json document = {{"path", path}, {"size", size}, {"mode", mode}};
+  if (as_user) document["as_user"] = true;
+  return serialize(document);
 }
 
 WriteFile WriteFile::parse(std::string_view payload) {
@@ -121,6 +123,36 @@ WriteFile WriteFile::parse(std::string_view payload) {
   message.path = get_string(object, "path", "write_file");
   message.size = get_unsigned(object, "size", "write_file");
   message.mode = static_cast<uint32_t>(get_unsigned(object, "mode", "write_file", 07777));
+  if (object.contains("as_user")) message.as_user = get_bool(object, "as_user", "write_file");
+  return message;
+}
+
+std::string ReadFile::to_payload() const { return serialize(json{{"path", path}, {"max_bytes", max_bytes}}); }
+
+ReadFile ReadFile::parse(std::string_view payload) {
+  json object = parse_object(payload, "read_file");
+  ReadFile message;
+  message.path = get_string(object, "path", "read_file");
+  message.max_bytes = get_unsigned(object, "max_bytes", "read_file");
+  return message;
+}
+
+std::string FileEnd::to_payload() const { return serialize(json{{"bytes", bytes}, {"mode", mode}}); }
+
+FileEnd FileEnd::parse(std::string_view payload) {
+  json object = parse_object(payload, "file_end");
+  FileEnd message;
+  message.bytes = get_unsigned(object, "bytes", "file_end");
+  message.mode = static_cast<uint32_t>(get_unsigned(object, "mode", "file_end", 07777));
+  return message;
+}
+
+std::string FileWritten::to_payload() const { return serialize(json{{"bytes", bytes}}); }
+
+FileWritten FileWritten::parse(std::string_view payload) {
+  json object = parse_object(payload, "file_written");
+  FileWritten message;
+  message.bytes = get_unsigned(object, "bytes", "file_written");
   return message;
 }
 
@@ -306,12 +338,17 @@ MountShares MountShares::parse(std::string_view payload) {
   return message;
 }
 
-std::string ErrorReport::to_payload() const { return serialize(json{{"message", message}}); }
+std::string ErrorReport::to_payload() const {
+  json document = {{"message", message}};
+  if (!kind.empty()) document["kind"] = kind;
+  return serialize(document);
+}
 
 ErrorReport ErrorReport::parse(std::string_view payload) {
   json object = parse_object(payload, "error");
   ErrorReport report;
   report.message = get_string(object, "message", "error");
+  if (object.contains("kind")) report.kind = get_string(object, "kind", "error");
   return report;
 }
 

@@ -10,7 +10,7 @@
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 6;
+inline constexpr int kProtocolVersion = 7;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw
@@ -34,6 +34,9 @@ struct WriteFile {
   std::string path;  // absolute path inside the guest's root filesystem
   uint64_t size = 0;
   uint32_t mode = 0644;
+  // A file the caller uploads: made with the sandbox user's permissions
+  // (refused where that user may not write) and answered with file_written.
+  bool as_user = false;
   std::string to_payload() const;
   static WriteFile parse(std::string_view payload);
 };
@@ -117,8 +120,37 @@ struct MountShares {
   static MountShares parse(std::string_view payload);
 };
 
+// A file the sandbox user may read, sent back in file_data frames (at most
+// max_bytes of it: a larger one is an error of kind "too_large").
+struct ReadFile {
+  std::string path;
+  uint64_t max_bytes = 0;
+  std::string to_payload() const;
+  static ReadFile parse(std::string_view payload);
+};
+
+struct FileEnd {
+  uint64_t bytes = 0;
+  uint32_t mode = 0;
+  std::string to_payload() const;
+  static FileEnd parse(std::string_view payload);
+};
+
+struct FileWritten {
+  uint64_t bytes = 0;
+  std::string to_payload() const;
+  static FileWritten parse(std::string_view payload);
+};
+
 struct ErrorReport {
+  ErrorReport() = default;
+  explicit ErrorReport(std::string text, std::string failure_kind = {})
+      : message(std::move(text)), kind(std::move(failure_kind)) {}
   std::string message;
+  // For file operations, what kind of failure (the host maps it to a
+  // status): not_found, permission_denied, not_a_file, exists, no_space,
+  // too_large, invalid. Empty otherwise.
+  std::string kind;
   std::string to_payload() const;
   static ErrorReport parse(std::string_view payload);
 };

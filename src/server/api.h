@@ -72,6 +72,10 @@ class Api {
   // /v1/sandboxes and below (sandbox_api.cc).
   void handle_sandboxes(const HttpRequest& request, ResponseWriter& writer);
   void exec_in_sandbox(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
+  // PUT/GET /v1/sandboxes/{id}/files?path=: raw bytes both ways; downloads stream.
+  void upload_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
+  void download_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
+  static constexpr uint64_t kMaxDownloadBytes = 1ULL << 30;
   // A new sandbox's guest: from its profile's pool if one is ready, else started; with its room.
   engine::AcquiredGuest acquire_for_sandbox(const engine::Profile& profile);
   // A new pool for `profile`, or null if it has one; pools_mutex_ held.

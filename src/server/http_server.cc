@@ -81,6 +81,13 @@ class BeastWriter final : public ResponseWriter {
     done_ = true;
   }
 
+  void abort_stream() override {
+    beast::error_code ignored;
+    socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+    client_gone_ = true;
+    done_ = true;
+  }
+
   bool done() const { return done_; }
 
  private:

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/unique_fd.h"
@@ -15,6 +16,7 @@ namespace airlock::server {
 struct HttpRequest {
   std::string method;
   std::string target;  // path, without the query
+  std::string query;   // after the '?', as sent (query_parameter decodes it)
   std::string body;
   std::string accept;
   std::string authorization;
@@ -34,7 +36,14 @@ class ResponseWriter {
   // False once the client has gone away: the handler should stop its work.
   virtual bool write_chunk(const std::string& data) = 0;
   virtual void end_stream() = 0;
+  // Ends a stream that failed part way: the connection is closed without
+  // the last chunk, so the client sees the body as cut off, not complete.
+  virtual void abort_stream() = 0;
 };
+
+// The value of `name` in a query ("a=1&path=%2Fx"), percent-decoded, or
+// nullopt if absent. Throws Error(invalid_argument) for a malformed escape.
+std::optional<std::string> query_parameter(const std::string& query, const std::string& name);
 
 using HttpHandler = std::function<void(const HttpRequest&, ResponseWriter&)>;
 

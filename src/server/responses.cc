@@ -21,6 +21,8 @@ HttpError http_error_for(ErrorCode code) {
     case ErrorCode::unavailable: return {503, "unavailable", true};
     case ErrorCode::conflict: return {409, "conflict", false};
     case ErrorCode::overloaded: return {429, "overloaded", true};
+    case ErrorCode::too_large: return {413, "too_large", false};
+    case ErrorCode::no_space: return {507, "no_space", false};
     default: return {500, "internal", false};
   }
 }

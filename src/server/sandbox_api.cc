@@ -71,7 +71,54 @@ void Api::handle_sandboxes(const HttpRequest& request, ResponseWriter& writer) {
   if (verb.empty() && request.method == "DELETE") return send_sandbox(writer, 200, sandboxes_->destroy(id));
   if (verb == "touch" && request.method == "POST") return send_sandbox(writer, 200, sandboxes_->touch(id));
   if (verb == "execs" && request.method == "POST") return exec_in_sandbox(id, request, writer);
+  if (verb == "files" && request.method == "PUT") return upload_file(id, request, writer);
+  if (verb == "files" && request.method == "GET") return download_file(id, request, writer);
   send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + target, false);
+}
+
+namespace {
+
+std::string file_path_of(const HttpRequest& request) {
+  auto path = query_parameter(request.query, "path");
+  if (!path || path->empty()) throw Error(ErrorCode::invalid_argument, "missing query parameter 'path'");
+  return *path;
+}
+
+}  // namespace
+
+void Api::upload_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer) {
+  const std::string path = file_path_of(request);
+  uint32_t mode = 0644;
+  if (auto text = query_parameter(request.query, "mode")) {
+    if (text->empty() || text->size() > 4 || text->find_first_not_of("01234567") != std::string::npos) {
+      throw Error(ErrorCode::invalid_argument, "query parameter 'mode' must be octal, e.g. 644: " + *text);
+    }
+    mode = static_cast<uint32_t>(std::stoul(*text, nullptr, 8));
+  }
+  sandboxes_->upload(id, path, request.body, mode);
+  writer.send(200, "application/json",
+              dump({{"path", path}, {"bytes", request.body.size()}, {"mode", mode}}));
+}
+
+void Api::download_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer) {
+  const std::string path = file_path_of(request);
+  bool streaming = false;
+  try {
+    // The status is known only once the guest answers: the stream begins with its first bytes.
+    sandboxes_->download(id, path, kMaxDownloadBytes, [&](std::string_view data) {
+      if (!streaming) {
+        writer.begin_stream(200, "application/octet-stream");
+        streaming = true;
+      }
+      return writer.write_chunk(std::string(data));
+    });
+  } catch (const Error&) {
+    if (!streaming) throw;  // answered with its status
+    writer.abort_stream();  // a body cut off, never one that looks whole
+    return;
+  }
+  if (!streaming) return writer.send(200, "application/octet-stream", "");
+  writer.end_stream();
 }
 
 void Api::exec_in_sandbox(const std::string& id, const HttpRequest& http_request, ResponseWriter& writer) {

@@ -158,6 +158,29 @@ def main():
             assert status == 400, body
             check("POST /v1/sandboxes/{id}/execs empty argv", "/v1/sandboxes/{id}/execs", "post", status,
                   "application/json", json.loads(body))
+            connection = UnixConnection(sock)
+            connection.request("PUT", sandbox + "/files?path=/home/sandbox/f.bin&mode=600", body=b"\x00\xffdata")
+            response = connection.getresponse()
+            body = response.read().decode()
+            connection.close()
+            assert response.status == 200, body
+            check("PUT /v1/sandboxes/{id}/files", "/v1/sandboxes/{id}/files", "put", 200, "application/json",
+                  json.loads(body))
+            connection = UnixConnection(sock)
+            connection.request("GET", sandbox + "/files?path=/home/sandbox/f.bin")
+            response = connection.getresponse()
+            data = response.read()
+            connection.close()
+            assert response.status == 200 and data == b"\x00\xffdata", data
+            passed.append("GET /v1/sandboxes/{id}/files")
+            status, _, body = call(sock, "GET", sandbox + "/files?path=/home/sandbox/none")
+            assert status == 404, body
+            check("GET /v1/sandboxes/{id}/files missing", "/v1/sandboxes/{id}/files", "get", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "PUT", sandbox + "/files?path=/etc/x", "x")
+            assert status == 403, body
+            check("PUT /v1/sandboxes/{id}/files forbidden", "/v1/sandboxes/{id}/files", "put", status,
+                  "application/json", json.loads(body))
             status, _, body = call(sock, "POST", sandbox + "/touch", "")
             check("POST /v1/sandboxes/{id}/touch", "/v1/sandboxes/{id}/touch", "post", status, "application/json",
                   json.loads(body))

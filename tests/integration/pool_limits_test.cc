@@ -83,15 +83,20 @@ TEST_F(PoolLimits, CreatedPoolsAreCappedAndExpireWhenUnused) {
 TEST_F(PoolLimits, PooledAndRunningVmsShareOneBudget) {
   // Room for two 256 MiB VMs (+64 MiB each), for three pools that each want two.
   ASSERT_TRUE(daemon_->start({"--pool-size", "2", "--vm-memory-budget-mb", "640"}));
+  // Watched until the budget is full of ready VMs (templates may be built
+  // first, which takes a while on a loaded machine), and then a while more.
   int most = 0;
-  for (int i = 0; i < 60; ++i) {
+  int ready = 0;
+  int settled = 0;
+  for (int i = 0; i < 600 && settled < 15; ++i) {
     most = std::max(most, static_cast<int>(qemu_processes(dir_.string() + "/").size()));
+    ready = 0;
+    const json listing = json::parse(daemon_->get("/v1/pools").body);
+    for (const auto& pool : listing.at("pools")) ready += pool.at("ready").get<int>();
+    if (ready == 2) ++settled;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_LE(most, 2) << "more VMs than the budget has room for";
-  int ready = 0;
-  const json listing = json::parse(daemon_->get("/v1/pools").body);
-  for (const auto& pool : listing.at("pools")) ready += pool.at("ready").get<int>();
   EXPECT_EQ(ready, 2) << daemon_->get("/v1/pools").body;
   // A run whose pool got no room takes a ready VM's room rather than wait for nothing.
   for (const auto& [language, code] : std::vector<std::pair<std::string, std::string>>{

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/io.h"
 #include "engine/sandbox_json.h"
 #include "support/airlock_cli.h"
 #include "support/daemon_fixture.h"
@@ -210,6 +211,84 @@ TEST_F(Sandboxes, TheCliVerbsSpeakTheApiAndExitLikeDocker) {
   auto no_daemon = run_cli({"ps"}, options);
   EXPECT_EQ(no_daemon.exit_code, 125);
   EXPECT_NE(no_daemon.err.find("start one with"), std::string::npos) << no_daemon.err;
+}
+
+TEST_F(Sandboxes, FilesGoInAndOutByteExactAsTheSandboxUserAndNeverOutOfItsReach) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  const std::string id = create({{"language", "shell"}})["id"];
+  const std::string files = "http://airlockd/v1/sandboxes/" + id + "/files?path=";
+  auto put = [&](const std::string& path, const fs::path& local, const std::string& mode = "") {
+    return daemon_->request({"-X", "PUT", "--data-binary", "@" + local.string(),
+                             files + path + (mode.empty() ? "" : "&mode=" + mode)});
+  };
+  auto download = [&](const std::string& path) { return daemon_->request({files + path}); };
+  // Every byte value, and more than one chunk of the channel.
+  std::string content;
+  for (int i = 0; i < 300 * 1024; ++i) content.push_back(static_cast<char>((i * 7919) & 0xff));
+  const fs::path local = dir_ / "upload.bin";
+  write_file(local, content);
+  auto uploaded = put("/home/sandbox/new/dir/data.bin", local, "640");
+  ASSERT_EQ(uploaded.status, 200) << uploaded.body;
+  EXPECT_EQ(json::parse(uploaded.body)["bytes"], content.size());
+  const json seen = exec(id, command({"stat", "-c", "%a %u %s", "/home/sandbox/new/dir/data.bin"}));
+  EXPECT_EQ(seen["stdout"], "640 1000 " + std::to_string(content.size()) + "\n") << seen.dump();
+  auto back = download("/home/sandbox/new/dir/data.bin");
+  ASSERT_EQ(back.status, 200);
+  EXPECT_TRUE(back.body == content) << "the download differs from the upload";
+  const fs::path empty = dir_ / "empty";
+  write_file(empty, "");
+  EXPECT_EQ(put("/home/sandbox/empty", empty).status, 200);
+  EXPECT_EQ(download("/home/sandbox/empty").body, "");
+
+  // What an earlier exec planted cannot redirect a transfer.
+  exec(id, command({"sh", "-c",
+                    "ln -s /etc /home/sandbox/etc-link; ln -s /etc/passwd /home/sandbox/passwd-link; "
+                    "mkfifo /home/sandbox/fifo"}));
+  // A hard link to root's file is refused by the guest's kernel (protected_hardlinks).
+  EXPECT_NE(exec(id, command({"ln", "/etc/passwd", "/home/sandbox/hard"}))["exit_code"], 0);
+  const std::string passwd_before = exec(id, command({"md5sum", "/etc/passwd"}))["stdout"];
+  auto expect_refused = [&](const HttpReply& reply, int status, const std::string& fragment) {
+    EXPECT_EQ(reply.status, status) << reply.body;
+    EXPECT_NE(reply.body.find(fragment), std::string::npos) << reply.body;
+  };
+  expect_refused(put("/home/sandbox/etc-link/evil", local), 404, "/home/sandbox/etc-link/evil");
+  expect_refused(put("/home/sandbox/passwd-link", local), 409, "symbolic links");
+  expect_refused(download("/home/sandbox/passwd-link"), 409, "symbolic links");
+  expect_refused(download("/home/sandbox/fifo"), 409, "/home/sandbox/fifo");
+  expect_refused(put("/home/sandbox/fifo", local), 409, "/home/sandbox/fifo");
+  expect_refused(put("/etc/passwd", local), 403, "Permission denied");
+  expect_refused(put("/etc/evil", local), 403, "Permission denied");
+  expect_refused(download("/home/sandbox"), 409, "Is a directory");
+  expect_refused(download("/home/sandbox/missing"), 404, "No such file");
+  expect_refused(download("/home/sandbox/../../etc/passwd"), 400, "'..'");
+  expect_refused(download("home/sandbox/x"), 400, "");
+  expect_refused(daemon_->request({files + "/home//sandbox/x"}), 400, "normal form");
+  expect_refused(put("/home/sandbox/x", local, "4755"), 400, "no setuid");
+  expect_refused(daemon_->request({"http://airlockd/v1/sandboxes/" + id + "/files"}), 400, "'path'");
+  EXPECT_EQ(exec(id, command({"md5sum", "/etc/passwd"}))["stdout"], passwd_before);
+  EXPECT_FALSE(exec(id, command({"test", "-e", "/etc/evil"}))["exit_code"] == 0);
+  // A full disk is 507, not a partial file called done.
+  exec(id, command({"sh", "-c", "dd if=/dev/zero of=/home/sandbox/fill bs=1M count=400 2>/dev/null; true"}));
+  expect_refused(put("/home/sandbox/more", local), 507, "No space");
+}
+
+TEST_F(Sandboxes, TheCliCopiesFilesBothWays) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  CliOptions options;
+  options.extra_env = {"AIRLOCK_SOCKET=" + daemon_->socket()};
+  const std::string id = json::parse(run_cli({"create", "--json", "--lang", "shell"}, options).out)["id"];
+  write_file(dir_ / "script.sh", "#!/bin/sh\necho from the host\n");
+  fs::permissions(dir_ / "script.sh", fs::perms::owner_all);
+  EXPECT_EQ(
+      run_cli({"cp", (dir_ / "script.sh").string(), id + ":/home/sandbox/script.sh"}, options).exit_code, 0);
+  EXPECT_EQ(run_cli({"exec", id, "--", "/home/sandbox/script.sh"}, options).out, "from the host\n");
+  run_cli({"exec", id, "--", "sh", "-c", "echo result > /home/sandbox/out.txt"}, options);
+  EXPECT_EQ(run_cli({"cp", id + ":/home/sandbox/out.txt", (dir_ / "out.txt").string()}, options).exit_code,
+            0);
+  EXPECT_EQ(read_file(dir_ / "out.txt", 1024), "result\n");
+  auto missing = run_cli({"cp", id + ":/home/sandbox/nothing", (dir_ / "x").string()}, options);
+  EXPECT_EQ(missing.exit_code, 125);
+  EXPECT_NE(missing.err.find("No such file"), std::string::npos) << missing.err;
 }
 
 }  // namespace
