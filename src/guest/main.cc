@@ -8,8 +8,8 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/reboot.h>
-#include <sys/wait.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
