@@ -116,7 +116,8 @@ class SandboxRegistry::Sandbox {
         spec_(std::move(spec)),
         pool_hit_(acquired.pool_hit),
         guest_(std::move(acquired.guest)),
-        room_(std::move(acquired.room)) {}
+        room_(std::move(acquired.room)),
+        reserved_(std::move(acquired.reserved)) {}
 
   ~Sandbox() { stop("destroyed"); }
 
@@ -266,9 +267,11 @@ class SandboxRegistry::Sandbox {
     guest_.reset();
     std::optional<VmBudget::Reservation> room = std::move(room_);
     room_.reset();
+    std::shared_ptr<void> reserved = std::move(reserved_);
     lock.unlock();
-    guest.reset();  // the VM, its network and its directory go now, then its room in the budget
+    guest.reset();  // the VM, its network and its directory go now, then its room in the budgets
     room.reset();
+    reserved.reset();
   }
 
   const std::string id_;
@@ -286,6 +289,7 @@ class SandboxRegistry::Sandbox {
   const CancelToken* running_ = nullptr;
   std::optional<ReadyGuest> guest_;
   std::optional<VmBudget::Reservation> room_;
+  std::shared_ptr<void> reserved_;
 };
 
 SandboxRegistry::SandboxRegistry(Engine& engine, GuestSource source, int max_sandboxes)
@@ -328,7 +332,7 @@ SandboxInfo SandboxRegistry::create(SandboxSpec spec) {
       --registry.creating_;
     }
   } admitted{*this};
-  AcquiredGuest acquired = source_(spec.plan.profile);
+  AcquiredGuest acquired = source_(spec);
   auto sandbox = std::make_shared<Sandbox>(new_sandbox_id(), std::move(spec), std::move(acquired));
   SandboxInfo info = sandbox->info();
   std::lock_guard lock(mutex_);

@@ -83,6 +83,9 @@ struct SandboxInfo {
 struct AcquiredGuest {
   ReadyGuest guest;
   std::optional<VmBudget::Reservation> room;
+  // Whatever else the front end reserved for the sandbox's life (its disk
+  // budget): released when the sandbox stops.
+  std::shared_ptr<void> reserved;
   bool pool_hit = false;
 };
 
@@ -93,7 +96,7 @@ struct AcquiredGuest {
 // destroyed. Destroying the registry destroys every sandbox.
 class SandboxRegistry {
  public:
-  using GuestSource = std::function<AcquiredGuest(const Profile&)>;
+  using GuestSource = std::function<AcquiredGuest(const SandboxSpec&)>;
 
   SandboxRegistry(Engine& engine, GuestSource source, int max_sandboxes);
   ~SandboxRegistry();

@@ -49,7 +49,7 @@ Api::Api(engine::Engine& engine, Admission& admission, Budgets budgets, Metrics&
       accel_(accel),
       pool_limits_(pool_limits) {
   sandboxes_ = std::make_unique<engine::SandboxRegistry>(
-      engine_, [this](const engine::Profile& profile) { return acquire_for_sandbox(profile); },
+      engine_, [this](const engine::SandboxSpec& spec) { return acquire_for_sandbox(spec); },
       pool_limits_.max_sandboxes);
   expiry_ = std::thread([this] {
     pollfd stop{stop_expiry_.fd(), POLLIN, 0};
@@ -163,9 +163,6 @@ void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
     send_error(writer, e);
   }
 }
-
-// Beside what the program writes, an overlay holds the warm-up's pages and qcow2 metadata.
-constexpr uint64_t kOverlayOverheadMb = 32;
 
 uint64_t Api::output_cost(const engine::RunRequest& request, bool streaming) {
   // Kept as it arrives, then encoded (at most twice its size) while the
@@ -378,7 +375,12 @@ std::string Api::pool_metrics() const {
   const std::string load_lines =
       "# TYPE airlock_runs_running gauge\nairlock_runs_running " + std::to_string(load.running) +
       "\n# TYPE airlock_runs_queued gauge\nairlock_runs_queued " + std::to_string(load.queued) + "\n";
-  return ready + in_use + hits + misses + template_lines + load_lines;
+  const engine::SandboxRegistry::Counts sandboxes =
+      sandboxes_ ? sandboxes_->counts() : engine::SandboxRegistry::Counts{};
+  const std::string sandbox_lines =
+      "# TYPE airlock_sandboxes gauge\nairlock_sandboxes " + std::to_string(sandboxes.live) +
+      "\n# TYPE airlock_sandboxes_max gauge\nairlock_sandboxes_max " + std::to_string(sandboxes.max) + "\n";
+  return ready + in_use + hits + misses + template_lines + load_lines + sandbox_lines;
 }
 
 }  // namespace airlock::server

@@ -77,7 +77,9 @@ class Api {
   void download_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
   static constexpr uint64_t kMaxDownloadBytes = 1ULL << 30;
   // A new sandbox's guest: from its profile's pool if one is ready, else started; with its room.
-  engine::AcquiredGuest acquire_for_sandbox(const engine::Profile& profile);
+  engine::AcquiredGuest acquire_for_sandbox(const engine::SandboxSpec& spec);
+  // Beside what the program writes, an overlay holds the warm-up's pages and qcow2 metadata.
+  static constexpr uint64_t kOverlayOverheadMb = 32;
   // A new pool for `profile`, or null if it has one; pools_mutex_ held.
   engine::WarmPool* create_pool_locked(const engine::Profile& profile, int target);
   std::string pool_metrics() const;

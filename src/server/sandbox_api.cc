@@ -21,7 +21,17 @@ void send_sandbox(ResponseWriter& writer, int status, const engine::SandboxInfo&
 
 }  // namespace
 
-engine::AcquiredGuest Api::acquire_for_sandbox(const engine::Profile& profile) {
+engine::AcquiredGuest Api::acquire_for_sandbox(const engine::SandboxSpec& spec) {
+  const engine::Profile& profile = spec.plan.profile;
+  // What its execs write lands in its overlay, for its whole life.
+  auto disk =
+      disk_budget_.reserve((static_cast<uint64_t>(spec.plan.request.disk_mb) + kOverlayOverheadMb) << 20);
+  if (!disk) {
+    throw Error(ErrorCode::overloaded,
+                "the disk writes of the runs and sandboxes in progress fill this airlockd's "
+                "disk budget; try again, or ask for a smaller disk_mb");
+  }
+  auto reserved = std::make_shared<ByteBudget::Reservation>(std::move(*disk));
   engine::WarmPool* pool = nullptr;
   {
     std::lock_guard lock(pools_mutex_);
@@ -35,6 +45,7 @@ engine::AcquiredGuest Api::acquire_for_sandbox(const engine::Profile& profile) {
       acquired.room = lease.take_reservation();
       acquired.guest = std::move(*lease.take_guest());
       acquired.pool_hit = true;
+      acquired.reserved = std::move(reserved);
       return acquired;
     }
   }
@@ -44,6 +55,7 @@ engine::AcquiredGuest Api::acquire_for_sandbox(const engine::Profile& profile) {
   }
   // Started on the engine's own threads: the sandbox outlives this request's thread.
   acquired.guest = engine_.start_lasting_guest(profile);
+  acquired.reserved = std::move(reserved);
   return acquired;
 }
 

@@ -146,10 +146,23 @@ TEST_F(Sandboxes, ReadingDoesNotExtendTheIdleTimeoutButTouchDoes) {
 TEST_F(Sandboxes, LiveSandboxesAreCappedAndTheNextGets429) {
   ASSERT_TRUE(daemon_->start({"--pool-size", "0", "--max-sandboxes", "1"}));
   const std::string first = create({{"language", "shell"}})["id"];
+  const std::string metrics = daemon_->get("/metrics").body;
+  EXPECT_NE(metrics.find("\nairlock_sandboxes 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nairlock_sandboxes_max 1\n"), std::string::npos) << metrics;
   const json refused = create({{"language", "shell"}}, 429);
   EXPECT_TRUE(refused["error"]["retryable"].get<bool>()) << refused.dump();
   EXPECT_EQ(daemon_->request({"-X", "DELETE", "http://airlockd/v1/sandboxes/" + first}).status, 200);
   create({{"language", "shell"}});
+}
+
+TEST_F(Sandboxes, ASandboxHoldsItsDiskBudgetForItsLife) {
+  // 100 MiB of disk budget: one sandbox of 64 MiB (+32 MiB of overlay) fits, a second does not.
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0", "--disk-budget-mb", "100"}));
+  const std::string first = create({{"language", "shell"}, {"disk_mb", 64}})["id"];
+  const json refused = create({{"language", "shell"}, {"disk_mb", 64}}, 429);
+  EXPECT_NE(refused.dump().find("disk budget"), std::string::npos) << refused.dump();
+  EXPECT_EQ(daemon_->request({"-X", "DELETE", "http://airlockd/v1/sandboxes/" + first}).status, 200);
+  create({{"language", "shell"}, {"disk_mb", 64}});
 }
 
 TEST_F(Sandboxes, TwoHundredExecsInOneSandboxAllAnswer) {
