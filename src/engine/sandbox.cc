@@ -138,6 +138,11 @@ class SandboxRegistry::Sandbox {
     return info;
   }
 
+  void expect_ready() const {
+    std::lock_guard lock(mutex_);
+    if (state_ != SandboxState::ready) throw Error(ErrorCode::conflict, state_message());
+  }
+
   void touch() {
     std::lock_guard lock(mutex_);
     if (state_ == SandboxState::stopped) throw Error(ErrorCode::conflict, state_message());
@@ -359,6 +364,8 @@ std::vector<SandboxInfo> SandboxRegistry::list() {
   for (const auto& sandbox : all) infos.push_back(sandbox->info());
   return infos;
 }
+
+void SandboxRegistry::expect_ready(const std::string& id) { find(id)->expect_ready(); }
 
 SandboxInfo SandboxRegistry::touch(const std::string& id) {
   auto sandbox = find(id);

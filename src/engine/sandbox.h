@@ -114,6 +114,8 @@ class SandboxRegistry {
   // Error(conflict) unless the sandbox is ready. The result is a run's.
   RunResult exec(const std::string& id, const ExecRequest& request, OutputSink* sink,
                  const CancelToken* cancel);
+  // Error(conflict) with the state and its reason unless the sandbox is ready now.
+  void expect_ready(const std::string& id);
   // Files of a ready sandbox, as its user (GuestSession::upload/download);
   // each counts as activity. `path`: absolute, normalised, in the guest.
   void upload(const std::string& id, const std::string& path, std::string_view content, uint32_t mode);

@@ -136,7 +136,6 @@ void Api::download_file(const std::string& id, const HttpRequest& request, Respo
 void Api::exec_in_sandbox(const std::string& id, const HttpRequest& http_request, ResponseWriter& writer) {
   const engine::ExecRequest request =
       engine::exec_request_from_json(engine::parse_json_object(http_request.body));
-  engine::validate(request);
   sandboxes_->info(id);  // 404 before anything is reserved
   const bool streaming = http_request.accept.find("application/x-ndjson") != std::string::npos;
   auto output = output_budget_.reserve(3 * (request.stdout_limit + request.stderr_limit) +
@@ -151,10 +150,9 @@ void Api::exec_in_sandbox(const std::string& id, const HttpRequest& http_request
     // A client that hangs up cancels its exec; the sandbox stays.
     HangupWatch hangup(http_request.client_fd, cancel);
     if (streaming) {
-      // The state is checked before the stream begins, so that a 409 is still a status.
-      if (sandboxes_->info(id).state != engine::SandboxState::ready) {
-        sandboxes_->exec(id, request, nullptr, &cancel);  // throws the conflict with its reason
-      }
+      // Checked before the stream begins, so that a bad request or a 409 is still a status.
+      engine::validate(request);
+      sandboxes_->expect_ready(id);
       stream.emplace(writer, cancel);
       sink.emplace(*stream);
     }
