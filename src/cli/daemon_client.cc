@@ -115,19 +115,22 @@ std::optional<engine::RunResult> run_via_daemon(const std::string& socket_path,
   return stream_via_daemon(socket_path, "/v1/run", engine::to_json(request).dump(), sink, cancel);
 }
 
-std::optional<engine::RunResult> stream_via_daemon(const std::string& socket_path, const std::string& target,
-                                                   const std::string& body, engine::OutputSink& sink,
-                                                   const engine::CancelToken& cancel) {
-  UniqueFd connection = connect_to(socket_path);
-  if (!connection) return std::nullopt;
+namespace {
 
-  std::string head = "POST " + target +
+// Sends a request whose answer is a stream of output events (then perhaps
+// a result) and hands the output to `sink`. False when no daemon answers.
+bool stream_events(const std::string& socket_path, const std::string& method, const std::string& target,
+                   const std::string& body, engine::OutputSink& sink, const engine::CancelToken& cancel,
+                   std::optional<engine::RunResult>& result) {
+  UniqueFd connection = connect_to(socket_path);
+  if (!connection) return false;
+
+  std::string head = method + " " + target +
                      " HTTP/1.1\r\nHost: airlockd\r\nContent-Type: application/json\r\n"
                      "Accept: application/x-ndjson\r\nConnection: close\r\nContent-Length: " +
                      std::to_string(body.size()) + "\r\n\r\n";
   write_all(connection.get(), head + body);
 
-  std::optional<engine::RunResult> result;
   std::string error_body;
   std::string pending;  // an NDJSON line not yet complete
   auto on_line = [&](const std::string& line) {
@@ -137,6 +140,10 @@ std::optional<engine::RunResult> stream_via_daemon(const std::string& socket_pat
     const std::string type = event.value("type", "");
     if (type == "result") {
       result = engine::result_from_json(event.at("result"));
+      return;
+    }
+    if (type == "dropped") {
+      sink.on_stderr("[airlock: older output was dropped]\n");
       return;
     }
     std::string data = event.value("data", "");
@@ -174,7 +181,8 @@ std::optional<engine::RunResult> stream_via_daemon(const std::string& socket_pat
       cancelled.status = engine::RunStatus::killed;
       cancelled.signal = 9;
       cancelled.error = "cancelled";
-      return cancelled;
+      result = cancelled;
+      return true;
     }
     if (!fds[0].revents) continue;
     char chunk[65536];
@@ -192,7 +200,28 @@ std::optional<engine::RunResult> stream_via_daemon(const std::string& socket_pat
   if (!parser.is_header_done()) throw Error(ErrorCode::unavailable, "airlockd closed the connection");
   const unsigned status = parser.get().result_int();
   if (status != 200) throw error_of(status, error_body.empty() ? parser.get().body() : error_body);
+  return true;
+}
+
+}  // namespace
+
+std::optional<engine::RunResult> stream_via_daemon(const std::string& socket_path, const std::string& target,
+                                                   const std::string& body, engine::OutputSink& sink,
+                                                   const engine::CancelToken& cancel) {
+  std::optional<engine::RunResult> result;
+  if (!stream_events(socket_path, "POST", target, body, sink, cancel, result)) return std::nullopt;
   if (!result) throw Error(ErrorCode::protocol, "airlockd ended the stream without a result");
+  return result;
+}
+
+std::optional<engine::RunResult> follow_via_daemon(const std::string& socket_path, const std::string& target,
+                                                   engine::OutputSink& sink,
+                                                   const engine::CancelToken& cancel) {
+  std::optional<engine::RunResult> result;
+  if (!stream_events(socket_path, "GET", target, "", sink, cancel, result)) {
+    call_daemon(socket_path, "GET", "/v1/health");  // throws, saying how to start airlockd
+    throw Error(ErrorCode::unavailable, "airlockd did not answer");
+  }
   return result;
 }
 

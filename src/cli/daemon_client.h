@@ -25,6 +25,12 @@ std::optional<engine::RunResult> stream_via_daemon(const std::string& socket_pat
                                                    const std::string& body, engine::OutputSink& sink,
                                                    const engine::CancelToken& cancel);
 
+// GET a stream of output events (an exec's logs) from `target`, output to
+// `sink`; the result the stream ends with, if it does. Errors as call_daemon.
+std::optional<engine::RunResult> follow_via_daemon(const std::string& socket_path, const std::string& target,
+                                                   engine::OutputSink& sink,
+                                                   const engine::CancelToken& cancel);
+
 // One request and its JSON answer (GET: an empty body). Throws
 // Error(unavailable) saying how to start airlockd when none answers, and the
 // status's Error for an error answer.

@@ -1,6 +1,7 @@
 // airlock exec: run a command in a sandbox, stream its output, exit with its
 // code (125 for an Airlock error, 126/127 when the command cannot be run or
-// is not found, as docker does).
+// is not found, as docker does); or, with -d, start it in the background and
+// print its exec id.
 #include <iostream>
 
 #include "cli/daemon_client.h"
@@ -19,8 +20,10 @@ struct ExecOptions {
   engine::ExecRequest request;
   std::vector<std::string> env;
   bool stdin_wanted = false;
+  bool detach = false;
   bool json = false;
   std::string socket;
+  bool timeout_given = false;
 };
 
 int exec(ExecOptions& options) {
@@ -34,6 +37,16 @@ int exec(ExecOptions& options) {
     }
   }
   const std::string socket = daemon_socket_path(options.socket);
+  if (options.detach) {
+    options.request.background = true;
+    nlohmann::json body = engine::to_json(options.request);
+    // Unless told, a background exec lasts as long as its sandbox.
+    if (!options.timeout_given) body.erase("timeout_s");
+    const nlohmann::json started =
+        call_daemon(socket, "POST", "/v1/sandboxes/" + options.id + "/execs", body.dump());
+    std::cout << (options.json ? started.dump() : started.at("id").get<std::string>()) << "\n";
+    return 0;
+  }
   TerminalSink terminal;
   CollectingSink collected;
   engine::CancelToken cancel;
@@ -63,13 +76,19 @@ void add_exec(CLI::App& app, Action& action) {
   verb->add_option("-e,--env", options->env, "NAME=value for the command (repeatable)")
       ->allow_extra_args(false);
   verb->add_option("-w,--cwd", options->request.cwd, "Working directory in the guest")->capture_default_str();
-  verb->add_option("-t,--timeout", options->request.timeout_s, "The command's time limit in seconds")
-      ->capture_default_str();
+  CLI::Option* timeout =
+      verb->add_option("-t,--timeout", options->request.timeout_s,
+                       "The command's time limit in seconds (30; none for --detach unless given)");
+  verb->add_flag("-d,--detach", options->detach,
+                 "Run it in the background and print its exec id (see airlock logs, airlock kill)");
   verb->add_flag("-i,--interactive", options->stdin_wanted,
                  "Pass this process's stdin (read whole) to the command");
   verb->add_flag("--json", options->json, "Print one JSON result object instead of streaming");
   add_socket_option(*verb, options->socket);
-  verb->callback([&action, options] { action = [options] { return exec(*options); }; });
+  verb->callback([&action, options, timeout] {
+    options->timeout_given = timeout->count() > 0;
+    action = [options] { return exec(*options); };
+  });
 }
 
 }  // namespace airlock::cli

@@ -276,6 +276,9 @@ int main(int argc, char** argv) {
   airlock::cli::add_ps(app, sandbox_action);
   airlock::cli::add_rm(app, sandbox_action);
   airlock::cli::add_touch(app, sandbox_action);
+  airlock::cli::add_kill(app, sandbox_action);
+  airlock::cli::add_logs(app, sandbox_action);
+  airlock::cli::add_ls(app, sandbox_action);
 
   try {
     app.parse(argc, argv);

@@ -1,7 +1,7 @@
 #pragma once
 
 // The sandbox verbs of `airlock`, one file each (cp.cc, create.cc, exec.cc,
-// ps.cc, rm.cc, touch.cc), all speaking airlockd's API (docs/api.yaml). Each adds
+// kill.cc, logs.cc, ls.cc, ps.cc, rm.cc, touch.cc), all speaking airlockd's API (docs/api.yaml). Each adds
 // its subcommand to `app` and sets `action` to what runs when it is parsed;
 // an action returns the process's exit code.
 
@@ -19,6 +19,9 @@ inline constexpr int kAirlockErrorExit = 125;
 void add_cp(CLI::App& app, Action& action);
 void add_create(CLI::App& app, Action& action);
 void add_exec(CLI::App& app, Action& action);
+void add_kill(CLI::App& app, Action& action);
+void add_logs(CLI::App& app, Action& action);
+void add_ls(CLI::App& app, Action& action);
 void add_ps(CLI::App& app, Action& action);
 void add_rm(CLI::App& app, Action& action);
 void add_touch(CLI::App& app, Action& action);

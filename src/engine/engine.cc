@@ -138,47 +138,6 @@ bool can_use_prestarted(const Language& language, const RunRequest& request) {
   return true;
 }
 
-// Moves the output out of `outcome`: up to 64 MiB per stream is not copied.
-RunResult classify(ExecOutcome& outcome, const protocol::Exec& exec) {
-  RunResult result;
-  result.stdout_data = std::move(outcome.stdout_data);
-  result.stderr_data = std::move(outcome.stderr_data);
-  const auto* report = outcome.report ? &*outcome.report : nullptr;
-  result.stdout_truncated = outcome.stdout_truncated || (report && report->stdout_truncated);
-  result.stderr_truncated = outcome.stderr_truncated || (report && report->stderr_truncated);
-  if (report) {
-    result.exit_code = report->exit_code;
-    result.signal = report->signal;
-  }
-  if (outcome.host_timeout || (report && report->timed_out)) {
-    result.status = RunStatus::timeout;
-    result.error = "timed out after " + std::to_string(exec.timeout_ms / 1000) + " s";
-  } else if (outcome.cancelled) {
-    result.status = RunStatus::killed;
-    result.signal = result.signal.value_or(9);
-    result.exit_code.reset();
-    result.error = "cancelled";
-  } else if (outcome.host_output_limit || (report && report->output_limit)) {
-    result.status = RunStatus::output_limit;
-    result.error = std::string("output limit exceeded (") +
-                   (result.stdout_truncated ? "stdout limit " + std::to_string(exec.stdout_limit)
-                                            : "stderr limit " + std::to_string(exec.stderr_limit)) +
-                   " bytes)";
-  } else if (!outcome.failure.empty() || !report) {
-    result.status = RunStatus::internal_error;
-    result.error = outcome.failure.empty() ? "the guest never reported an exit" : outcome.failure;
-  } else if (report->oom) {
-    result.status = RunStatus::oom;
-    result.error = "killed by the guest's out-of-memory killer";
-  } else if (report->signal) {
-    result.status = RunStatus::killed;
-    result.error = "killed by signal " + std::to_string(*report->signal);
-  } else {
-    result.status = *report->exit_code == 0 ? RunStatus::ok : RunStatus::error;
-  }
-  return result;
-}
-
 }  // namespace
 
 Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
@@ -541,13 +500,17 @@ void classify_failure(const Error& e, RunResult& result) {
 
 }  // namespace
 
+std::shared_ptr<GuestMux> ReadyGuest::multiplex() {
+  return std::make_shared<GuestMux>(*vm_, session_->hand_over());
+}
+
 RunResult Engine::execute(ReadyGuest& guest, const protocol::Exec& exec, const StdinSource& stdin_source,
                           OutputSink* sink, const CancelToken* cancel, std::chrono::seconds timeout) {
   RunResult result;
   try {
     guest.session().set_cancel(cancel);
     ExecOutcome outcome = guest.session().execute(exec, stdin_source, sink, timeout);
-    result = classify(outcome, exec);
+    result = exec_result(outcome, exec);
     result.timing.execute_ms = elapsed_ms(outcome.started, outcome.ended);
   } catch (const Error& e) {
     guest.session().set_cancel(nullptr);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/temp_dir.h"
+#include "engine/guest_mux.h"
 #include "engine/guest_session.h"
 #include "engine/images.h"
 #include "engine/languages.h"
@@ -114,6 +115,10 @@ class ReadyGuest {
   ~ReadyGuest();
 
   GuestSession& session() { return *session_; }
+  // Hands the guest's channel over from its session to a mux that serves
+  // many streams at once (a sandbox's); the session is not used again. The
+  // mux must be shut down before this guest is destroyed.
+  std::shared_ptr<GuestMux> multiplex();
   bool from_snapshot() const { return from_snapshot_; }
   // An interpreter waits in the guest for the program (snapshotted or pool-started).
   bool has_prestarted() const { return prestarted_; }

@@ -19,8 +19,6 @@ using protocol::FrameType;
 namespace {
 
 constexpr uint32_t kExecStream = 1;
-// File transfers of a sandbox, one at a time, apart from any exec.
-constexpr uint32_t kFileStream = 2;
 // Stdin bytes in flight before the guest acknowledges them.
 constexpr uint64_t kStdinWindow = 1 << 20;
 // A guest that was told to stop gets this long to report before we stop listening.
@@ -218,65 +216,16 @@ void GuestSession::await_reply(FrameType expected, SteadyClock::time_point deadl
   }
 }
 
-void GuestSession::throw_file_error(const protocol::Frame& frame) {
-  const protocol::ErrorReport report = protocol::ErrorReport::parse(frame.payload);
-  const ErrorCode code = report.kind == "not_found"           ? ErrorCode::not_found
-                         : report.kind == "permission_denied" ? ErrorCode::permission_denied
-                         : report.kind == "not_a_file" || report.kind == "exists" ? ErrorCode::conflict
-                         : report.kind == "no_space"                              ? ErrorCode::no_space
-                         : report.kind == "too_large"                             ? ErrorCode::too_large
-                                                      : ErrorCode::invalid_argument;
-  throw Error(code, report.message);
-}
-
-void GuestSession::upload(const std::string& path, std::string_view content, uint32_t mode,
-                          SteadyClock::time_point deadline) {
-  protocol::WriteFile header{path, content.size(), mode};
-  header.as_user = true;
-  queue(FrameType::write_file, kFileStream, header.to_payload());
-  for (size_t offset = 0; offset < content.size(); offset += protocol::kDataChunk) {
-    queue(FrameType::file_data, kFileStream, content.substr(offset, protocol::kDataChunk));
+protocol::FrameDecoder GuestSession::hand_over() {
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(1);
+  flush();
+  while (!outbox_.empty() && channel_open_ && SteadyClock::now() < deadline) {
+    pollfd writable{vm_.channel_fd(), POLLOUT, 0};
+    ::poll(&writable, 1, 10);
+    flush();
   }
-  protocol::Frame frame = await_frame(deadline, "write the file");
-  if (frame.type == FrameType::error) throw_file_error(frame);
-  if (frame.type != FrameType::file_written || frame.stream != kFileStream) {
-    throw Error(ErrorCode::protocol,
-                "expected file_written from the guest, got " + std::string(protocol::to_string(frame.type)));
-  }
-  if (protocol::FileWritten::parse(frame.payload).bytes != content.size()) {
-    throw Error(ErrorCode::protocol, "the guest wrote another size than was sent");
-  }
-}
-
-protocol::FileEnd GuestSession::download(const std::string& path, uint64_t max_bytes,
-                                         const std::function<bool(std::string_view)>& on_data,
-                                         SteadyClock::time_point deadline) {
-  queue(FrameType::read_file, kFileStream, protocol::ReadFile{path, max_bytes}.to_payload());
-  uint64_t received = 0;
-  bool wanted = true;
-  for (;;) {
-    protocol::Frame frame = await_frame(deadline, "send the file");
-    if (frame.stream != kFileStream) {
-      throw Error(ErrorCode::protocol,
-                  "a frame for stream " + std::to_string(frame.stream) + " during a read");
-    }
-    if (frame.type == FrameType::error) throw_file_error(frame);
-    if (frame.type == FrameType::file_end) {
-      protocol::FileEnd end = protocol::FileEnd::parse(frame.payload);
-      if (end.bytes != received)
-        throw Error(ErrorCode::protocol, "the guest's file_end disagrees with its data");
-      return end;
-    }
-    if (frame.type != FrameType::file_data) {
-      throw Error(ErrorCode::protocol,
-                  "expected file_data from the guest, got " + std::string(protocol::to_string(frame.type)));
-    }
-    received += frame.payload.size();
-    // Whatever the guest claims, no more than was asked for reaches the caller.
-    if (received > max_bytes)
-      throw Error(ErrorCode::too_large, path + " is larger than " + std::to_string(max_bytes) + " bytes");
-    if (wanted) wanted = on_data(frame.payload);
-  }
+  channel_open_ = false;
+  return std::move(decoder_);
 }
 
 ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource& stdin_source,
@@ -413,6 +362,47 @@ ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource&
     outcome.ended = SteadyClock::now();
     return outcome;
   }
+}
+
+RunResult exec_result(ExecOutcome& outcome, const protocol::Exec& exec) {
+  RunResult result;
+  result.stdout_data = std::move(outcome.stdout_data);
+  result.stderr_data = std::move(outcome.stderr_data);
+  const auto* report = outcome.report ? &*outcome.report : nullptr;
+  result.stdout_truncated = outcome.stdout_truncated || (report && report->stdout_truncated);
+  result.stderr_truncated = outcome.stderr_truncated || (report && report->stderr_truncated);
+  if (report) {
+    result.exit_code = report->exit_code;
+    result.signal = report->signal;
+  }
+  if (outcome.host_timeout || (report && report->timed_out)) {
+    result.status = RunStatus::timeout;
+    result.error = exec.timeout_ms > 0 ? "timed out after " + std::to_string(exec.timeout_ms / 1000) + " s"
+                                       : std::string("timed out");
+  } else if (outcome.cancelled) {
+    result.status = RunStatus::killed;
+    result.signal = result.signal.value_or(9);
+    result.exit_code.reset();
+    result.error = "cancelled";
+  } else if (outcome.host_output_limit || (report && report->output_limit)) {
+    result.status = RunStatus::output_limit;
+    result.error = std::string("output limit exceeded (") +
+                   (result.stdout_truncated ? "stdout limit " + std::to_string(exec.stdout_limit)
+                                            : "stderr limit " + std::to_string(exec.stderr_limit)) +
+                   " bytes)";
+  } else if (!outcome.failure.empty() || !report) {
+    result.status = RunStatus::internal_error;
+    result.error = outcome.failure.empty() ? "the guest never reported an exit" : outcome.failure;
+  } else if (report->oom) {
+    result.status = RunStatus::oom;
+    result.error = "killed by the guest's out-of-memory killer";
+  } else if (report->signal) {
+    result.status = RunStatus::killed;
+    result.error = "killed by signal " + std::to_string(*report->signal);
+  } else {
+    result.status = *report->exit_code == 0 ? RunStatus::ok : RunStatus::error;
+  }
+  return result;
 }
 
 }  // namespace airlock::engine

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9,6 +8,7 @@
 #include "common/clock.h"
 #include "common/unique_fd.h"
 #include "engine/run_request.h"
+#include "engine/run_result.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "vmm/vm_backend.h"
@@ -49,6 +49,10 @@ struct ExecOutcome {
   SteadyClock::time_point ended;
 };
 
+// What an exec's outcome means as a result (status, error, exit code); the
+// output is moved out of `outcome`, not copied.
+RunResult exec_result(ExecOutcome& outcome, const protocol::Exec& exec);
+
 // The host's side of the conversation with one guest agent. Every byte from
 // the guest is untrusted: frames are decoded with bounded memory, output is
 // capped on the host whatever the guest claims, and a guest that stops
@@ -84,19 +88,10 @@ class GuestSession {
   // Queues a file for the guest; it is sent before anything queued later.
   void queue_file(const std::string& path, std::string_view content, uint32_t mode);
 
-  // Writes `content` to `path` as the sandbox user (refused where that user
-  // may not write), with `mode`, and waits until it is on the guest's disk.
-  // Errors: Error with the code of the guest's refusal (not_found,
-  // permission_denied, conflict for a directory or a special file, no_space).
-  void upload(const std::string& path, std::string_view content, uint32_t mode,
-              SteadyClock::time_point deadline);
-  // Sends the file at `path`, which the sandbox user must be able to read, to
-  // `on_data` in chunks of at most 64 KiB as they arrive (memory stays flat);
-  // `on_data` returns false to give up (the rest is read and dropped).
-  // Returns its size and mode. Errors as for upload, too_large past max_bytes.
-  protocol::FileEnd download(const std::string& path, uint64_t max_bytes,
-                             const std::function<bool(std::string_view)>& on_data,
-                             SteadyClock::time_point deadline);
+  // Gives the channel up to a GuestMux, with what was read but not yet
+  // decoded; the session is not used again. Waits (briefly) until what was
+  // queued is sent.
+  protocol::FrameDecoder hand_over();
 
   // Runs the program and streams its output to `sink` (may be null); output
   // is also kept in the outcome, up to the limits in `exec`.
@@ -116,8 +111,6 @@ class GuestSession {
   void flush();
   void queue(protocol::FrameType type, uint32_t stream, std::string_view payload);
   std::string describe_stop();
-  // An error frame of a file operation as the Error its kind means.
-  [[noreturn]] void throw_file_error(const protocol::Frame& frame);
   // Waits for the guest's answer to a request: `expected`, or an error frame (thrown as Error(vm)).
   void await_reply(protocol::FrameType expected, SteadyClock::time_point deadline, const char* doing);
   // Waits for the first frame (hello or resumed), with await_hello's errors.

@@ -13,15 +13,17 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/mux_files.h"
 #include "engine/vm_budget.h"
 
 namespace airlock::engine {
 
-// A sandbox lives from create to destroy and serves many execs, one at a
-// time for now. Its states, and what each operation accepts:
+// A sandbox lives from create to destroy and serves many execs, several at
+// once. It is busy while an exec or a file transfer is in progress, else
+// ready. Its states, and what each operation accepts:
 //   creating -> ready <-> busy -> stopped
-//   exec: ready (409 otherwise)    touch: ready, busy    destroy: any
-//   info: any, and never extends its life
+//   exec, files, signal, stdin, touch: ready, busy (409 once stopped)
+//   destroy: any    info, list, logs: any, and never extend its life
 // A sandbox whose VM dies, or whose ttl or idle timeout passes, is stopped
 // with the reason, and its operations fail with it.
 enum class SandboxState { creating, ready, busy, stopped };
@@ -52,10 +54,17 @@ struct ExecRequest {
   std::vector<std::string> argv;
   std::vector<std::pair<std::string, std::string>> env;
   std::string cwd = kWorkDir;
-  int timeout_s = SandboxLimits::kDefaultExecTimeoutS;  // the exec's own
+  // The exec's own; 0 (a background exec's default): none, it lasts as
+  // long as its sandbox.
+  int timeout_s = SandboxLimits::kDefaultExecTimeoutS;
   uint64_t stdout_limit = Limits::kDefaultStdoutLimit;
   uint64_t stderr_limit = Limits::kDefaultStderrLimit;
   std::string stdin_data;
+  // Stdin stays open after stdin_data, for more while it runs.
+  bool stdin_open = false;
+  // The caller does not wait: it gets the exec's id, and its output is kept
+  // (the last 1 MiB per stream) for `logs`.
+  bool background = false;
 };
 // Throws Error(invalid_argument) naming the first field that is wrong.
 void validate(const ExecRequest& request);
@@ -74,8 +83,26 @@ struct SandboxInfo {
   int64_t created_at_ms = 0;  // Unix time
   int64_t expires_at_ms = 0;  // created + ttl
   int64_t idle_since_ms = 0;  // the last exec, touch or file operation (Unix time)
-  int execs = 0;
+  int execs = 0;              // started so far
+  int running_execs = 0;      // in progress now
   bool pool_hit = false;
+};
+
+// An exec as the API shows it: what it runs, whether it ended, and how.
+struct ExecInfo {
+  std::string id;
+  std::vector<std::string> argv;
+  bool background = false;
+  bool running = true;
+  int64_t started_at_ms = 0;
+  std::optional<int64_t> ended_at_ms;
+  // Once ended: its result, whose output is what was kept of it.
+  std::optional<RunResult> result;
+  // While it runs: the output kept so far (with_output only).
+  std::string stdout_data;
+  std::string stderr_data;
+  uint64_t stdout_dropped = 0;  // older output no longer kept
+  uint64_t stderr_dropped = 0;
 };
 
 // A guest for a new sandbox, and its room in the VM budget (held for the
@@ -88,6 +115,8 @@ struct AcquiredGuest {
   std::shared_ptr<void> reserved;
   bool pool_hit = false;
 };
+
+class LiveSandbox;
 
 // Every live sandbox of one daemon, by id: creates them (within
 // `max_sandboxes`), serves their operations, and destroys those whose ttl,
@@ -111,16 +140,34 @@ class SandboxRegistry {
   SandboxInfo touch(const std::string& id);
   // Stops (cancelling an exec in progress) and forgets the sandbox.
   SandboxInfo destroy(const std::string& id);
-  // Error(conflict) unless the sandbox is ready. The result is a run's.
+  // Runs an exec and waits for it: Error(conflict) once the sandbox is
+  // stopped. The result is a run's.
   RunResult exec(const std::string& id, const ExecRequest& request, OutputSink* sink,
                  const CancelToken* cancel);
-  // Error(conflict) with the state and its reason unless the sandbox is ready now.
-  void expect_ready(const std::string& id);
-  // Files of a ready sandbox, as its user (GuestSession::upload/download);
-  // each counts as activity. `path`: absolute, normalised, in the guest.
+  // Starts a background exec; returns its id.
+  std::string start_exec(const std::string& id, const ExecRequest& request);
+  // The execs kept (running, and the newest ended); their output only with_output.
+  std::vector<ExecInfo> execs(const std::string& id);
+  ExecInfo exec_info(const std::string& id, const std::string& exec_id, bool with_output);
+  // Hands an exec's output to `sink` from the start of what is kept; with
+  // `follow`, also what comes until it ends (or `cancel`). Returns its info
+  // then (without output).
+  // `on_dropped`: that many pieces of output were gone before they could be read.
+  ExecInfo read_exec_output(const std::string& id, const std::string& exec_id, bool follow, OutputSink& sink,
+                            const std::function<void(uint64_t)>& on_dropped, const CancelToken* cancel);
+  void signal_exec(const std::string& id, const std::string& exec_id, int number);
+  void write_exec_stdin(const std::string& id, const std::string& exec_id, std::string_view bytes,
+                        bool close);
+  // Error(conflict) with the state and its reason once the sandbox is stopped.
+  void expect_live(const std::string& id);
+  // Files of a sandbox, as its user (mux_files.h), beside its execs; each
+  // counts as activity. `path`: absolute, normalised, in the guest.
   void upload(const std::string& id, const std::string& path, std::string_view content, uint32_t mode);
   protocol::FileEnd download(const std::string& id, const std::string& path, uint64_t max_bytes,
                              const std::function<bool(std::string_view)>& on_data);
+  // A directory's entries (`path` may be "/"), and removing a file or an empty directory.
+  DirectoryListing list(const std::string& id, const std::string& path, uint64_t max_entries);
+  void remove(const std::string& id, const std::string& path);
 
   struct Counts {
     int live = 0;
@@ -128,17 +175,15 @@ class SandboxRegistry {
   };
   Counts counts();
 
-  class Sandbox;  // in sandbox.cc
-
  private:
-  std::shared_ptr<Sandbox> find(const std::string& id);
+  std::shared_ptr<LiveSandbox> find(const std::string& id);
   void reap_loop();
 
   Engine& engine_;
   GuestSource source_;
   const int max_sandboxes_;
   std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<Sandbox>> sandboxes_;
+  std::map<std::string, std::shared_ptr<LiveSandbox>> sandboxes_;
   int creating_ = 0;  // under mutex_: creates admitted, not yet listed
   std::condition_variable stop_wake_;
   bool stopping_ = false;

@@ -1,6 +1,7 @@
 #include "engine/sandbox_json.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "common/error.h"
 
@@ -67,7 +68,9 @@ json to_json(const ExecRequest& request) {
           {"timeout_s", request.timeout_s},
           {"stdin", request.stdin_data},
           {"stdout_limit", request.stdout_limit},
-          {"stderr_limit", request.stderr_limit}};
+          {"stderr_limit", request.stderr_limit},
+          {"stdin_open", request.stdin_open},
+          {"background", request.background}};
 }
 
 ExecRequest exec_request_from_json(const json& document) {
@@ -91,12 +94,76 @@ ExecRequest exec_request_from_json(const json& document) {
       request.stdout_limit = output_limit(value, key);
     } else if (key == "stderr_limit") {
       request.stderr_limit = output_limit(value, key);
+    } else if (key == "stdin_open" || key == "background") {
+      if (!value.is_boolean()) reject("field '" + key + "' must be true or false");
+      (key == "background" ? request.background : request.stdin_open) = value.get<bool>();
     } else {
       reject("unknown field '" + key + "'");
     }
   }
   if (!document.contains("argv")) reject("missing field 'argv'");
+  // A background exec lasts as long as its sandbox unless it says otherwise.
+  if (request.background && !document.contains("timeout_s")) request.timeout_s = 0;
   return request;
+}
+
+json to_json(ExecInfo info) {
+  json body = {{"id", info.id},
+               {"argv", info.argv},
+               {"background", info.background},
+               {"state", info.running ? "running" : "exited"},
+               {"started_at_ms", info.started_at_ms},
+               {"ended_at_ms", info.ended_at_ms ? json(*info.ended_at_ms) : json(nullptr)},
+               {"stdout_dropped", info.stdout_dropped},
+               {"stderr_dropped", info.stderr_dropped}};
+  if (info.result) body["result"] = to_json(std::move(*info.result));
+  if (info.running && (!info.stdout_data.empty() || !info.stderr_data.empty())) {
+    EncodedOutput out = encode_output(std::move(info.stdout_data));
+    EncodedOutput err = encode_output(std::move(info.stderr_data));
+    body["stdout"] = std::move(out.data);
+    body["stdout_encoding"] = out.encoding;
+    body["stderr"] = std::move(err.data);
+    body["stderr_encoding"] = err.encoding;
+  }
+  return body;
+}
+
+ExecInfo exec_info_from_json(const json& document) {
+  ExecInfo info;
+  info.id = document.at("id").get<std::string>();
+  info.argv = document.at("argv").get<std::vector<std::string>>();
+  info.background = document.at("background").get<bool>();
+  info.running = document.at("state").get<std::string>() == "running";
+  info.started_at_ms = document.at("started_at_ms").get<int64_t>();
+  if (document.at("ended_at_ms").is_number()) info.ended_at_ms = document["ended_at_ms"].get<int64_t>();
+  info.stdout_dropped = document.at("stdout_dropped").get<uint64_t>();
+  info.stderr_dropped = document.at("stderr_dropped").get<uint64_t>();
+  if (document.contains("result")) info.result = result_from_json(document["result"]);
+  return info;
+}
+
+int signal_number(const json& value) {
+  static const std::pair<const char*, int> kNames[] = {
+      {"HUP", 1},   {"INT", 2},   {"QUIT", 3},  {"ILL", 4},     {"TRAP", 5},  {"ABRT", 6},   {"BUS", 7},
+      {"FPE", 8},   {"KILL", 9},  {"USR1", 10}, {"SEGV", 11},   {"USR2", 12}, {"PIPE", 13},  {"ALRM", 14},
+      {"TERM", 15}, {"CHLD", 17}, {"CONT", 18}, {"STOP", 19},   {"TSTP", 20}, {"TTIN", 21},  {"TTOU", 22},
+      {"URG", 23},  {"XCPU", 24}, {"XFSZ", 25}, {"VTALRM", 26}, {"PROF", 27}, {"WINCH", 28}, {"SYS", 31}};
+  if (value.is_number_integer()) {
+    const int64_t number = value.get<int64_t>();
+    if (number < 1 || number > 64) reject("signal " + std::to_string(number) + " is out of range (1-64)");
+    return static_cast<int>(number);
+  }
+  if (!value.is_string()) reject("field 'signal' must be a name (TERM) or a number (15)");
+  std::string name = value.get<std::string>();
+  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos && name.size() <= 2) {
+    return signal_number(json(std::stoi(name)));
+  }
+  for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (name.rfind("SIG", 0) == 0) name = name.substr(3);
+  for (const auto& [known, number] : kNames) {
+    if (name == known) return number;
+  }
+  reject("unknown signal '" + value.get<std::string>() + "' (TERM, KILL, INT, HUP, USR1, ... or 1-64)");
 }
 
 json to_json(const SandboxInfo& info) {
@@ -116,6 +183,7 @@ json to_json(const SandboxInfo& info) {
           {"expires_at_ms", info.expires_at_ms},
           {"idle_since_ms", info.idle_since_ms},
           {"execs", info.execs},
+          {"running_execs", info.running_execs},
           {"pool_hit", info.pool_hit}};
 }
 
@@ -140,6 +208,7 @@ SandboxInfo sandbox_info_from_json(const json& document) {
   info.expires_at_ms = document.at("expires_at_ms").get<int64_t>();
   info.idle_since_ms = document.at("idle_since_ms").get<int64_t>();
   info.execs = document.at("execs").get<int>();
+  info.running_execs = document.at("running_execs").get<int>();
   info.pool_hit = document.at("pool_hit").get<bool>();
   return info;
 }

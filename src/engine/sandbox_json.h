@@ -25,6 +25,15 @@ SandboxRequest sandbox_request_from_json(const nlohmann::json& document);
 nlohmann::json to_json(const ExecRequest& request);
 ExecRequest exec_request_from_json(const nlohmann::json& document);
 
+// An exec: its result (once it ended) in the form of a run's; the output
+// kept so far while it runs, if the info has it.
+nlohmann::json to_json(ExecInfo info);
+ExecInfo exec_info_from_json(const nlohmann::json& document);
+
+// A signal by name (TERM, SIGTERM, kill) or number (1-64), as the API and
+// the CLI take it. Throws Error(invalid_argument) naming what is wrong.
+int signal_number(const nlohmann::json& value);
+
 nlohmann::json to_json(const SandboxInfo& info);
 SandboxInfo sandbox_info_from_json(const nlohmann::json& document);
 

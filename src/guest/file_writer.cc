@@ -33,18 +33,45 @@ UniqueFd walk_directories(const std::string& root_dir, const std::string& path,
   return dir;
 }
 
-}  // namespace
-
-UniqueFd open_file_in_root(const std::string& root_dir, const std::string& path) {
-  const std::vector<std::string> parts = protocol::split_guest_path(path);
-  if (parts.empty()) throw Error(ErrorCode::invalid_argument, "'" + path + "' is a directory, not a file");
+// Opens each of parts[0, count) under the root in turn, never following a
+// symlink and making nothing. Returns the last one.
+UniqueFd open_directories(const std::string& root_dir, const std::string& path,
+                          const std::vector<std::string>& parts, size_t count) {
   UniqueFd dir(::open(root_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
   if (!dir) throw_errno("open", root_dir);
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     UniqueFd next(::openat(dir.get(), parts[i].c_str(), O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC));
     if (!next) throw_errno("open", path);
     dir = std::move(next);
   }
+  return dir;
+}
+
+}  // namespace
+
+UniqueFd open_directory_in_root(const std::string& root_dir, const std::string& path) {
+  const std::vector<std::string> parts = protocol::split_guest_path(path);
+  return open_directories(root_dir, path, parts, parts.size());
+}
+
+void remove_in_root(const std::string& root_dir, const std::string& path) {
+  const std::vector<std::string> parts = protocol::split_guest_path(path);
+  if (parts.empty()) {
+    errno = EPERM;
+    throw_errno("remove", path);
+  }
+  UniqueFd dir = open_directories(root_dir, path, parts, parts.size() - 1);
+  struct stat info {};
+  if (::fstatat(dir.get(), parts.back().c_str(), &info, AT_SYMLINK_NOFOLLOW) < 0) throw_errno("remove", path);
+  if (::unlinkat(dir.get(), parts.back().c_str(), S_ISDIR(info.st_mode) ? AT_REMOVEDIR : 0) < 0) {
+    throw_errno("remove", path);
+  }
+}
+
+UniqueFd open_file_in_root(const std::string& root_dir, const std::string& path) {
+  const std::vector<std::string> parts = protocol::split_guest_path(path);
+  if (parts.empty()) throw Error(ErrorCode::invalid_argument, "'" + path + "' is a directory, not a file");
+  UniqueFd dir = open_directories(root_dir, path, parts, parts.size() - 1);
   // O_NONBLOCK: a FIFO fails the type check below instead of blocking us on open.
   UniqueFd file(::openat(dir.get(), parts.back().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!file) throw_errno("open", path);
@@ -78,7 +105,8 @@ std::string error_kind(int err) {
     case ELOOP:
     case EINVAL:
     case ENXIO: return "not_a_file";
-    case EEXIST: return "exists";
+    case EEXIST:
+    case ENOTEMPTY: return "exists";
     case ENOSPC:
     case EDQUOT: return "no_space";
     case EFBIG: return "too_large";

@@ -24,6 +24,14 @@ UniqueFd create_file_in_root(const std::string& root_dir, const std::string& pat
 // symlink on the way; a FIFO, device or directory is refused.
 UniqueFd open_file_in_root(const std::string& root_dir, const std::string& path);
 
+// Opens the directory `path` inside the root, never following a symlink.
+UniqueFd open_directory_in_root(const std::string& root_dir, const std::string& path);
+
+// Removes the file, symlink or empty directory `path` inside the root (the
+// name itself: a symlink is removed, never followed), walking there without
+// following any symlink. errno ENOTEMPTY for a directory with entries.
+void remove_in_root(const std::string& root_dir, const std::string& path);
+
 // While it lives, file system permission checks are made as uid/gid
 // (setfsuid): the kernel, not our code, decides what the sandbox user may
 // read and write, and what it creates is the user's. The agent is single

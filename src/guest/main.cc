@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/reboot.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,8 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -25,9 +28,12 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "guest/channel.h"
+#include "guest/exec_cgroup.h"
+#include "guest/file_transfer.h"
 #include "guest/file_writer.h"
 #include "guest/network_setup.h"
 #include "guest/program_runner.h"
+#include "guest/running_exec.h"
 #include "guest/shares.h"
 #include "guest/system_setup.h"
 #include "protocol/messages.h"
@@ -97,83 +103,6 @@ void resume_as_clone(Channel& channel, const protocol::Frame& frame) {
   if (::ioctl(random.get(), RNDADDENTROPY, pool) < 0) throw_errno("ioctl(RNDADDENTROPY)");
   if (::ioctl(random.get(), RNDRESEEDCRNG) < 0) throw_errno("ioctl(RNDRESEEDCRNG)");
   channel.send(FrameType::resumed, frame.stream, protocol::Resumed{uptime_ms()}.to_payload());
-}
-
-// Who uploads and downloads: the programs' user.
-constexpr uid_t kSandboxUid = 1000;
-
-void receive_file(Channel& channel, const protocol::Frame& header_frame) {
-  auto header = protocol::WriteFile::parse(header_frame.payload);
-  UniqueFd file;
-  std::string failure;
-  std::string kind;
-  try {
-    std::optional<FilesystemIdentity> as_user;
-    if (header.as_user) as_user.emplace(kSandboxUid, kSandboxUid);
-    file = create_file_in_root(kRootfsMount, header.path, header.mode, kSandboxUid, kSandboxUid);
-  } catch (const Error& e) {
-    kind = error_kind(errno);
-    failure = e.what();
-  }
-  uint64_t remaining = header.size;
-  while (remaining > 0) {
-    auto frame = channel.receive();
-    if (!frame) return;
-    if (frame->type != FrameType::file_data || frame->stream != header_frame.stream) {
-      throw Error(ErrorCode::protocol,
-                  "expected file_data, got " + std::string(protocol::to_string(frame->type)));
-    }
-    if (frame->payload.size() > remaining) throw Error(ErrorCode::protocol, "file_data overruns size");
-    remaining -= frame->payload.size();
-    if (file && failure.empty()) {
-      try {
-        write_all(file.get(), frame->payload);
-      } catch (const Error& e) {
-        kind = error_kind(errno);
-        failure = e.what();
-      }
-    }
-  }
-  if (!failure.empty()) {
-    channel.send(FrameType::error, header_frame.stream,
-                 protocol::ErrorReport{"write_file " + header.path + ": " + failure, kind}.to_payload());
-  } else if (header.as_user) {
-    channel.send(FrameType::file_written, header_frame.stream,
-                 protocol::FileWritten{header.size}.to_payload());
-  }
-}
-
-// Sends a file the sandbox user may read: file_data frames, then file_end,
-// or an error (perhaps after some data) that says why not.
-void send_file(Channel& channel, const protocol::Frame& frame) {
-  auto request = protocol::ReadFile::parse(frame.payload);
-  auto refuse = [&](const std::string& message, const std::string& kind) {
-    channel.send(FrameType::error, frame.stream,
-                 protocol::ErrorReport{"read " + request.path + ": " + message, kind}.to_payload());
-  };
-  UniqueFd file;
-  try {
-    FilesystemIdentity as_user(kSandboxUid, kSandboxUid);
-    file = open_file_in_root(kRootfsMount, request.path);
-  } catch (const Error& e) {
-    return refuse(e.what(), error_kind(errno));
-  }
-  struct stat info {};
-  ::fstat(file.get(), &info);
-  uint64_t sent = 0;
-  std::string chunk(protocol::kDataChunk, '\0');
-  for (;;) {
-    const ssize_t n = ::read(file.get(), chunk.data(), chunk.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return refuse(std::string("read: ") + std::strerror(errno), error_kind(errno));
-    if (n == 0) break;
-    sent += static_cast<uint64_t>(n);
-    if (sent > request.max_bytes) {
-      return refuse("larger than " + std::to_string(request.max_bytes) + " bytes", "too_large");
-    }
-    channel.send(FrameType::file_data, frame.stream, std::string_view(chunk.data(), static_cast<size_t>(n)));
-  }
-  channel.send(FrameType::file_end, frame.stream, protocol::FileEnd{sent, info.st_mode & 07777}.to_payload());
 }
 
 // Reads one line (without its newline) from a prestarted interpreter's
@@ -264,10 +193,14 @@ void warm(Channel& channel, const protocol::Frame& frame, std::optional<Program>
 }
 
 // Hands the program to the prestarted interpreter, which becomes it.
-Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& request) {
+// It joins the exec's cgroup before it learns the job, so nothing the
+// program starts is ever outside it.
+Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& request,
+                        const ExecCgroup& cgroup) {
   if (!slot) throw Error(ErrorCode::invalid_argument, "no prestarted interpreter in this VM");
   Program program = std::move(*slot);
   slot.reset();
+  cgroup.adopt(program.pid);
   if (!apply_program_limits(program.pid, request)) {
     ::kill(program.pid, SIGKILL);
     throw_errno("prlimit", "the prestarted interpreter");
@@ -289,6 +222,193 @@ void set_up(Channel& channel, const protocol::Frame& frame, FrameType done, Step
   }
 }
 
+// Serves the host's requests, any number at once: execs, uploads and
+// downloads each live on their own stream, and one poll loop moves all of
+// them along. Set-up steps (prestart, warm, mount, network) are brief and
+// come before any exec, so they are served in line.
+class Agent {
+ public:
+  Agent(Channel& channel, std::string root_device) : channel_(channel), root_device_(std::move(root_device)) {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    child_signals_ = UniqueFd(::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!child_signals_) throw_errno("signalfd");
+  }
+
+  void serve() {
+    std::vector<pollfd> fds;
+    bool host_open = true;
+    while (host_open) {
+      // Frames decoded so far, before the poll set is built: an exec they
+      // start is then polled with the others.
+      while (auto frame = channel_.next()) dispatch(*frame);
+      fds.clear();
+      fds.push_back({channel_.fd(), POLLIN, 0});
+      fds.push_back({child_signals_.get(), POLLIN, 0});
+      auto wake = RunningExec::Clock::time_point::max();
+      for (auto& [stream, exec] : execs_) {
+        exec->add_to_poll(fds);
+        wake = std::min(wake, exec->wake_at());
+      }
+      bool downloads_ready = false;
+      for (auto& [stream, download] : downloads_) downloads_ready = downloads_ready || download.can_send();
+      int timeout = -1;
+      if (downloads_ready) {
+        timeout = 0;
+      } else if (wake != RunningExec::Clock::time_point::max()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(wake - RunningExec::Clock::now());
+        timeout = static_cast<int>(std::clamp<int64_t>(left.count() + 1, 0, 60'000));
+      }
+      if (::poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) throw_errno("poll");
+
+      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+        // POLLHUP with nothing readable: the host end is closed.
+        host_open = channel_.pump() && !((fds[0].revents & POLLHUP) && !(fds[0].revents & POLLIN));
+      }
+      for (auto& [stream, exec] : execs_) exec->handle_poll(fds);
+      if (fds[1].revents & POLLIN) {
+        signalfd_siginfo info;
+        while (::read(child_signals_.get(), &info, sizeof info) > 0) {
+        }
+      }
+      reap_children();
+      const auto now = RunningExec::Clock::now();
+      for (auto it = execs_.begin(); it != execs_.end();) {
+        it->second->on_time(now);
+        it = it->second->finish_if_done() ? execs_.erase(it) : std::next(it);
+      }
+      for (auto it = downloads_.begin(); it != downloads_.end();) {
+        it = it->second.can_send() && it->second.step() ? downloads_.erase(it) : std::next(it);
+      }
+    }
+    for (auto& [stream, exec] : execs_) exec->abandon();
+  }
+
+ private:
+  // The program of an exec, or an orphan re-parented to PID 1.
+  void reap_children() {
+    bool reaped = false;
+    for (;;) {
+      int status = 0;
+      pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      reaped = true;
+      for (auto& [stream, exec] : execs_) {
+        if (exec->reap(pid, status)) break;
+      }
+    }
+    if (reaped) remove_empty_exec_cgroups();
+  }
+
+  void dispatch(const protocol::Frame& frame) {
+    switch (frame.type) {
+      case FrameType::write_file: {
+        uploads_.erase(frame.stream);
+        auto [it, added] = uploads_.try_emplace(frame.stream, channel_, frame);
+        if (it->second.complete()) uploads_.erase(it);
+        break;
+      }
+      case FrameType::file_data: {
+        auto it = uploads_.find(frame.stream);
+        if (it == uploads_.end()) throw Error(ErrorCode::protocol, "file_data without a write_file");
+        if (it->second.on_data(frame)) uploads_.erase(it);
+        break;
+      }
+      case FrameType::list_dir: send_listing(channel_, frame); break;
+      case FrameType::remove_file: remove_file(channel_, frame); break;
+      case FrameType::read_file:
+        downloads_.erase(frame.stream);
+        downloads_.try_emplace(frame.stream, channel_, frame);
+        break;
+      case FrameType::file_ack: {
+        auto it = downloads_.find(frame.stream);
+        if (it != downloads_.end()) it->second.on_ack(protocol::FileAck::parse(frame.payload).bytes);
+        break;  // or late: the download already ended
+      }
+      case FrameType::resume: resume_as_clone(channel_, frame); break;
+      case FrameType::mount:
+        set_up(channel_, frame, FrameType::mounted,
+               [&] { mount_shares(protocol::MountShares::parse(frame.payload)); });
+        break;
+      case FrameType::network_setup:
+        set_up(channel_, frame, FrameType::network_ready,
+               [&] { configure_network(protocol::NetworkSetup::parse(frame.payload)); });
+        break;
+      case FrameType::prestart:
+      case FrameType::warm:
+        // A failure here (an interpreter that died, a pipe that broke) fails
+        // this request, not the agent.
+        try {
+          if (frame.type == FrameType::prestart) {
+            prestart(channel_, frame, prestarted_);
+          } else {
+            warm(channel_, frame, prestarted_);
+          }
+        } catch (const Error& e) {
+          if (e.code() == ErrorCode::protocol) throw;
+          prestarted_.reset();
+          channel_.send(FrameType::error, frame.stream, protocol::ErrorReport{e.what()}.to_payload());
+        }
+        break;
+      case FrameType::exec: start_exec(frame); break;
+      case FrameType::cancel:
+        // A file transfer the host gave up on; or an exec to end, below.
+        uploads_.erase(frame.stream);
+        downloads_.erase(frame.stream);
+        [[fallthrough]];
+      case FrameType::stdin_data:
+      case FrameType::stdin_close:
+      case FrameType::signal: {
+        auto it = execs_.find(frame.stream);
+        if (it != execs_.end()) it->second->on_frame(frame);
+        break;  // or late frames for an exec that already ended
+      }
+      default:
+        throw Error(ErrorCode::protocol, "unexpected frame " + std::string(protocol::to_string(frame.type)));
+    }
+  }
+
+  void start_exec(const protocol::Frame& frame) {
+    auto request = protocol::Exec::parse(frame.payload);
+    if (execs_.count(frame.stream)) {
+      channel_.send(FrameType::error, frame.stream,
+                    protocol::ErrorReport{"stream " + std::to_string(frame.stream) + " already runs an exec"}
+                        .to_payload());
+      return;
+    }
+    try {
+      // The disk budget is the VM's, for its whole life: set once, so the
+      // files earlier execs wrote count against it.
+      if (request.disk_limit_bytes != 0 && request.disk_limit_bytes != disk_limit_applied_) {
+        limit_writable_space(root_device_, request.disk_limit_bytes);
+        disk_limit_applied_ = request.disk_limit_bytes;
+      }
+      ExecCgroup cgroup = ExecCgroup::create(frame.stream);
+      Program program;
+      if (request.prestarted) {
+        program = take_prestarted(prestarted_, request, cgroup);
+      } else {
+        program = start_program(request, false, cgroup.procs_fd());
+      }
+      execs_.emplace(frame.stream, std::make_unique<RunningExec>(channel_, frame.stream, std::move(request),
+                                                                 std::move(program), std::move(cgroup)));
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::protocol) throw;
+      channel_.send(FrameType::error, frame.stream, protocol::ErrorReport{e.what()}.to_payload());
+    }
+  }
+
+  Channel& channel_;
+  std::string root_device_;
+  UniqueFd child_signals_;
+  std::optional<Program> prestarted_;
+  std::map<uint32_t, std::unique_ptr<RunningExec>> execs_;
+  std::map<uint32_t, Upload> uploads_;
+  std::map<uint32_t, Download> downloads_;
+  uint64_t disk_limit_applied_ = 0;
+};
+
 int serve() {
   sigset_t blocked;
   sigemptyset(&blocked);
@@ -307,6 +427,7 @@ int serve() {
   auto root = parameters.find("airlock.root");
   const std::string root_device = root != parameters.end() ? root->second : "/dev/vda";
   if (!probe_only) mount_root(root_device, 5000);
+  if (!set_up_exec_cgroups()) log_line("no cgroups: an exec's processes are ended by process group");
   try {
     bring_up_loopback();
   } catch (const Error& e) {
@@ -330,57 +451,8 @@ int serve() {
     return 1;
   }
 
-  std::optional<Program> prestarted;
-  while (auto frame = channel.receive()) {
-    switch (frame->type) {
-      case FrameType::write_file: receive_file(channel, *frame); break;
-      case FrameType::read_file: send_file(channel, *frame); break;
-      case FrameType::resume: resume_as_clone(channel, *frame); break;
-      case FrameType::mount:
-        set_up(channel, *frame, FrameType::mounted,
-               [&] { mount_shares(protocol::MountShares::parse(frame->payload)); });
-        break;
-      case FrameType::network_setup:
-        set_up(channel, *frame, FrameType::network_ready,
-               [&] { configure_network(protocol::NetworkSetup::parse(frame->payload)); });
-        break;
-      case FrameType::prestart:
-      case FrameType::warm:
-        // A failure here (an interpreter that died, a pipe that broke) fails
-        // this request, not the agent.
-        try {
-          if (frame->type == FrameType::prestart) {
-            prestart(channel, *frame, prestarted);
-          } else {
-            warm(channel, *frame, prestarted);
-          }
-        } catch (const Error& e) {
-          if (e.code() == ErrorCode::protocol) throw;
-          prestarted.reset();
-          channel.send(FrameType::error, frame->stream, protocol::ErrorReport{e.what()}.to_payload());
-        }
-        break;
-      case FrameType::exec: {
-        auto request = protocol::Exec::parse(frame->payload);
-        Program program;
-        try {
-          limit_writable_space(root_device, request.disk_limit_bytes);
-          program = request.prestarted ? take_prestarted(prestarted, request) : start_program(request, false);
-        } catch (const Error& e) {
-          channel.send(FrameType::error, frame->stream, protocol::ErrorReport{e.what()}.to_payload());
-          break;
-        }
-        const pid_t spare = prestarted ? prestarted->pid : -1;
-        if (!run_program(channel, frame->stream, request, std::move(program), spare)) return 0;
-        break;
-      }
-      case FrameType::stdin_data:
-      case FrameType::stdin_close:
-      case FrameType::cancel: break;  // late frames for a run that already ended
-      default:
-        throw Error(ErrorCode::protocol, "unexpected frame " + std::string(protocol::to_string(frame->type)));
-    }
-  }
+  Agent agent(channel, root_device);
+  agent.serve();
   return 0;
 }
 

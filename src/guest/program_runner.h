@@ -3,7 +3,6 @@
 #include <sys/types.h>
 
 #include "common/unique_fd.h"
-#include "guest/channel.h"
 #include "protocol/messages.h"
 
 namespace airlock::guest {
@@ -28,17 +27,9 @@ bool apply_program_limits(pid_t pid, const protocol::Exec& request);
 
 // Forks and execs a program for `request`: own session, chrooted into the
 // image, as request.uid/gid with no groups and no_new_privs. With
-// `with_control` it also gets a socket at kControlFd.
-Program start_program(const protocol::Exec& request, bool with_control);
-
-// Streams one started program over the channel: stdout/stderr as they come
-// (capped), stdin as the host sends it, until the program exits or is killed
-// (cancel, output limit, backstop timeout). Since the agent is PID 1, every
-// other process in the VM belongs to the run, so ending it kills them all
-// (kill(-1)) and reaps every zombie, except `spare`: a prestarted interpreter
-// this run did not use, kept for the request the VM is being warmed for.
-// `request` supplies the limits. Returns false if the host hung up.
-bool run_program(Channel& channel, uint32_t stream, const protocol::Exec& request, Program program,
-                 pid_t spare = -1);
+// `with_control` it also gets a socket at kControlFd. With a
+// `cgroup_procs_fd` (an exec cgroup's cgroup.procs) the child enters that
+// group before it execs.
+Program start_program(const protocol::Exec& request, bool with_control, int cgroup_procs_fd = -1);
 
 }  // namespace airlock::guest

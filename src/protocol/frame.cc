@@ -50,6 +50,12 @@ std::string_view to_string(FrameType type) {
     case FrameType::read_file: return "read_file";
     case FrameType::file_end: return "file_end";
     case FrameType::file_written: return "file_written";
+    case FrameType::file_ack: return "file_ack";
+    case FrameType::signal: return "signal";
+    case FrameType::list_dir: return "list_dir";
+    case FrameType::listing: return "listing";
+    case FrameType::remove_file: return "remove_file";
+    case FrameType::removed: return "removed";
   }
   return "unknown";
 }

@@ -44,9 +44,15 @@ enum class FrameType : uint8_t {
   read_file = 24,      // host -> guest, JSON {path, max_bytes}: send a file of the sandbox user's
   file_end = 25,       // guest -> host, JSON {bytes, mode}: the file_data of a read_file are all sent
   file_written = 26,   // guest -> host, JSON {bytes}: a write_file with `as_user` is on disk
+  file_ack = 27,       // host -> guest, JSON {bytes}: read_file data taken, flow control credit
+  signal = 28,         // host -> guest, JSON {signal}: deliver a signal to the exec's program
+  list_dir = 29,       // host -> guest, JSON {path, max_entries}: list a directory of the sandbox user's
+  listing = 30,        // guest -> host, JSON {entries, more}: some of its entries (more: others follow)
+  remove_file = 31,    // host -> guest, JSON {path}: remove a file or an empty directory, as the sandbox user
+  removed = 32,        // guest -> host, JSON {}: done
 };
 
-inline constexpr uint8_t kMaxFrameType = 26;
+inline constexpr uint8_t kMaxFrameType = 32;
 
 std::string_view to_string(FrameType type);
 

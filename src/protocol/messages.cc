@@ -127,13 +127,16 @@ WriteFile WriteFile::parse(std::string_view payload) {
   return message;
 }
 
-std::string ReadFile::to_payload() const { return serialize(json{{"path", path}, {"max_bytes", max_bytes}}); }
+std::string ReadFile::to_payload() const {
+  return serialize(json{{"path", path}, {"max_bytes", max_bytes}, {"window", window}});
+}
 
 ReadFile ReadFile::parse(std::string_view payload) {
   json object = parse_object(payload, "read_file");
   ReadFile message;
   message.path = get_string(object, "path", "read_file");
   message.max_bytes = get_unsigned(object, "max_bytes", "read_file");
+  message.window = get_unsigned(object, "window", "read_file", 1ULL << 40);
   return message;
 }
 
@@ -187,6 +190,80 @@ Exec Exec::parse(std::string_view payload) {
   message.max_open_files = get_unsigned(object, "max_open_files", "exec", 1 << 20);
   message.disk_limit_bytes = get_unsigned(object, "disk_limit_bytes", "exec", 1ULL << 40);
   message.prestarted = object.contains("prestarted") && get_bool(object, "prestarted", "exec");
+  return message;
+}
+
+std::string ListDir::to_payload() const {
+  return serialize(json{{"path", path}, {"max_entries", max_entries}});
+}
+
+ListDir ListDir::parse(std::string_view payload) {
+  json object = parse_object(payload, "list_dir");
+  ListDir message;
+  message.path = get_string(object, "path", "list_dir");
+  message.max_entries = get_unsigned(object, "max_entries", "list_dir", ListDir::kMaxEntries);
+  return message;
+}
+
+std::string Listing::to_payload() const {
+  json list = json::array();
+  for (const auto& entry : entries) {
+    list.push_back({{"name", entry.name},
+                    {"type", entry.type},
+                    {"size", entry.size},
+                    {"mode", entry.mode},
+                    {"mtime_ms", entry.mtime_ms}});
+  }
+  // Names are bytes; one that is not UTF-8 is shown with replacement characters.
+  return json{{"entries", list}, {"more", more}, {"truncated", truncated}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+}
+
+Listing Listing::parse(std::string_view payload) {
+  json object = parse_object(payload, "listing");
+  Listing message;
+  const json& entries = field(object, "entries", "listing");
+  if (!entries.is_array() || entries.size() > Listing::kEntriesPerFrame) fail("listing", "bad 'entries'");
+  for (const auto& item : entries) {
+    if (!item.is_object()) fail("listing", "an entry is not an object");
+    DirEntry entry;
+    entry.name = get_string(item, "name", "listing");
+    entry.type = get_string(item, "type", "listing");
+    entry.size = get_unsigned(item, "size", "listing");
+    entry.mode = static_cast<uint32_t>(get_unsigned(item, "mode", "listing", 07777));
+    const json& mtime = field(item, "mtime_ms", "listing");
+    if (!mtime.is_number_integer()) fail("listing", "field 'mtime_ms' is not an integer");
+    entry.mtime_ms = mtime.get<int64_t>();
+    message.entries.push_back(std::move(entry));
+  }
+  message.more = get_bool(object, "more", "listing");
+  message.truncated = get_bool(object, "truncated", "listing");
+  return message;
+}
+
+std::string RemoveFile::to_payload() const { return serialize(json{{"path", path}}); }
+
+RemoveFile RemoveFile::parse(std::string_view payload) {
+  json object = parse_object(payload, "remove_file");
+  return RemoveFile{get_string(object, "path", "remove_file")};
+}
+
+std::string FileAck::to_payload() const { return serialize(json{{"bytes", bytes}}); }
+
+FileAck FileAck::parse(std::string_view payload) {
+  json object = parse_object(payload, "file_ack");
+  FileAck ack;
+  ack.bytes = get_unsigned(object, "bytes", "file_ack", 1ULL << 40);
+  return ack;
+}
+
+std::string Signal::to_payload() const { return serialize(json{{"signal", signal}}); }
+
+Signal Signal::parse(std::string_view payload) {
+  json object = parse_object(payload, "signal");
+  Signal message;
+  message.signal = static_cast<int>(get_unsigned(object, "signal", "signal", 64));
+  if (message.signal == 0) fail("signal", "field 'signal' is out of range");
   return message;
 }
 

@@ -10,7 +10,7 @@
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 7;
+inline constexpr int kProtocolVersion = 8;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw
@@ -66,6 +66,20 @@ struct StdinAck {
   uint64_t bytes = 0;
   std::string to_payload() const;
   static StdinAck parse(std::string_view payload);
+};
+
+// Host -> guest: the reader of a download took `bytes` more (flow control).
+struct FileAck {
+  uint64_t bytes = 0;
+  std::string to_payload() const;
+  static FileAck parse(std::string_view payload);
+};
+
+// Host -> guest: deliver signal number `signal` (1..64) to the exec's program.
+struct Signal {
+  int signal = 0;
+  std::string to_payload() const;
+  static Signal parse(std::string_view payload);
 };
 
 struct ExitReport {
@@ -125,6 +139,8 @@ struct MountShares {
 struct ReadFile {
   std::string path;
   uint64_t max_bytes = 0;
+  // Bytes the guest may send ahead of the host's file_ack; 0: no limit.
+  uint64_t window = 0;
   std::string to_payload() const;
   static ReadFile parse(std::string_view payload);
 };
@@ -140,6 +156,39 @@ struct FileWritten {
   uint64_t bytes = 0;
   std::string to_payload() const;
   static FileWritten parse(std::string_view payload);
+};
+
+// A directory of the sandbox user's, listed (at most max_entries, in
+// listing frames of at most kEntriesPerFrame each).
+struct ListDir {
+  static constexpr uint64_t kMaxEntries = 100000;
+  std::string path;
+  uint64_t max_entries = 10000;
+  std::string to_payload() const;
+  static ListDir parse(std::string_view payload);
+};
+
+struct DirEntry {
+  std::string name;
+  std::string type;  // file, directory, symlink, fifo, socket, char_device, block_device
+  uint64_t size = 0;
+  uint32_t mode = 0;  // permission bits
+  int64_t mtime_ms = 0;
+};
+
+struct Listing {
+  static constexpr size_t kEntriesPerFrame = 500;
+  std::vector<DirEntry> entries;
+  bool more = false;       // another listing frame follows
+  bool truncated = false;  // the last frame only: there were more than max_entries
+  std::string to_payload() const;
+  static Listing parse(std::string_view payload);
+};
+
+struct RemoveFile {
+  std::string path;
+  std::string to_payload() const;
+  static RemoveFile parse(std::string_view payload);
 };
 
 struct ErrorReport {

@@ -72,9 +72,16 @@ class Api {
   // /v1/sandboxes and below (sandbox_api.cc).
   void handle_sandboxes(const HttpRequest& request, ResponseWriter& writer);
   void exec_in_sandbox(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
+  // /v1/sandboxes/{id}/execs/{eid}[/logs|/signal|/stdin] (exec_api.cc).
+  void handle_exec(const std::string& id, const std::string& exec_path, const HttpRequest& request,
+                   ResponseWriter& writer);
+  void stream_exec_logs(const std::string& id, const std::string& exec_id, const HttpRequest& request,
+                        ResponseWriter& writer);
   // PUT/GET /v1/sandboxes/{id}/files?path=: raw bytes both ways; downloads stream.
   void upload_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
   void download_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
+  // GET /v1/sandboxes/{id}/list?path=: a directory's entries.
+  void list_directory(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
   static constexpr uint64_t kMaxDownloadBytes = 1ULL << 30;
   // A new sandbox's guest: from its profile's pool if one is ready, else started; with its room.
   engine::AcquiredGuest acquire_for_sandbox(const engine::SandboxSpec& spec);

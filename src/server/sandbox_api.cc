@@ -21,6 +21,16 @@ void send_sandbox(ResponseWriter& writer, int status, const engine::SandboxInfo&
 
 }  // namespace
 
+namespace {
+
+std::string file_path_of(const HttpRequest& request) {
+  auto path = query_parameter(request.query, "path");
+  if (!path || path->empty()) throw Error(ErrorCode::invalid_argument, "missing query parameter 'path'");
+  return *path;
+}
+
+}  // namespace
+
 engine::AcquiredGuest Api::acquire_for_sandbox(const engine::SandboxSpec& spec) {
   const engine::Profile& profile = spec.plan.profile;
   // What its execs write lands in its overlay, for its whole life.
@@ -83,20 +93,22 @@ void Api::handle_sandboxes(const HttpRequest& request, ResponseWriter& writer) {
   if (verb.empty() && request.method == "DELETE") return send_sandbox(writer, 200, sandboxes_->destroy(id));
   if (verb == "touch" && request.method == "POST") return send_sandbox(writer, 200, sandboxes_->touch(id));
   if (verb == "execs" && request.method == "POST") return exec_in_sandbox(id, request, writer);
+  if (verb == "execs" && request.method == "GET") {
+    json list = json::array();
+    for (auto& info : sandboxes_->execs(id)) list.push_back(engine::to_json(std::move(info)));
+    return writer.send(200, "application/json", dump({{"execs", list}}));
+  }
+  if (verb.rfind("execs/", 0) == 0) return handle_exec(id, verb.substr(6), request, writer);
   if (verb == "files" && request.method == "PUT") return upload_file(id, request, writer);
   if (verb == "files" && request.method == "GET") return download_file(id, request, writer);
+  if (verb == "files" && request.method == "DELETE") {
+    const std::string path = file_path_of(request);
+    sandboxes_->remove(id, path);
+    return writer.send(200, "application/json", dump({{"path", path}, {"removed", true}}));
+  }
+  if (verb == "list" && request.method == "GET") return list_directory(id, request, writer);
   send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + target, false);
 }
-
-namespace {
-
-std::string file_path_of(const HttpRequest& request) {
-  auto path = query_parameter(request.query, "path");
-  if (!path || path->empty()) throw Error(ErrorCode::invalid_argument, "missing query parameter 'path'");
-  return *path;
-}
-
-}  // namespace
 
 void Api::upload_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer) {
   const std::string path = file_path_of(request);
@@ -133,10 +145,37 @@ void Api::download_file(const std::string& id, const HttpRequest& request, Respo
   writer.end_stream();
 }
 
+void Api::list_directory(const std::string& id, const HttpRequest& request, ResponseWriter& writer) {
+  const std::string path = file_path_of(request);
+  uint64_t max_entries = 10000;
+  if (auto text = query_parameter(request.query, "max_entries")) {
+    if (text->empty() || text->size() > 6 || text->find_first_not_of("0123456789") != std::string::npos) {
+      throw Error(ErrorCode::invalid_argument, "query parameter 'max_entries' must be a number: " + *text);
+    }
+    max_entries = std::stoull(*text);
+  }
+  const engine::DirectoryListing listing = sandboxes_->list(id, path, max_entries);
+  json entries = json::array();
+  for (const auto& entry : listing.entries) {
+    entries.push_back({{"name", entry.name},
+                       {"type", entry.type},
+                       {"size", entry.size},
+                       {"mode", entry.mode},
+                       {"mtime_ms", entry.mtime_ms}});
+  }
+  writer.send(200, "application/json",
+              dump({{"path", path}, {"entries", entries}, {"truncated", listing.truncated}}));
+}
+
 void Api::exec_in_sandbox(const std::string& id, const HttpRequest& http_request, ResponseWriter& writer) {
   const engine::ExecRequest request =
       engine::exec_request_from_json(engine::parse_json_object(http_request.body));
   sandboxes_->info(id);  // 404 before anything is reserved
+  if (request.background) {
+    const std::string exec_id = sandboxes_->start_exec(id, request);
+    return writer.send(202, "application/json",
+                       dump(engine::to_json(sandboxes_->exec_info(id, exec_id, false))));
+  }
   const bool streaming = http_request.accept.find("application/x-ndjson") != std::string::npos;
   auto output = output_budget_.reserve(3 * (request.stdout_limit + request.stderr_limit) +
                                        (streaming ? EventStream::kDefaultMaxBytes : 0));
@@ -152,7 +191,7 @@ void Api::exec_in_sandbox(const std::string& id, const HttpRequest& http_request
     if (streaming) {
       // Checked before the stream begins, so that a bad request or a 409 is still a status.
       engine::validate(request);
-      sandboxes_->expect_ready(id);
+      sandboxes_->expect_live(id);
       stream.emplace(writer, cancel);
       sink.emplace(*stream);
     }

@@ -158,6 +158,48 @@ def main():
             assert status == 400, body
             check("POST /v1/sandboxes/{id}/execs empty argv", "/v1/sandboxes/{id}/execs", "post", status,
                   "application/json", json.loads(body))
+            # A background exec: started (202), looked at, fed stdin, followed, listed, signalled.
+            status, _, body = call(sock, "POST", sandbox + "/execs",
+                                   {"argv": ["sh", "-c", "cat; echo done; sleep 600"], "background": True,
+                                    "stdin": "a", "stdin_open": True})
+            assert status == 202, body
+            check("POST /v1/sandboxes/{id}/execs background", "/v1/sandboxes/{id}/execs", "post", status,
+                  "application/json", json.loads(body))
+            execs = sandbox + "/execs/" + json.loads(body)["id"]
+            status, _, body = call(sock, "POST", execs + "/stdin?close=1", "b")
+            check("POST /v1/sandboxes/{id}/execs/{eid}/stdin", "/v1/sandboxes/{id}/execs/{eid}/stdin", "post",
+                  status, "application/json", json.loads(body))
+            for _ in range(100):
+                status, _, body = call(sock, "GET", execs)
+                if json.loads(body).get("stdout") == "ab" + "done\n":
+                    break
+                time.sleep(0.1)
+            assert json.loads(body).get("stdout") == "abdone\n", body
+            check("GET /v1/sandboxes/{id}/execs/{eid} running", "/v1/sandboxes/{id}/execs/{eid}", "get", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "GET", sandbox + "/execs")
+            check("GET /v1/sandboxes/{id}/execs", "/v1/sandboxes/{id}/execs", "get", status, "application/json",
+                  json.loads(body))
+            status, _, body = call(sock, "POST", execs + "/signal", {"signal": "KILL"})
+            check("POST /v1/sandboxes/{id}/execs/{eid}/signal", "/v1/sandboxes/{id}/execs/{eid}/signal", "post",
+                  status, "application/json", json.loads(body))
+            status, _, body = call(sock, "GET", execs + "/logs?follow=1", accept="application/x-ndjson")
+            assert status == 200 and '"result"' in body, body
+            for number, line in enumerate(body.splitlines()):
+                check(f"GET /v1/sandboxes/{{id}}/execs/{{eid}}/logs event {number}",
+                      "/v1/sandboxes/{id}/execs/{eid}/logs", "get", 200, "application/x-ndjson", json.loads(line))
+            status, _, body = call(sock, "GET", execs)
+            assert json.loads(body)["state"] == "exited", body
+            check("GET /v1/sandboxes/{id}/execs/{eid} exited", "/v1/sandboxes/{id}/execs/{eid}", "get", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "POST", execs + "/signal", {"signal": "TERM"})
+            assert status == 409, body
+            check("POST /v1/sandboxes/{id}/execs/{eid}/signal exited", "/v1/sandboxes/{id}/execs/{eid}/signal",
+                  "post", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "GET", sandbox + "/execs/ex-999")
+            assert status == 404, body
+            check("GET /v1/sandboxes/{id}/execs/{eid} missing", "/v1/sandboxes/{id}/execs/{eid}", "get", status,
+                  "application/json", json.loads(body))
             connection = UnixConnection(sock)
             connection.request("PUT", sandbox + "/files?path=/home/sandbox/f.bin&mode=600", body=b"\x00\xffdata")
             response = connection.getresponse()
@@ -173,6 +215,23 @@ def main():
             connection.close()
             assert response.status == 200 and data == b"\x00\xffdata", data
             passed.append("GET /v1/sandboxes/{id}/files")
+            status, _, body = call(sock, "GET", sandbox + "/list?path=/home/sandbox")
+            assert status == 200 and any(e["name"] == "f.bin" and e["mode"] == 0o600 and e["size"] == 6
+                                         for e in json.loads(body)["entries"]), body
+            check("GET /v1/sandboxes/{id}/list", "/v1/sandboxes/{id}/list", "get", status, "application/json",
+                  json.loads(body))
+            status, _, body = call(sock, "GET", sandbox + "/list?path=/home/sandbox/f.bin")
+            assert status == 404, body
+            check("GET /v1/sandboxes/{id}/list not a directory", "/v1/sandboxes/{id}/list", "get", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "DELETE", sandbox + "/files?path=/home/sandbox/f.bin")
+            assert status == 200, body
+            check("DELETE /v1/sandboxes/{id}/files", "/v1/sandboxes/{id}/files", "delete", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "DELETE", sandbox + "/files?path=/home")
+            assert status == 403, body
+            check("DELETE /v1/sandboxes/{id}/files forbidden", "/v1/sandboxes/{id}/files", "delete", status,
+                  "application/json", json.loads(body))
             status, _, body = call(sock, "GET", sandbox + "/files?path=/home/sandbox/none")
             assert status == 404, body
             check("GET /v1/sandboxes/{id}/files missing", "/v1/sandboxes/{id}/files", "get", status,

@@ -32,7 +32,7 @@ TEST(QemuSpec, BuildsAMicrovmCommandLine) {
   auto argv = spec.to_argv();
   EXPECT_EQ(argv[0], "qemu-system-x86_64");
   EXPECT_EQ(value_after(argv, "-M"), "microvm,acpi=off");
-  EXPECT_EQ(value_after(argv, "-accel"), "tcg");
+  EXPECT_EQ(value_after(argv, "-accel"), "tcg,tb-size=128");
   EXPECT_EQ(value_after(argv, "-cpu"), "max");
   EXPECT_EQ(value_after(argv, "-m"), "512");
   // The kernel command line is one argv element, never split or shell-parsed.

@@ -1,0 +1,192 @@
+#include "engine/guest_mux.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common/error.h"
+#include "common/io.h"
+
+namespace airlock::engine {
+
+using protocol::FrameType;
+
+namespace {
+
+// Bulk senders wait while this much is queued, so an upload never holds
+// more than this of its file on the host.
+constexpr size_t kOutboxBound = 1 << 20;
+
+}  // namespace
+
+GuestMux::GuestMux(vmm::Vm& vm, protocol::FrameDecoder decoder)
+    : vm_(vm), decoder_(std::move(decoder)), wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  if (!wake_) throw_errno("eventfd");
+  set_nonblocking(vm_.channel_fd());
+  thread_ = std::thread([this] { pump(); });
+}
+
+GuestMux::~GuestMux() { shutdown(); }
+
+void GuestMux::shutdown(const std::string& reason) {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake();
+  {
+    std::lock_guard lock(join_mutex_);
+    if (thread_.joinable()) thread_.join();
+  }
+  break_with(reason);
+}
+
+void GuestMux::wake() {
+  uint64_t one = 1;
+  ssize_t ignored = ::write(wake_.get(), &one, sizeof one);
+  (void)ignored;
+}
+
+uint32_t GuestMux::open_stream(std::shared_ptr<StreamHandler> handler) {
+  std::lock_guard lock(mutex_);
+  if (broken_) throw Error(ErrorCode::vm, *broken_);
+  const uint32_t stream = next_stream_++;
+  handlers_.emplace(stream, std::move(handler));
+  return stream;
+}
+
+void GuestMux::close_stream(uint32_t stream) {
+  std::lock_guard lock(mutex_);
+  handlers_.erase(stream);
+}
+
+void GuestMux::send(FrameType type, uint32_t stream, std::string_view payload) {
+  std::string frame = protocol::encode_frame(type, stream, payload);
+  {
+    std::lock_guard lock(mutex_);
+    if (broken_) throw Error(ErrorCode::vm, *broken_);
+    outbox_ += frame;
+  }
+  wake();
+}
+
+void GuestMux::send_bulk(FrameType type, uint32_t stream, std::string_view payload,
+                         SteadyClock::time_point deadline) {
+  std::string frame = protocol::encode_frame(type, stream, payload);
+  {
+    std::unique_lock lock(mutex_);
+    if (!room_.wait_until(lock, deadline, [&] { return broken_ || outbox_.size() < kOutboxBound; })) {
+      throw Error(ErrorCode::vm, "the guest stopped taking data");
+    }
+    if (broken_) throw Error(ErrorCode::vm, *broken_);
+    outbox_ += frame;
+  }
+  wake();
+}
+
+std::optional<std::string> GuestMux::broken() const {
+  std::lock_guard lock(mutex_);
+  return broken_;
+}
+
+void GuestMux::break_with(const std::string& reason) {
+  std::map<uint32_t, std::shared_ptr<StreamHandler>> handlers;
+  {
+    std::lock_guard lock(mutex_);
+    if (!broken_) broken_ = reason;
+    handlers.swap(handlers_);
+    outbox_.clear();
+  }
+  room_.notify_all();
+  for (auto& [stream, handler] : handlers) handler->on_broken(*broken());
+}
+
+std::string GuestMux::describe_stop() {
+  // The channel closes a moment before the process is reaped; give it that moment.
+  for (int i = 0; i < 50; ++i) {
+    if (auto reason = vm_.exit_reason()) {
+      vm_.drain_console();
+      std::string tail = vm_.console_tail();
+      if (tail.size() > 600) tail = tail.substr(tail.size() - 600);
+      while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
+      return "the VM stopped unexpectedly (" + *reason + ")" + (tail.empty() ? "" : "; console: " + tail);
+    }
+    ::usleep(10'000);
+  }
+  return "the guest closed its channel unexpectedly";
+}
+
+void GuestMux::pump() {
+  const int channel = vm_.channel_fd();
+  std::vector<char> buffer(1 << 16);
+  try {
+    for (;;) {
+      // Deliver what is decoded, outside the lock: a handler may send.
+      while (auto frame = decoder_.next()) {
+        std::shared_ptr<StreamHandler> handler;
+        {
+          std::lock_guard lock(mutex_);
+          auto it = handlers_.find(frame->stream);
+          if (it != handlers_.end()) handler = it->second;
+        }
+        if (handler) handler->on_frame(*frame);
+      }
+      bool want_write;
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;
+        want_write = !outbox_.empty();
+      }
+      pollfd fds[4] = {
+          {channel, static_cast<short>(POLLIN | (want_write ? POLLOUT : 0)), 0},
+          {vm_.exit_fd(), POLLIN, 0},
+          {vm_.console_fd(), POLLIN, 0},
+          {wake_.get(), POLLIN, 0},
+      };
+      if (::poll(fds, 4, 60'000) < 0 && errno != EINTR) throw_errno("poll");
+      if (fds[2].revents) vm_.drain_console();
+      if (fds[3].revents) {
+        uint64_t count;
+        ssize_t ignored = ::read(wake_.get(), &count, sizeof count);
+        (void)ignored;
+      }
+      if (fds[0].revents & POLLOUT) {
+        std::lock_guard lock(mutex_);
+        // MSG_NOSIGNAL: a VM that died must not take this process down with SIGPIPE.
+        ssize_t n = ::send(channel, outbox_.data(), outbox_.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+          outbox_.erase(0, static_cast<size_t>(n));
+          if (outbox_.size() < kOutboxBound) room_.notify_all();
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+          outbox_.clear();  // QEMU is gone; the exit fd tells the rest
+        }
+      }
+      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+        for (int reads = 0; reads < 16; ++reads) {
+          auto n = read_some(channel, buffer.data(), buffer.size());
+          if (!n) break;
+          if (*n == 0) {
+            break_with(describe_stop());
+            return;
+          }
+          decoder_.feed(std::string_view(buffer.data(), *n));
+          // Decode before reading more, so buffered bytes stay bounded.
+          if (decoder_.buffered() > protocol::kHeaderSize + protocol::kMaxPayload) break;
+        }
+      }
+      if (fds[1].revents && !(fds[0].revents & POLLIN)) {
+        break_with(describe_stop());
+        return;
+      }
+    }
+  } catch (const Error& e) {
+    break_with(e.code() == ErrorCode::protocol ? std::string("the guest broke the protocol: ") + e.what()
+                                               : std::string(e.what()));
+  }
+}
+
+}  // namespace airlock::engine

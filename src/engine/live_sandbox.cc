@@ -1,0 +1,361 @@
+#include "engine/live_sandbox.h"
+
+#include "common/error.h"
+#include "engine/mux_files.h"
+
+namespace airlock::engine {
+
+namespace {
+
+using SystemClock = std::chrono::system_clock;
+
+// How long a stopped sandbox stays listed with its reason.
+constexpr auto kStoppedRetention = std::chrono::minutes(10);
+// How long a file may take to move (about 1 GiB at the channel's slowest).
+constexpr auto kFileTimeout = std::chrono::seconds(600);
+// A guest that was told to stop an exec gets this long to report.
+constexpr auto kStopGrace = std::chrono::milliseconds(1000);
+// How often a waiting caller looks at its cancel token.
+constexpr auto kCancelPoll = std::chrono::milliseconds(50);
+
+int64_t unix_ms(SystemClock::time_point at) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
+}
+
+}  // namespace
+
+LiveSandbox::LiveSandbox(std::string id, SandboxSpec spec, AcquiredGuest acquired)
+    : id_(std::move(id)),
+      spec_(std::move(spec)),
+      pool_hit_(acquired.pool_hit),
+      guest_(std::move(acquired.guest)),
+      accel_(guest_->accel()),
+      from_snapshot_(guest_->from_snapshot()),
+      room_(std::move(acquired.room)),
+      reserved_(std::move(acquired.reserved)) {
+  mux_ = guest_->multiplex();
+}
+
+LiveSandbox::~LiveSandbox() { stop("destroyed"); }
+
+SandboxState LiveSandbox::state_locked() const {
+  if (stopped_) return SandboxState::stopped;
+  if (file_operations_ > 0) return SandboxState::busy;
+  for (const auto& [number, exec] : execs_) {
+    if (exec->state() == ExecState::running) return SandboxState::busy;
+  }
+  return SandboxState::ready;
+}
+
+SandboxInfo LiveSandbox::info() const {
+  std::lock_guard lock(mutex_);
+  SandboxInfo info;
+  info.id = id_;
+  info.state = state_locked();
+  info.stop_reason = stop_reason_;
+  info.profile = spec_.plan.profile;
+  info.ttl_s = spec_.ttl_s;
+  info.idle_timeout_s = spec_.idle_timeout_s;
+  info.created_at_ms = unix_ms(created_);
+  info.expires_at_ms = unix_ms(created_ + std::chrono::seconds(spec_.ttl_s));
+  info.idle_since_ms = unix_ms(idle_since_);
+  info.execs = exec_count_;
+  info.pool_hit = pool_hit_;
+  for (const auto& [number, exec] : execs_) info.running_execs += exec->state() == ExecState::running ? 1 : 0;
+  return info;
+}
+
+std::string LiveSandbox::state_message() const {
+  std::string message = "sandbox " + id_ + " is " + std::string(to_string(state_locked()));
+  if (stopped_) message += ": " + stop_reason_;
+  return message;
+}
+
+void LiveSandbox::expect_live() const {
+  std::lock_guard lock(mutex_);
+  if (stopped_) throw Error(ErrorCode::conflict, state_message());
+}
+
+void LiveSandbox::touch() {
+  std::lock_guard lock(mutex_);
+  if (stopped_) throw Error(ErrorCode::conflict, state_message());
+  idle_since_ = SystemClock::now();
+}
+
+std::shared_ptr<GuestMux> LiveSandbox::live_mux() const {
+  std::lock_guard lock(mutex_);
+  if (stopped_ || !mux_) throw Error(ErrorCode::conflict, state_message());
+  return mux_;
+}
+
+void LiveSandbox::forget_old_execs_locked() {
+  size_t ended = 0;
+  for (const auto& [number, exec] : execs_) ended += exec->state() == ExecState::exited ? 1 : 0;
+  for (auto it = execs_.begin(); it != execs_.end() && ended > kKeptEndedExecs;) {
+    if (it->second->state() == ExecState::exited) {
+      it = execs_.erase(it);
+      --ended;
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::shared_ptr<ExecRecord> LiveSandbox::start_exec(const ExecRequest& request) {
+  const RunRequest& limits = spec_.plan.request;
+  ExecRecord::Options options;
+  options.exec = program_exec(find_language(limits.language), limits, request.argv, request.env, request.cwd,
+                              request.stdout_limit, request.stderr_limit, request.timeout_s);
+  options.argv = request.argv;
+  options.background = request.background;
+  // A caller that waits gets all its output (its limits); a background
+  // exec keeps its last output for `logs`.
+  options.keep_per_stream =
+      request.background ? kKeptOutput : std::max(request.stdout_limit, request.stderr_limit);
+  std::shared_ptr<GuestMux> mux;
+  std::shared_ptr<ExecRecord> record;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_ || !mux_) throw Error(ErrorCode::conflict, state_message());
+    int running = 0;
+    for (const auto& [number, exec] : execs_) running += exec->state() == ExecState::running ? 1 : 0;
+    if (running >= kMaxRunningExecs) {
+      throw Error(ErrorCode::overloaded, "sandbox " + id_ + " runs " + std::to_string(running) +
+                                             " execs, its most; wait for one to end");
+    }
+    const uint64_t number = next_exec_++;
+    options.id = "ex-" + std::to_string(number);
+    record = std::make_shared<ExecRecord>(std::move(options));
+    execs_.emplace(number, record);
+    ++exec_count_;
+    idle_since_ = SystemClock::now();
+    forget_old_execs_locked();
+    mux = mux_;
+  }
+  try {
+    record->start(*mux, request.stdin_data, request.stdin_open);
+  } catch (const Error& e) {
+    record->abandon(e.what());
+    throw;
+  }
+  return record;
+}
+
+RunResult LiveSandbox::run_exec(const ExecRequest& request, OutputSink* sink, const CancelToken* cancel) {
+  std::shared_ptr<ExecRecord> record = start_exec(request);
+  std::shared_ptr<GuestMux> mux;
+  {
+    std::lock_guard lock(mutex_);
+    mux = mux_;
+  }
+  auto deadline = request.timeout_s > 0 ? record->started() + std::chrono::seconds(request.timeout_s)
+                                        : SteadyClock::time_point::max();
+  bool stopping = false;
+  uint64_t next = 0;
+  for (;;) {
+    ExecRecord::Update update = record->read(next, kCancelPoll);
+    next = update.next;
+    if (sink) {
+      for (const auto& chunk : update.chunks) {
+        chunk.is_stdout ? sink->on_stdout(chunk.bytes) : sink->on_stderr(chunk.bytes);
+      }
+    }
+    if (update.ended) break;
+    const auto now = SteadyClock::now();
+    if (!stopping && cancel && cancel->cancelled()) {
+      record->stop(*mux, ExecRecord::StopCause::cancelled);
+      stopping = true;
+      deadline = now + kStopGrace;
+    } else if (now >= deadline) {
+      if (stopping) {
+        // The guest did not confirm in time; the VM is as it is.
+        record->abandon("the guest did not end the exec when told to");
+        continue;
+      }
+      record->stop(*mux, ExecRecord::StopCause::host_timeout);
+      stopping = true;
+      deadline = now + kStopGrace;
+    }
+  }
+  RunResult result = result_of(*record);
+  {
+    std::lock_guard lock(mutex_);
+    idle_since_ = SystemClock::now();
+    if (stopped_ && result.status == RunStatus::killed) result.error = "the sandbox stopped: " + stop_reason_;
+  }
+  record->trim(kKeptOutput);
+  return result;
+}
+
+RunResult LiveSandbox::result_of(ExecRecord& record) const {
+  ExecOutcome outcome = record.outcome();
+  RunResult result = exec_result(outcome, record.exec());
+  result.timing.execute_ms = static_cast<int64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(outcome.ended - outcome.started).count());
+  result.accel = std::string(vmm::to_string(accel_));
+  result.from_snapshot = from_snapshot_;
+  std::lock_guard lock(mutex_);
+  if (guest_) result.network_denied = guest_->network_denials();
+  return result;
+}
+
+std::shared_ptr<ExecRecord> LiveSandbox::find_exec(const std::string& exec_id) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [number, exec] : execs_) {
+    if (exec->id() == exec_id) return exec;
+  }
+  throw Error(ErrorCode::not_found, "no exec " + exec_id + " in sandbox " + id_ + " (the newest " +
+                                        std::to_string(kKeptEndedExecs) + " ended execs are kept)");
+}
+
+std::vector<std::shared_ptr<ExecRecord>> LiveSandbox::execs() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<ExecRecord>> all;
+  for (const auto& [number, exec] : execs_) all.push_back(exec);
+  return all;
+}
+
+void LiveSandbox::signal_exec(const std::string& exec_id, int number) {
+  auto record = find_exec(exec_id);
+  auto mux = live_mux();
+  record->signal(*mux, number);
+  touch();
+}
+
+void LiveSandbox::write_exec_stdin(const std::string& exec_id, std::string_view bytes, bool close) {
+  auto record = find_exec(exec_id);
+  auto mux = live_mux();
+  record->write_stdin(*mux, bytes, close, SteadyClock::now() + std::chrono::seconds(60));
+  touch();
+}
+
+template <typename Operation>
+auto LiveSandbox::file_operation(Operation&& operation) {
+  std::shared_ptr<GuestMux> mux;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_ || !mux_) throw Error(ErrorCode::conflict, state_message());
+    ++file_operations_;
+    idle_since_ = SystemClock::now();
+    mux = mux_;
+  }
+  struct Done {
+    LiveSandbox& sandbox;
+    ~Done() {
+      std::lock_guard lock(sandbox.mutex_);
+      --sandbox.file_operations_;
+      sandbox.idle_since_ = SystemClock::now();
+    }
+  } done{*this};
+  return operation(*mux);
+}
+
+void LiveSandbox::upload(const std::string& path, std::string_view content, uint32_t mode) {
+  file_operation([&](GuestMux& mux) {
+    upload_file(mux, path, content, mode, SteadyClock::now() + kFileTimeout);
+    return true;
+  });
+}
+
+protocol::FileEnd LiveSandbox::download(const std::string& path, uint64_t max_bytes,
+                                        const std::function<bool(std::string_view)>& on_data) {
+  return file_operation([&](GuestMux& mux) {
+    return download_file(mux, path, max_bytes, on_data, SteadyClock::now() + kFileTimeout);
+  });
+}
+
+DirectoryListing LiveSandbox::list(const std::string& path, uint64_t max_entries) {
+  return file_operation([&](GuestMux& mux) {
+    return list_directory(mux, path, max_entries, SteadyClock::now() + std::chrono::seconds(60));
+  });
+}
+
+void LiveSandbox::remove(const std::string& path) {
+  file_operation([&](GuestMux& mux) {
+    remove_path(mux, path, SteadyClock::now() + std::chrono::seconds(60));
+    return true;
+  });
+}
+
+void LiveSandbox::stop(const std::string& reason) {
+  std::shared_ptr<GuestMux> mux;
+  std::vector<std::shared_ptr<ExecRecord>> running;
+  std::optional<ReadyGuest> guest;
+  std::optional<VmBudget::Reservation> room;
+  std::shared_ptr<void> reserved;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return;
+    stopped_ = true;
+    stop_reason_ = reason;
+    stopped_at_ = SystemClock::now();
+    for (const auto& [number, exec] : execs_) {
+      if (exec->state() == ExecState::running) running.push_back(exec);
+    }
+    mux = std::move(mux_);
+    guest = std::move(guest_);
+    guest_.reset();
+    room = std::move(room_);
+    reserved = std::move(reserved_);
+  }
+  // Every exec in progress ends as killed, with the reason, before the VM goes.
+  for (auto& exec : running) {
+    if (mux) exec->stop(*mux, ExecRecord::StopCause::sandbox_stopped);
+    exec->abandon("the sandbox stopped: " + reason);
+  }
+  if (mux) mux->shutdown("the sandbox stopped: " + reason);
+  guest.reset();  // the VM, its network and its directory go now, then its room in the budgets
+  room.reset();
+  reserved.reset();
+}
+
+std::optional<std::string> LiveSandbox::due() {
+  std::vector<std::shared_ptr<ExecRecord>> overdue;
+  std::shared_ptr<GuestMux> mux;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return std::nullopt;
+    const auto now = SystemClock::now();
+    if (now >= created_ + std::chrono::seconds(spec_.ttl_s)) {
+      return "its ttl of " + std::to_string(spec_.ttl_s) + " s passed";
+    }
+    if (mux_) {
+      if (auto broken = mux_->broken()) return "its VM stopped: " + *broken;
+    }
+    const SandboxState state = state_locked();
+    // A sandbox with an exec in progress is not idle, whatever its caller does.
+    if (state == SandboxState::busy) idle_since_ = now;
+    if (state == SandboxState::ready && now >= idle_since_ + std::chrono::seconds(spec_.idle_timeout_s)) {
+      return "idle for " + std::to_string(spec_.idle_timeout_s) + " s (its idle timeout)";
+    }
+    // The guest ends an exec at its own timeout; one it did not end is ended here.
+    const auto steady_now = SteadyClock::now();
+    for (const auto& [number, exec] : execs_) {
+      const uint64_t timeout_ms = exec->exec().timeout_ms;
+      if (exec->background() && timeout_ms > 0 && exec->state() == ExecState::running &&
+          steady_now >= exec->started() + std::chrono::milliseconds(timeout_ms) + 2 * kStopGrace) {
+        overdue.push_back(exec);
+      }
+    }
+    mux = mux_;
+  }
+  for (auto& exec : overdue) {
+    exec->stop(*mux, ExecRecord::StopCause::host_timeout);
+    if (!exec->wait_until_ended(SteadyClock::now() + kStopGrace)) {
+      exec->abandon("the guest did not end the exec at its timeout");
+    }
+  }
+  return std::nullopt;
+}
+
+bool LiveSandbox::forgettable() const {
+  std::lock_guard lock(mutex_);
+  return stopped_ && SystemClock::now() - stopped_at_ > kStoppedRetention;
+}
+
+bool LiveSandbox::live() const {
+  std::lock_guard lock(mutex_);
+  return !stopped_;
+}
+
+}  // namespace airlock::engine

@@ -1,0 +1,99 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/exec_record.h"
+#include "engine/guest_mux.h"
+#include "engine/mux_files.h"
+#include "engine/sandbox.h"
+
+namespace airlock::engine {
+
+// One sandbox of a SandboxRegistry: its VM, whose channel a GuestMux serves,
+// and its execs, any number at once, each on a stream of its own. It is busy
+// while an exec or a file transfer is in progress, else ready. Stopping it
+// ends every exec (as killed, with the reason) and destroys the VM.
+class LiveSandbox {
+ public:
+  static constexpr int kMaxRunningExecs = 128;
+  // Ended execs kept to be looked at (the newest), each with the last
+  // kKeptOutput bytes of its streams.
+  static constexpr size_t kKeptEndedExecs = 16;
+  static constexpr uint64_t kKeptOutput = 1 << 20;
+
+  LiveSandbox(std::string id, SandboxSpec spec, AcquiredGuest acquired);
+  ~LiveSandbox();
+  LiveSandbox(const LiveSandbox&) = delete;
+  LiveSandbox& operator=(const LiveSandbox&) = delete;
+
+  SandboxInfo info() const;
+  // The result of an ended exec as run_exec gives it (its output: what was kept).
+  RunResult result_of(ExecRecord& record) const;
+  // Error(conflict) with the state and its reason unless it can take an exec now.
+  void expect_live() const;
+  void touch();
+
+  // Starts an exec; Error(conflict) once stopped, Error(overloaded) past
+  // kMaxRunningExecs.
+  std::shared_ptr<ExecRecord> start_exec(const ExecRequest& request);
+  // Starts an exec and follows it to its end (its own timeout, or `cancel`).
+  RunResult run_exec(const ExecRequest& request, OutputSink* sink, const CancelToken* cancel);
+  // Error(not_found) for an id that names no exec kept.
+  std::shared_ptr<ExecRecord> find_exec(const std::string& exec_id) const;
+  std::vector<std::shared_ptr<ExecRecord>> execs() const;
+  void signal_exec(const std::string& exec_id, int number);
+  void write_exec_stdin(const std::string& exec_id, std::string_view bytes, bool close);
+
+  void upload(const std::string& path, std::string_view content, uint32_t mode);
+  protocol::FileEnd download(const std::string& path, uint64_t max_bytes,
+                             const std::function<bool(std::string_view)>& on_data);
+  DirectoryListing list(const std::string& path, uint64_t max_entries);
+  void remove(const std::string& path);
+
+  // Stops it (every exec in progress is killed) and destroys its VM.
+  void stop(const std::string& reason);
+  // Why it must stop now, if it must (ttl, idle timeout, its VM ended); on
+  // the way, ends background execs past their own timeout.
+  std::optional<std::string> due();
+  bool forgettable() const;
+  bool live() const;
+
+ private:
+  std::string state_message() const;
+  SandboxState state_locked() const;
+  std::shared_ptr<GuestMux> live_mux() const;
+  // Keeps the newest kKeptEndedExecs ended ones.
+  void forget_old_execs_locked();
+  template <typename Operation>
+  auto file_operation(Operation&& operation);
+
+  const std::string id_;
+  const SandboxSpec spec_;
+  const bool pool_hit_;
+  const std::chrono::system_clock::time_point created_ = std::chrono::system_clock::now();
+  mutable std::mutex mutex_;
+  bool stopped_ = false;
+  std::string stop_reason_;
+  std::chrono::system_clock::time_point idle_since_ = std::chrono::system_clock::now();
+  std::chrono::system_clock::time_point stopped_at_;
+  int exec_count_ = 0;
+  int file_operations_ = 0;
+  std::map<uint64_t, std::shared_ptr<ExecRecord>> execs_;  // by number, oldest first
+  uint64_t next_exec_ = 1;
+  std::optional<ReadyGuest> guest_;
+  const vmm::Accel accel_;
+  const bool from_snapshot_;
+  std::shared_ptr<GuestMux> mux_;
+  std::optional<VmBudget::Reservation> room_;
+  std::shared_ptr<void> reserved_;
+};
+
+}  // namespace airlock::engine

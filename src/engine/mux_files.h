@@ -1,0 +1,53 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "engine/guest_mux.h"
+#include "protocol/messages.h"
+
+namespace airlock::engine {
+
+// Files of a sandbox, moved on a stream of their own beside its execs.
+
+// Writes `content` to `path` as the sandbox user (refused where that user
+// may not write), with `mode`, and waits until it is on the guest's disk.
+// Errors: Error with the code of the guest's refusal (not_found,
+// permission_denied, conflict for a directory or a special file, no_space),
+// Error(vm) if the guest stops or stalls past `deadline`.
+void upload_file(GuestMux& mux, const std::string& path, std::string_view content, uint32_t mode,
+                 SteadyClock::time_point deadline);
+
+// Sends the file at `path`, which the sandbox user must be able to read, to
+// `on_data` in chunks of at most 64 KiB as they arrive. The guest sends
+// only as far ahead as a window of 4 MiB: memory stays flat however large
+// the file, and a reader that stops only stops this transfer. `on_data`
+// returns false to give up. Returns its size and mode. Errors as for
+// upload_file, too_large past max_bytes.
+protocol::FileEnd download_file(GuestMux& mux, const std::string& path, uint64_t max_bytes,
+                                const std::function<bool(std::string_view)>& on_data,
+                                SteadyClock::time_point deadline);
+
+// The entries of the directory `path` the sandbox user may read, sorted by
+// name (at most max_entries; `truncated` says there were more). Errors as
+// for upload_file.
+struct DirectoryListing {
+  std::vector<protocol::DirEntry> entries;
+  bool truncated = false;
+};
+DirectoryListing list_directory(GuestMux& mux, const std::string& path, uint64_t max_entries,
+                                SteadyClock::time_point deadline);
+
+// Removes a file, a symlink (never what it points at) or an empty directory
+// as the sandbox user. Errors as for upload_file; conflict for a directory
+// that is not empty.
+void remove_path(GuestMux& mux, const std::string& path, SteadyClock::time_point deadline);
+
+// An error frame of a file operation as the Error its kind means.
+[[noreturn]] void throw_file_error(const protocol::ErrorReport& report);
+
+}  // namespace airlock::engine

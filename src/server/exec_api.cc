@@ -1,0 +1,90 @@
+// The endpoints of one exec of a sandbox (docs/api.yaml): its state, its
+// output kept so far (or followed), a signal, more stdin.
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "engine/sandbox_json.h"
+#include "server/api.h"
+#include "server/event_stream.h"
+#include "server/responses.h"
+
+namespace airlock::server {
+
+using nlohmann::json;
+
+namespace {
+
+bool flag(const HttpRequest& request, const char* name) {
+  auto value = query_parameter(request.query, name);
+  if (!value) return false;
+  if (*value != "0" && *value != "1") {
+    throw Error(ErrorCode::invalid_argument, std::string("query parameter '") + name + "' must be 0 or 1");
+  }
+  return *value == "1";
+}
+
+}  // namespace
+
+void Api::handle_exec(const std::string& id, const std::string& exec_path, const HttpRequest& request,
+                      ResponseWriter& writer) {
+  const size_t slash = exec_path.find('/');
+  const std::string exec_id = exec_path.substr(0, slash);
+  const std::string verb = slash == std::string::npos ? "" : exec_path.substr(slash + 1);
+  if (verb.empty() && request.method == "GET") {
+    return writer.send(200, "application/json",
+                       dump(engine::to_json(sandboxes_->exec_info(id, exec_id, true))));
+  }
+  if (verb == "logs" && request.method == "GET") return stream_exec_logs(id, exec_id, request, writer);
+  if (verb == "signal" && request.method == "POST") {
+    const json body = engine::parse_json_object(request.body);
+    for (const auto& [key, value] : body.items()) {
+      if (key != "signal")
+        throw Error(ErrorCode::invalid_argument, "unknown field '" + key + "' (a signal takes signal)");
+    }
+    if (!body.contains("signal")) throw Error(ErrorCode::invalid_argument, "missing field 'signal'");
+    sandboxes_->signal_exec(id, exec_id, engine::signal_number(body["signal"]));
+    return writer.send(200, "application/json",
+                       dump(engine::to_json(sandboxes_->exec_info(id, exec_id, false))));
+  }
+  if (verb == "stdin" && request.method == "POST") {
+    const bool close = flag(request, "close");
+    sandboxes_->write_exec_stdin(id, exec_id, request.body, close);
+    return writer.send(200, "application/json", dump({{"bytes", request.body.size()}, {"closed", close}}));
+  }
+  send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + request.target, false);
+}
+
+void Api::stream_exec_logs(const std::string& id, const std::string& exec_id, const HttpRequest& request,
+                           ResponseWriter& writer) {
+  const bool follow = flag(request, "follow");
+  sandboxes_->exec_info(id, exec_id, false);  // 404 while it is still a status
+  engine::CancelToken cancel;
+  engine::ExecInfo last;
+  std::optional<EventStream> stream;
+  {
+    // A follower that hangs up ends its stream, never the exec.
+    HangupWatch hangup(request.client_fd, cancel);
+    stream.emplace(writer, cancel);
+    NdjsonSink sink(*stream);
+    try {
+      last = sandboxes_->read_exec_output(
+          id, exec_id, follow, sink,
+          [&](uint64_t chunks) {
+            stream->push(dump({{"type", "dropped"}, {"chunks", chunks}}) + "\n");
+          },
+          &cancel);
+    } catch (const Error& e) {
+      // Gone meanwhile (its sandbox destroyed): the stream just ends.
+      last.running = true;
+    }
+  }
+  std::string tail;
+  if (!last.running && last.result) {
+    last.result->stdout_data.clear();
+    last.result->stderr_data.clear();
+    tail = R"({"type":"result","result":)" + result_body(std::move(*last.result)) + "}\n";
+  }
+  stream->finish(std::move(tail));
+}
+
+}  // namespace airlock::server
