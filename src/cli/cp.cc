@@ -1,6 +1,8 @@
 // airlock cp: a file into a sandbox (LOCAL ID:PATH) or out of it (ID:PATH
 // LOCAL), byte for byte, as the sandbox user; a file's mode goes with it.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <iostream>
 
@@ -12,9 +14,6 @@
 namespace airlock::cli {
 
 namespace {
-
-// Uploads are one request body, which airlockd bounds.
-constexpr size_t kMaxUploadBytes = 2 << 20;
 
 struct Location {
   std::string sandbox;  // empty: a local path
@@ -39,17 +38,33 @@ int copy(const std::string& from_text, const std::string& to_text, const std::st
     struct stat info {};
     if (::stat(from.path.c_str(), &info) < 0) throw_errno("stat", from.path);
     if (!S_ISREG(info.st_mode)) throw Error(ErrorCode::invalid_argument, from.path + " is not a plain file");
-    const std::string content = read_file(from.path, kMaxUploadBytes);
+    UniqueFd file(::open(from.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!file) throw_errno("open", from.path);
     char mode[8];
     std::snprintf(mode, sizeof mode, "%o", info.st_mode & 0777);
-    exchange_with_daemon(
+    transfer_with_daemon(
         socket, "PUT",
-        "/v1/sandboxes/" + to.sandbox + "/files?path=" + percent_encode(to.path) + "&mode=" + mode, content);
+        "/v1/sandboxes/" + to.sandbox + "/files?path=" + percent_encode(to.path) + "&mode=" + mode,
+        RequestBody{"", file.get(), static_cast<uint64_t>(info.st_size)}, [](std::string_view) {});
     return 0;
   }
-  const std::string content = exchange_with_daemon(
-      socket, "GET", "/v1/sandboxes/" + from.sandbox + "/files?path=" + percent_encode(from.path));
-  write_file(to.path, content, 0644);
+  // Into a file beside the target, renamed over it once whole: a failed
+  // download never leaves a truncated file that looks complete.
+  const std::string partial = to.path + ".airlock-partial";
+  UniqueFd out(::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!out) throw_errno("open", partial);
+  try {
+    transfer_with_daemon(socket, "GET",
+                         "/v1/sandboxes/" + from.sandbox + "/files?path=" + percent_encode(from.path),
+                         RequestBody{}, [&](std::string_view data) { write_all(out.get(), data); });
+  } catch (...) {
+    ::unlink(partial.c_str());
+    throw;
+  }
+  if (::rename(partial.c_str(), to.path.c_str()) < 0) {
+    ::unlink(partial.c_str());
+    throw_errno("rename", to.path);
+  }
   return 0;
 }
 

@@ -81,15 +81,62 @@ std::string percent_encode(const std::string& text) {
 
 std::string exchange_with_daemon(const std::string& socket_path, const std::string& method,
                                  const std::string& target, const std::string& body) {
+  std::string answer;
+  transfer_with_daemon(socket_path, method, target, RequestBody{body, -1, 0},
+                       [&](std::string_view data) { answer.append(data); });
+  return answer;
+}
+
+void transfer_with_daemon(const std::string& socket_path, const std::string& method,
+                          const std::string& target, const RequestBody& body,
+                          const std::function<void(std::string_view)>& on_body) {
   UniqueFd connection = connect_to(socket_path);
   if (!connection) throw Error(ErrorCode::unavailable, no_daemon_message(socket_path));
+  const uint64_t size = body.fd >= 0 ? body.fd_size : body.text.size();
   write_all(connection.get(), method + " " + target +
                                   " HTTP/1.1\r\nHost: airlockd\r\nContent-Type: application/json\r\n"
                                   "Connection: close\r\nContent-Length: " +
-                                  std::to_string(body.size()) + "\r\n\r\n" + body);
+                                  std::to_string(size) + "\r\n\r\n" + body.text);
+  if (body.fd >= 0) {
+    // Piece by piece: a file of any size costs a megabyte here. A daemon
+    // that answers early (a refusal) closes its end: stop, read its answer.
+    std::string piece(1 << 20, '\0');
+    for (uint64_t sent = 0; sent < size;) {
+      const ssize_t n =
+          ::read(body.fd, piece.data(), static_cast<size_t>(std::min<uint64_t>(piece.size(), size - sent)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_errno("read", "the file to send");
+      if (n == 0) throw Error(ErrorCode::io, "the file to send got shorter while it was sent");
+      std::string_view rest(piece.data(), static_cast<size_t>(n));
+      bool refused = false;
+      while (!rest.empty()) {
+        const ssize_t w = ::send(connection.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+          refused = true;
+          break;
+        }
+        rest.remove_prefix(static_cast<size_t>(w));
+      }
+      if (refused) break;
+      sent += static_cast<uint64_t>(n);
+    }
+  }
   http::response_parser<http::string_body> parser;
-  parser.body_limit(256 << 20);
+  parser.body_limit(boost::none);
   parser.eager(true);
+  // A streamed (chunked) body goes to on_body as it comes; any other is
+  // kept whole (an answer of a few bytes, or an error).
+  std::function<size_t(uint64_t, boost::beast::string_view, boost::system::error_code&)> on_chunk =
+      [&](uint64_t, boost::beast::string_view data, boost::system::error_code&) -> size_t {
+    if (parser.get().result_int() >= 300) {
+      parser.get().body().append(data.data(), data.size());
+    } else {
+      on_body(std::string_view(data.data(), data.size()));
+    }
+    return data.size();
+  };
+  parser.on_chunk_body(on_chunk);
   std::string buffer;
   char chunk[65536];
   while (!parser.is_done()) {
@@ -102,11 +149,15 @@ std::string exchange_with_daemon(const std::string& socket_path, const std::stri
     if (error == http::error::need_more) error = {};
     if (error) throw Error(ErrorCode::protocol, "airlockd sent a malformed response: " + error.message());
     buffer.erase(0, used);
+    if (!parser.chunked() && parser.get().body().size() > (256 << 20)) {
+      throw Error(ErrorCode::protocol, "airlockd sent an answer larger than 256 MiB in one piece");
+    }
   }
-  if (!parser.is_done()) throw Error(ErrorCode::unavailable, "airlockd closed the connection");
+  if (!parser.is_done())
+    throw Error(ErrorCode::unavailable, "airlockd closed the connection before it answered whole");
   const unsigned status = parser.get().result_int();
   if (status >= 300) throw error_of(status, parser.get().body());
-  return std::move(parser.get().body());
+  if (!parser.chunked()) on_body(parser.get().body());
 }
 
 std::optional<engine::RunResult> run_via_daemon(const std::string& socket_path,

@@ -1,8 +1,10 @@
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "engine/guest_session.h"
 #include "engine/run_request.h"
@@ -40,6 +42,19 @@ nlohmann::json call_daemon(const std::string& socket_path, const std::string& me
 // The same for an answer that is raw bytes (a file): its body.
 std::string exchange_with_daemon(const std::string& socket_path, const std::string& method,
                                  const std::string& target, const std::string& body = {});
+
+// A request's body: `text`, or when `fd` is set, `fd_size` bytes read from
+// it after `text` (a file, streamed).
+struct RequestBody {
+  std::string text;
+  int fd = -1;
+  uint64_t fd_size = 0;
+};
+// One request whose answer's body goes to `on_body` as it arrives (a
+// streamed download in pieces, any other whole). Errors as call_daemon.
+void transfer_with_daemon(const std::string& socket_path, const std::string& method,
+                          const std::string& target, const RequestBody& body,
+                          const std::function<void(std::string_view)>& on_body);
 
 // `text` for a query string: everything but letters, digits and -_.~/ as %XX.
 std::string percent_encode(const std::string& text);

@@ -11,8 +11,10 @@ using SystemClock = std::chrono::system_clock;
 
 // How long a stopped sandbox stays listed with its reason.
 constexpr auto kStoppedRetention = std::chrono::minutes(10);
-// How long a file may take to move (about 1 GiB at the channel's slowest).
+// How long a download may take (about 1 GiB at the channel's slowest).
 constexpr auto kFileTimeout = std::chrono::seconds(600);
+// How long a streamed upload waits for the guest to take more.
+constexpr auto kFileStall = std::chrono::seconds(30);
 // A guest that was told to stop an exec gets this long to report.
 constexpr auto kStopGrace = std::chrono::milliseconds(1000);
 // How often a waiting caller looks at its cancel token.
@@ -250,9 +252,9 @@ auto LiveSandbox::file_operation(Operation&& operation) {
   return operation(*mux);
 }
 
-void LiveSandbox::upload(const std::string& path, std::string_view content, uint32_t mode) {
+void LiveSandbox::upload(const std::string& path, uint64_t size, uint32_t mode, const ContentReader& read) {
   file_operation([&](GuestMux& mux) {
-    upload_file(mux, path, content, mode, SteadyClock::now() + kFileTimeout);
+    upload_file(mux, path, size, mode, read, kFileStall);
     return true;
   });
 }

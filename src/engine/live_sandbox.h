@@ -52,7 +52,7 @@ class LiveSandbox {
   void signal_exec(const std::string& exec_id, int number);
   void write_exec_stdin(const std::string& exec_id, std::string_view bytes, bool close);
 
-  void upload(const std::string& path, std::string_view content, uint32_t mode);
+  void upload(const std::string& path, uint64_t size, uint32_t mode, const ContentReader& read);
   protocol::FileEnd download(const std::string& path, uint64_t max_bytes,
                              const std::function<bool(std::string_view)>& on_data);
   DirectoryListing list(const std::string& path, uint64_t max_entries);

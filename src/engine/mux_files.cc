@@ -1,6 +1,8 @@
 #include "engine/mux_files.h"
 
+#include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -104,24 +106,34 @@ void throw_file_error(const protocol::ErrorReport& report) {
   throw Error(code, report.message);
 }
 
-void upload_file(GuestMux& mux, const std::string& path, std::string_view content, uint32_t mode,
-                 SteadyClock::time_point deadline) {
+void upload_file(GuestMux& mux, const std::string& path, uint64_t size, uint32_t mode,
+                 const ContentReader& read, std::chrono::milliseconds stall) {
   auto inbox = std::make_shared<TransferInbox>(0);
   OpenStream stream(mux, inbox);
-  protocol::WriteFile header{path, content.size(), mode};
+  protocol::WriteFile header{path, size, mode};
   header.as_user = true;
   mux.send(FrameType::write_file, stream.id(), header.to_payload());
-  for (size_t offset = 0; offset < content.size(); offset += protocol::kDataChunk) {
-    mux.send_bulk(FrameType::file_data, stream.id(), content.substr(offset, protocol::kDataChunk), deadline);
+  std::string chunk(protocol::kFileChunk, '\0');
+  for (uint64_t sent = 0; sent < size;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(chunk.size(), size - sent));
+    size_t got = 0;
+    while (got < want) {
+      const size_t n = read(chunk.data() + got, want - got);
+      if (n == 0) throw Error(ErrorCode::invalid_argument, "the body ended before its Content-Length");
+      got += n;
+    }
+    mux.send_bulk(FrameType::file_data, stream.id(), std::string_view(chunk.data(), got),
+                  SteadyClock::now() + stall);
+    sent += got;
   }
-  protocol::Frame reply = inbox->next(deadline, "write the file");
+  protocol::Frame reply = inbox->next(SteadyClock::now() + stall, "write the file");
   stream.complete();
   if (reply.type == FrameType::error) throw_file_error(protocol::ErrorReport::parse(reply.payload));
   if (reply.type != FrameType::file_written) {
     throw Error(ErrorCode::protocol,
                 "expected file_written from the guest, got " + std::string(protocol::to_string(reply.type)));
   }
-  if (protocol::FileWritten::parse(reply.payload).bytes != content.size()) {
+  if (protocol::FileWritten::parse(reply.payload).bytes != size) {
     throw Error(ErrorCode::protocol, "the guest wrote another size than was sent");
   }
 }

@@ -14,13 +14,16 @@ namespace airlock::engine {
 
 // Files of a sandbox, moved on a stream of their own beside its execs.
 
-// Writes `content` to `path` as the sandbox user (refused where that user
-// may not write), with `mode`, and waits until it is on the guest's disk.
-// Errors: Error with the code of the guest's refusal (not_found,
-// permission_denied, conflict for a directory or a special file, no_space),
-// Error(vm) if the guest stops or stalls past `deadline`.
-void upload_file(GuestMux& mux, const std::string& path, std::string_view content, uint32_t mode,
-                 SteadyClock::time_point deadline);
+// Writes `size` bytes to `path` as the sandbox user (refused where that
+// user may not write), with `mode`, and waits until they are on the guest's
+// disk. `read` hands the bytes over in pieces (into its buffer, returning
+// how many; 0 before `size` is an error): at most a megabyte of them is
+// held at once. Errors: Error with the code of the guest's refusal
+// (not_found, permission_denied, conflict for a directory or a special
+// file, no_space), Error(vm) if the guest stops or stalls for `stall`.
+using ContentReader = std::function<size_t(char* buffer, size_t max)>;
+void upload_file(GuestMux& mux, const std::string& path, uint64_t size, uint32_t mode,
+                 const ContentReader& read, std::chrono::milliseconds stall);
 
 // Sends the file at `path`, which the sandbox user must be able to read, to
 // `on_data` in chunks of at most 64 KiB as they arrive. The guest sends

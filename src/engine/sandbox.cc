@@ -259,11 +259,11 @@ void SandboxRegistry::write_exec_stdin(const std::string& id, const std::string&
   find(id)->write_exec_stdin(exec_id, bytes, close);
 }
 
-void SandboxRegistry::upload(const std::string& id, const std::string& path, std::string_view content,
-                             uint32_t mode) {
+void SandboxRegistry::upload(const std::string& id, const std::string& path, uint64_t size, uint32_t mode,
+                             const ContentReader& read) {
   validate_file_path(path);
   validate_file_mode(mode);
-  find(id)->upload(path, content, mode);
+  find(id)->upload(path, size, mode, read);
 }
 
 protocol::FileEnd SandboxRegistry::download(const std::string& id, const std::string& path,

@@ -162,7 +162,8 @@ class SandboxRegistry {
   void expect_live(const std::string& id);
   // Files of a sandbox, as its user (mux_files.h), beside its execs; each
   // counts as activity. `path`: absolute, normalised, in the guest.
-  void upload(const std::string& id, const std::string& path, std::string_view content, uint32_t mode);
+  void upload(const std::string& id, const std::string& path, uint64_t size, uint32_t mode,
+              const ContentReader& read);
   protocol::FileEnd download(const std::string& id, const std::string& path, uint64_t max_bytes,
                              const std::function<bool(std::string_view)>& on_data);
   // A directory's entries (`path` may be "/"), and removing a file or an empty directory.

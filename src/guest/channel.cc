@@ -35,13 +35,17 @@ void Channel::send(protocol::FrameType type, uint32_t stream, std::string_view p
 
 bool Channel::pump() {
   char buffer[65536];
-  for (;;) {
+  // At most about a megabyte at a time: what the host sends faster than
+  // the agent handles it (an upload to a slow disk) waits in the channel,
+  // not in our memory.
+  while (decoder_.buffered() < kMaxBuffered) {
     auto n = read_some(port_.get(), buffer, sizeof buffer);
     if (!n) return true;
     // A virtio console port reads 0 while the host side is not connected.
     if (*n == 0) return false;
     decoder_.feed(std::string_view(buffer, *n));
   }
+  return true;
 }
 
 std::optional<protocol::Frame> Channel::receive() {

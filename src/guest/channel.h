@@ -17,8 +17,10 @@ class Channel {
 
   int fd() const { return port_.get(); }
   void send(protocol::FrameType type, uint32_t stream, std::string_view payload = {});
-  // Reads what is available without blocking; false once the host hung up.
+  // Reads what is available without blocking, up to about kMaxBuffered
+  // undecoded bytes; false once the host hung up.
   bool pump();
+  static constexpr size_t kMaxBuffered = 1 << 20;
   std::optional<protocol::Frame> next() { return decoder_.next(); }
   // Blocks until a whole frame arrives; nullopt if the host hung up.
   std::optional<protocol::Frame> receive();

@@ -43,24 +43,27 @@ bool set_up_exec_cgroups() {
   return true;
 }
 
-ExecCgroup ExecCgroup::create(uint32_t stream) {
+ExecCgroup ExecCgroup::create(const std::string& name) {
   ExecCgroup group;
   if (!cgroups_ready) return group;
-  std::string path = std::string(kCgroupRoot) + "/exec-" + std::to_string(stream);
+  std::string path = std::string(kCgroupRoot) + "/" + name;
   if (::mkdir(path.c_str(), 0755) < 0 && errno != EEXIST) throw_errno("mkdir", path);
   group.path_ = path;
+  group.dir_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!group.dir_) throw_errno("open", path);
   group.procs_ = UniqueFd(::open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
   if (!group.procs_) throw_errno("open", path + "/cgroup.procs");
   return group;
 }
 
 ExecCgroup::ExecCgroup(ExecCgroup&& other) noexcept
-    : path_(std::exchange(other.path_, {})), procs_(std::move(other.procs_)) {}
+    : path_(std::exchange(other.path_, {})), dir_(std::move(other.dir_)), procs_(std::move(other.procs_)) {}
 
 ExecCgroup& ExecCgroup::operator=(ExecCgroup&& other) noexcept {
   if (this != &other) {
     release();
     path_ = std::exchange(other.path_, {});
+    dir_ = std::move(other.dir_);
     procs_ = std::move(other.procs_);
   }
   return *this;
@@ -71,15 +74,10 @@ ExecCgroup::~ExecCgroup() { release(); }
 void ExecCgroup::release() {
   if (path_.empty()) return;
   kill_all();
+  dir_.reset();
   procs_.reset();
   if (::rmdir(path_.c_str()) < 0 && errno == EBUSY) pending_removal().push_back(path_);
   path_.clear();
-}
-
-void ExecCgroup::adopt(pid_t pid) const {
-  if (!procs_) return;
-  const std::string text = std::to_string(pid);
-  if (::write(procs_.get(), text.data(), text.size()) < 0) throw_errno("write", path_ + "/cgroup.procs");
 }
 
 void ExecCgroup::kill_all() const {

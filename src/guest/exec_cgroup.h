@@ -22,19 +22,21 @@ class ExecCgroup {
   ExecCgroup(const ExecCgroup&) = delete;
   ExecCgroup& operator=(const ExecCgroup&) = delete;
   ExecCgroup() = default;
-  // Makes /sys/fs/cgroup/exec-<stream>. Throws if cgroups are set up but the
-  // group cannot be made.
-  static ExecCgroup create(uint32_t stream);
+  // Makes /sys/fs/cgroup/<name>. Throws if cgroups are set up but the
+  // group cannot be made. Without cgroups: an invalid one.
+  static ExecCgroup create(const std::string& name);
   ExecCgroup(ExecCgroup&& other) noexcept;
   ExecCgroup& operator=(ExecCgroup&& other) noexcept;
   ~ExecCgroup();
 
   bool valid() const { return static_cast<bool>(procs_); }
-  // The group's cgroup.procs, open for writing: a child writes "0" to it to
-  // enter the group before it execs (async-signal-safe).
+  // The group's directory, for clone3(CLONE_INTO_CGROUP): a child born in
+  // the group, with no migration (which would wait for an RCU grace
+  // period, milliseconds under emulation). -1 without cgroups.
+  int dir_fd() const { return dir_.get(); }
+  // Its cgroup.procs, for a kernel without CLONE_INTO_CGROUP: the child
+  // writes "0" to it before it execs.
   int procs_fd() const { return procs_.get(); }
-  // Moves a running process (a prestarted interpreter) into the group.
-  void adopt(pid_t pid) const;
   // SIGKILLs every process in the group at once (cgroup.kill).
   void kill_all() const;
   // Processes the group's memory limit or the kernel's OOM killer ended.
@@ -43,6 +45,7 @@ class ExecCgroup {
  private:
   void release();
   std::string path_;
+  UniqueFd dir_;
   UniqueFd procs_;
 };
 

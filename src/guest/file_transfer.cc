@@ -89,9 +89,10 @@ bool Download::can_send() const {
 void Download::on_ack(uint64_t bytes) { acked_ = std::min(sent_, acked_ + bytes); }
 
 bool Download::step() {
-  char chunk[protocol::kDataChunk];
-  for (int chunks = 0; chunks < 4 && can_send(); ++chunks) {
-    const ssize_t n = ::read(file_.get(), chunk, sizeof chunk);
+  std::string& chunk = buffer_;
+  chunk.resize(protocol::kFileChunk);
+  for (int chunks = 0; chunks < 2 && can_send(); ++chunks) {
+    const ssize_t n = ::read(file_.get(), chunk.data(), chunk.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       refuse(std::string("read: ") + std::strerror(errno), error_kind(errno));
@@ -108,7 +109,7 @@ bool Download::step() {
       refuse("larger than " + std::to_string(request_.max_bytes) + " bytes", "too_large");
       break;
     }
-    channel_.send(FrameType::file_data, stream_, std::string_view(chunk, static_cast<size_t>(n)));
+    channel_.send(FrameType::file_data, stream_, std::string_view(chunk.data(), static_cast<size_t>(n)));
   }
   return done_;
 }

@@ -59,6 +59,7 @@ class Download {
   uint64_t sent_ = 0;
   uint64_t acked_ = 0;
   bool done_ = false;
+  std::string buffer_;  // one frame's data
 };
 
 // Answers a list_dir with listing frames (or an error), as the sandbox user.

@@ -148,7 +148,9 @@ void fail_prestarted(Channel& channel, uint32_t stream, Program& program, const 
 
 void prestart(Channel& channel, const protocol::Frame& frame, std::optional<Program>& slot) {
   auto request = protocol::Exec::parse(frame.payload);
-  Program program = start_program(request, /*with_control=*/true);
+  // Born in a cgroup of its own, which goes with it to the exec that takes it.
+  Program program = start_program(request, /*with_control=*/true,
+                                  ExecCgroup::create("prestarted-" + std::to_string(frame.stream)));
   // "ready" once it has imported what it imports and blocks waiting for a job.
   if (read_control_line(program.control.get(), 60'000) != "ready") {
     fail_prestarted(channel, frame.stream, program, "the prestarted interpreter did not become ready");
@@ -193,14 +195,11 @@ void warm(Channel& channel, const protocol::Frame& frame, std::optional<Program>
 }
 
 // Hands the program to the prestarted interpreter, which becomes it.
-// It joins the exec's cgroup before it learns the job, so nothing the
-// program starts is ever outside it.
-Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& request,
-                        const ExecCgroup& cgroup) {
+// Its cgroup, where it was born, becomes the exec's.
+Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& request) {
   if (!slot) throw Error(ErrorCode::invalid_argument, "no prestarted interpreter in this VM");
   Program program = std::move(*slot);
   slot.reset();
-  cgroup.adopt(program.pid);
   if (!apply_program_limits(program.pid, request)) {
     ::kill(program.pid, SIGKILL);
     throw_errno("prlimit", "the prestarted interpreter");
@@ -384,15 +383,12 @@ class Agent {
         limit_writable_space(root_device_, request.disk_limit_bytes);
         disk_limit_applied_ = request.disk_limit_bytes;
       }
-      ExecCgroup cgroup = ExecCgroup::create(frame.stream);
-      Program program;
-      if (request.prestarted) {
-        program = take_prestarted(prestarted_, request, cgroup);
-      } else {
-        program = start_program(request, false, cgroup.procs_fd());
-      }
+      Program program =
+          request.prestarted
+              ? take_prestarted(prestarted_, request)
+              : start_program(request, false, ExecCgroup::create("exec-" + std::to_string(frame.stream)));
       execs_.emplace(frame.stream, std::make_unique<RunningExec>(channel_, frame.stream, std::move(request),
-                                                                 std::move(program), std::move(cgroup)));
+                                                                 std::move(program)));
     } catch (const Error& e) {
       if (e.code() == ErrorCode::protocol) throw;
       channel_.send(FrameType::error, frame.stream, protocol::ErrorReport{e.what()}.to_payload());

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -10,6 +11,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -117,7 +119,27 @@ void exec_program(char* const argv[], char* const envp[]) {
 
 }  // namespace
 
-Program start_program(const protocol::Exec& request, bool with_control, int cgroup_procs_fd) {
+namespace {
+
+// fork(), the child born in the cgroup `cgroup_fd` (clone3 with
+// CLONE_INTO_CGROUP); where the kernel cannot, a plain fork whose child
+// joins it itself (*join_in_child set).
+pid_t fork_into(int cgroup_fd, bool* join_in_child) {
+  *join_in_child = false;
+  if (cgroup_fd < 0) return ::fork();
+  clone_args args{};
+  args.flags = CLONE_INTO_CGROUP;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<uint64_t>(cgroup_fd);
+  const long child = ::syscall(SYS_clone3, &args, sizeof args);
+  if (child >= 0 || (errno != ENOSYS && errno != EINVAL && errno != E2BIG)) return static_cast<pid_t>(child);
+  *join_in_child = true;
+  return ::fork();
+}
+
+}  // namespace
+
+Program start_program(const protocol::Exec& request, bool with_control, ExecCgroup cgroup) {
   auto [stdin_read, stdin_write] = make_pipe();
   auto [stdout_read, stdout_write] = make_pipe();
   auto [stderr_read, stderr_write] = make_pipe();
@@ -141,11 +163,13 @@ Program start_program(const protocol::Exec& request, bool with_control, int cgro
   for (const auto& entry : request.env) envp.push_back(const_cast<char*>(entry.c_str()));
   envp.push_back(nullptr);
 
-  pid_t child = ::fork();
-  if (child < 0) throw_errno("fork");
+  bool join_in_child = false;
+  pid_t child = fork_into(cgroup.dir_fd(), &join_in_child);
+  if (child < 0) throw_errno("clone3", "a program");
   if (child == 0) {
     exec_in_sandbox(request, argv.data(), envp.data(), stdin_read.get(), stdout_write.get(),
-                    stderr_write.get(), control_program.get(), cgroup_procs_fd, stderr_write.get());
+                    stderr_write.get(), control_program.get(), join_in_child ? cgroup.procs_fd() : -1,
+                    stderr_write.get());
   }
   Program program;
   program.pid = child;
@@ -153,6 +177,7 @@ Program start_program(const protocol::Exec& request, bool with_control, int cgro
   program.stdout_read = std::move(stdout_read);
   program.stderr_read = std::move(stderr_read);
   program.control = std::move(control_agent);
+  program.cgroup = std::move(cgroup);
   return program;
 }
 

@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include "common/unique_fd.h"
+#include "guest/exec_cgroup.h"
 #include "protocol/messages.h"
 
 namespace airlock::guest {
@@ -18,6 +19,9 @@ struct Program {
   UniqueFd stdout_read;
   UniqueFd stderr_read;
   UniqueFd control;
+  // The cgroup it was born in (a prestarted interpreter's goes with it to
+  // the exec that takes it).
+  ExecCgroup cgroup;
 };
 
 // Sets the program's hard limits from `request` on process `pid` (0: this
@@ -27,9 +31,8 @@ bool apply_program_limits(pid_t pid, const protocol::Exec& request);
 
 // Forks and execs a program for `request`: own session, chrooted into the
 // image, as request.uid/gid with no groups and no_new_privs. With
-// `with_control` it also gets a socket at kControlFd. With a
-// `cgroup_procs_fd` (an exec cgroup's cgroup.procs) the child enters that
-// group before it execs.
-Program start_program(const protocol::Exec& request, bool with_control, int cgroup_procs_fd = -1);
+// `with_control` it also gets a socket at kControlFd. It is born in
+// `cgroup` (when valid), which the Program then holds.
+Program start_program(const protocol::Exec& request, bool with_control, ExecCgroup cgroup);
 
 }  // namespace airlock::guest

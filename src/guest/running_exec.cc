@@ -77,13 +77,12 @@ constexpr auto kDrainGrace = std::chrono::milliseconds(200);
 
 }  // namespace
 
-RunningExec::RunningExec(Channel& channel, uint32_t stream, protocol::Exec request, Program program,
-                         ExecCgroup cgroup)
+RunningExec::RunningExec(Channel& channel, uint32_t stream, protocol::Exec request, Program program)
     : channel_(channel),
       stream_(stream),
       request_(std::move(request)),
       child_(program.pid),
-      cgroup_(std::move(cgroup)),
+      cgroup_(std::move(program.cgroup)),
       started_(Clock::now()),
       stdin_write_(std::move(program.stdin_write)),
       outputs_{{std::move(program.stdout_read), FrameType::stdout_data, request_.stdout_limit},

@@ -40,7 +40,8 @@ class RunningExec {
  public:
   using Clock = std::chrono::steady_clock;
 
-  RunningExec(Channel& channel, uint32_t stream, protocol::Exec request, Program program, ExecCgroup cgroup);
+  // The program's cgroup is the exec's.
+  RunningExec(Channel& channel, uint32_t stream, protocol::Exec request, Program program);
   RunningExec(const RunningExec&) = delete;
   RunningExec& operator=(const RunningExec&) = delete;
 

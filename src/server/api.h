@@ -47,6 +47,11 @@ class Api {
   // What a run's output may cost this daemon's memory, at most (ByteBudget).
   static uint64_t output_cost(const engine::RunRequest& request, bool streaming);
 
+  // The routes whose bodies stream (HttpServer::stream_bodies): file
+  // uploads (up to kMaxUploadBytes) and an exec's stdin.
+  static bool streams_body(const std::string& method, const std::string& target);
+  static constexpr uint64_t kMaxUploadBytes = 1ULL << 30;
+
   // Creates (or resizes) the warm pool of a profile; such a pool never expires.
   void add_pool(const engine::Profile& profile, int target);
   void handle(const HttpRequest& request, ResponseWriter& writer);

@@ -48,8 +48,20 @@ void Api::handle_exec(const std::string& id, const std::string& exec_path, const
   }
   if (verb == "stdin" && request.method == "POST") {
     const bool close = flag(request, "close");
-    sandboxes_->write_exec_stdin(id, exec_id, request.body, close);
-    return writer.send(200, "application/json", dump({{"bytes", request.body.size()}, {"closed", close}}));
+    uint64_t bytes = 0;
+    if (request.body_stream) {
+      // Piece by piece, as the guest takes it (its stdin window).
+      std::string piece(64 * 1024, '\0');
+      while (const size_t n = request.body_stream->read(piece.data(), piece.size())) {
+        sandboxes_->write_exec_stdin(id, exec_id, std::string_view(piece.data(), n), false);
+        bytes += n;
+      }
+      if (close || bytes == 0) sandboxes_->write_exec_stdin(id, exec_id, {}, close);
+    } else {
+      sandboxes_->write_exec_stdin(id, exec_id, request.body, close);
+      bytes = request.body.size();
+    }
+    return writer.send(200, "application/json", dump({{"bytes", bytes}, {"closed", close}}));
   }
   send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + request.target, false);
 }

@@ -14,6 +14,12 @@ void apply_request_limits(RequestParser& parser) {
 }
 
 HttpRequest to_http_request(const http::request<http::string_body>& message) {
+  HttpRequest request = to_http_request(static_cast<const http::request_header<>&>(message));
+  request.body = message.body();
+  return request;
+}
+
+HttpRequest to_http_request(const http::request_header<>& message) {
   HttpRequest request;
   request.method = std::string(message.method_string());
   request.target = std::string(message.target());
@@ -21,7 +27,6 @@ HttpRequest to_http_request(const http::request<http::string_body>& message) {
     request.query = request.target.substr(query + 1);
     request.target.resize(query);
   }
-  request.body = message.body();
   request.accept = std::string(message[http::field::accept]);
   request.authorization = std::string(message[http::field::authorization]);
   return request;

@@ -15,5 +15,7 @@ void apply_request_limits(RequestParser& parser);
 // What a handler sees of a parsed request: the method, the path without its
 // query, the body, and the Accept and Authorization headers.
 HttpRequest to_http_request(const boost::beast::http::request<boost::beast::http::string_body>& message);
+// The same without the body (a streamed one is read by its handler).
+HttpRequest to_http_request(const boost::beast::http::request_header<>& head);
 
 }  // namespace airlock::server

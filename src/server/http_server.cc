@@ -137,7 +137,48 @@ std::string error_body(const std::string& code, const std::string& message) {
   return R"({"error":{"code":")" + code + R"(","message":")" + escaped + R"(","retryable":false}})";
 }
 
+// A streamed route's body, read straight from the socket into the
+// handler's buffer (Beast's buffer_body), a deadline on every read.
+template <typename Stream>
+class BeastBodyStream final : public BodyStream {
+ public:
+  BeastBodyStream(Stream& socket, beast::flat_buffer& buffer, RequestParser&& parser, HttpServer& server,
+                  int fd)
+      : socket_(socket), buffer_(buffer), parser_(std::move(parser)), server_(server), fd_(fd) {
+    size_ = parser_.content_length().value_or(0);
+  }
+
+  uint64_t size() const override { return size_; }
+
+  size_t read(char* data, size_t max) override {
+    if (parser_.is_done() || max == 0) return 0;
+    parser_.get().body().data = data;
+    parser_.get().body().size = max;
+    beast::error_code error;
+    server_.arm_deadline(fd_, server_.limits().body);
+    http::read(socket_, buffer_, parser_, error);
+    server_.disarm_deadline(fd_);
+    if (error == http::error::need_buffer) error = {};
+    if (error) throw Error(ErrorCode::io, "the client stopped sending the body: " + error.message());
+    return max - parser_.get().body().size;
+  }
+
+ private:
+  Stream& socket_;
+  beast::flat_buffer& buffer_;
+  http::request_parser<http::buffer_body> parser_;
+  HttpServer& server_;
+  int fd_;
+  uint64_t size_ = 0;
+};
+
 }  // namespace
+
+void HttpServer::stream_bodies(std::function<bool(const std::string&, const std::string&)> streams,
+                               uint64_t max_bytes) {
+  streams_body_ = std::move(streams);
+  max_streamed_bytes_ = max_bytes;
+}
 
 HttpServer::HttpServer(std::string socket_path, HttpHandler handler, ConnectionLimits limits)
     : socket_path_(std::move(socket_path)), handler_(std::move(handler)), limits_(limits) {
@@ -294,6 +335,8 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
   for (bool first = true;; first = false) {
     RequestParser parser;
     apply_request_limits(parser);
+    // A streamed route may announce more; the head decides which it is.
+    if (streams_body_) parser.body_limit(std::max<uint64_t>(kMaxBodyBytes, max_streamed_bytes_));
     beast::error_code error;
     // The first head was given its deadline at accept; later ones wait at most `idle`.
     if (!first) arm_deadline(fd, limits_.idle);
@@ -316,6 +359,38 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
       return;
     }
     set_busy(fd, true);
+    if (!announced_too_large && streams_body_) {
+      const auto& head = parser.get();
+      const std::string method(head.method_string());
+      std::string target(head.target());
+      target = target.substr(0, target.find('?'));
+      if (streams_body_(method, target)) {
+        BeastWriter<Stream> writer(socket, false, *this, fd);
+        if (!parser.content_length()) {
+          writer.send(411, "application/json",
+                      error_body("invalid_argument", "this request needs a Content-Length"));
+          return;
+        }
+        HttpRequest request = to_http_request(head);
+        request.client_fd = socket.native_handle();
+        request.from_operator = from_operator;
+        BeastBodyStream<Stream> body(socket, buffer, std::move(parser), *this, fd);
+        request.body_stream = &body;
+        // The handler may leave some of the body unread: the connection ends with its answer.
+        handler_(request, writer);
+        if (!writer.done()) writer.send(500, "application/json", error_body("internal", "no response"));
+        return;
+      }
+      // Any other route keeps the usual limit.
+      if (parser.content_length() && *parser.content_length() > kMaxBodyBytes) {
+        BeastWriter<Stream> writer(socket, false, *this, fd);
+        writer.send(
+            413, "application/json",
+            error_body("too_large", "request body exceeds " + std::to_string(kMaxBodyBytes) + " bytes"));
+        return;
+      }
+      parser.body_limit(kMaxBodyBytes);
+    }
     arm_deadline(fd, limits_.body);
     if (!announced_too_large && beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";

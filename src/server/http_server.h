@@ -13,11 +13,25 @@
 
 namespace airlock::server {
 
+// The body of a request the server did not read into memory (a route that
+// streams: HttpServer::stream_bodies), read in pieces by its handler.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // Its Content-Length.
+  virtual uint64_t size() const = 0;
+  // Up to `max` more bytes into `buffer`; 0 at its end. Each read has the
+  // server's body deadline: a client that stops sending is cut off
+  // (Error(io)).
+  virtual size_t read(char* buffer, size_t max) = 0;
+};
+
 struct HttpRequest {
   std::string method;
-  std::string target;  // path, without the query
-  std::string query;   // after the '?', as sent (query_parameter decodes it)
-  std::string body;
+  std::string target;                 // path, without the query
+  std::string query;                  // after the '?', as sent (query_parameter decodes it)
+  std::string body;                   // empty when body_stream is set
+  BodyStream* body_stream = nullptr;  // a streamed route's body, to be read by the handler
   std::string accept;
   std::string authorization;
   int client_fd = -1;  // to notice a client that hangs up mid-request
@@ -72,6 +86,12 @@ class HttpServer {
   HttpServer(std::string socket_path, HttpHandler handler, ConnectionLimits limits = {});
   ~HttpServer();
 
+  // Requests for which `streams` says true get their body as a BodyStream
+  // of at most `max_bytes` (Content-Length required: 411 without it, 413
+  // past it) instead of a string of at most kMaxBodyBytes.
+  void stream_bodies(std::function<bool(const std::string& method, const std::string& target)> streams,
+                     uint64_t max_bytes);
+
   // Also serves TCP on loopback; every request there must carry
   // `Authorization: Bearer <token>` (401 otherwise).
   // `operator_token` (optional, different): a TCP client showing it is the operator.
@@ -100,6 +120,8 @@ class HttpServer {
 
   std::string socket_path_;
   HttpHandler handler_;
+  std::function<bool(const std::string&, const std::string&)> streams_body_;
+  uint64_t max_streamed_bytes_ = 0;
   UniqueFd listener_;
   UniqueFd tcp_listener_;
   std::string token_;

@@ -162,6 +162,7 @@ int serve(const Options& options) {
         api.handle(request, writer);
       },
       limits);
+  server.stream_bodies(server::Api::streams_body, server::Api::kMaxUploadBytes);
   if (!options.listen.empty()) {
     if (options.token_file.empty()) throw Error(ErrorCode::invalid_argument, "--listen needs --token-file");
     const size_t colon = options.listen.rfind(':');

@@ -1,4 +1,6 @@
 // The sandbox endpoints of docs/api.yaml: /v1/sandboxes and below.
+#include <algorithm>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -30,6 +32,17 @@ std::string file_path_of(const HttpRequest& request) {
 }
 
 }  // namespace
+
+bool Api::streams_body(const std::string& method, const std::string& target) {
+  if (target.rfind(kPrefix, 0) != 0) return false;
+  const std::string rest = target.substr(kPrefix.size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string::npos) return false;
+  const std::string verb = rest.substr(slash + 1);
+  if (method == "PUT" && verb == "files") return true;
+  return method == "POST" && verb.rfind("execs/", 0) == 0 && verb.size() > 6 &&
+         verb.compare(verb.size() - 6, 6, "/stdin") == 0;
+}
 
 engine::AcquiredGuest Api::acquire_for_sandbox(const engine::SandboxSpec& spec) {
   const engine::Profile& profile = spec.plan.profile;
@@ -119,9 +132,18 @@ void Api::upload_file(const std::string& id, const HttpRequest& request, Respons
     }
     mode = static_cast<uint32_t>(std::stoul(*text, nullptr, 8));
   }
-  sandboxes_->upload(id, path, request.body, mode);
-  writer.send(200, "application/json",
-              dump({{"path", path}, {"bytes", request.body.size()}, {"mode", mode}}));
+  // Streamed from the client to the guest in pieces (memory stays flat
+  // whatever the size), or from a body read whole where nothing streams.
+  const uint64_t size = request.body_stream ? request.body_stream->size() : request.body.size();
+  size_t offset = 0;
+  sandboxes_->upload(id, path, size, mode, [&](char* buffer, size_t max) {
+    if (request.body_stream) return request.body_stream->read(buffer, max);
+    const size_t n = std::min(max, request.body.size() - offset);
+    std::memcpy(buffer, request.body.data() + offset, n);
+    offset += n;
+    return n;
+  });
+  writer.send(200, "application/json", dump({{"path", path}, {"bytes", size}, {"mode", mode}}));
 }
 
 void Api::download_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer) {

@@ -5,10 +5,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/child_process.h"
 #include "common/io.h"
 #include "engine/sandbox_json.h"
 #include "support/airlock_cli.h"
@@ -336,6 +338,64 @@ TEST_F(Sandboxes, DirectoriesAreListedAndFilesRemovedAsTheSandboxUser) {
   EXPECT_EQ(ls.exit_code, 0) << ls.err;
   EXPECT_NE(ls.out.find("-rw-r--r-- 5 "), std::string::npos) << ls.out;
   EXPECT_NE(ls.out.find(" etc-link@\n"), std::string::npos) << ls.out;
+}
+
+// A number of KiB from /proc/<pid>/status ("VmHWM": the peak resident set).
+long status_kib(pid_t pid, const std::string& field) {
+  const std::string status = read_file("/proc/" + std::to_string(pid) + "/status", 1 << 16);
+  const size_t at = status.find("\n" + field + ":");
+  return at == std::string::npos ? -1 : std::stol(status.substr(at + field.size() + 2));
+}
+
+TEST_F(Sandboxes, A128MiBFileStreamsBothWaysWithFlatMemory) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  const std::string id = create({{"language", "shell"}, {"disk_mb", 512}})["id"];
+  // Pseudo-random bytes the guest's disk cannot compress or dedupe.
+  std::string content(128 << 20, '\0');
+  uint64_t state = 88172645463325252ULL;
+  for (size_t i = 0; i < content.size(); i += 8) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    std::memcpy(&content[i], &state, 8);
+  }
+  const fs::path local = dir_ / "big.bin";
+  write_file(local, content);
+  const std::string md5 =
+      run_command({"md5sum", local.string()}, {"PATH=/usr/bin:/bin"}, std::chrono::seconds(60))
+          .output.substr(0, 32);
+  const long peak_before = status_kib(daemon_->process().pid(), "VmHWM");
+  const std::string files = "http://airlockd/v1/sandboxes/" + id + "/files?path=";
+  // curl -T streams the file with a Content-Length.
+  auto uploaded = daemon_->request({"-T", local.string(), files + "/home/sandbox/big.bin"});
+  ASSERT_EQ(uploaded.status, 200) << uploaded.body;
+  EXPECT_EQ(json::parse(uploaded.body)["bytes"], content.size());
+  EXPECT_EQ(exec(id, command({"md5sum", "/home/sandbox/big.bin"}))["stdout"].get<std::string>().substr(0, 32),
+            md5);
+  auto downloaded = daemon_->request({files + "/home/sandbox/big.bin"});
+  EXPECT_EQ(downloaded.status, 200);
+  EXPECT_TRUE(downloaded.body == content) << "the download differs from the upload";
+  downloaded.body.clear();
+  const long growth_kib = status_kib(daemon_->process().pid(), "VmHWM") - peak_before;
+  EXPECT_LT(growth_kib, 32 * 1024) << "airlockd held the file in memory (its peak grew " << growth_kib
+                                   << " KiB)";
+
+  // The CLI streams both ways too, and a download that fails leaves no file.
+  CliOptions options;
+  options.extra_env = {"AIRLOCK_SOCKET=" + daemon_->socket()};
+  EXPECT_EQ(run_cli({"cp", local.string(), id + ":/home/sandbox/again.bin"}, options).exit_code, 0);
+  const fs::path cli_back = dir_ / "cli-back.bin";
+  EXPECT_EQ(run_cli({"cp", id + ":/home/sandbox/again.bin", cli_back.string()}, options).exit_code, 0);
+  EXPECT_EQ(run_command({"md5sum", cli_back.string()}, {"PATH=/usr/bin:/bin"}, std::chrono::seconds(60))
+                .output.substr(0, 32),
+            md5);
+  EXPECT_EQ(run_cli({"cp", id + ":/home/sandbox/none.bin", (dir_ / "none.bin").string()}, options).exit_code,
+            125);
+  EXPECT_FALSE(fs::exists(dir_ / "none.bin"));
+  EXPECT_FALSE(fs::exists(dir_ / "none.bin.airlock-partial"));
+
+  // A streamed body needs its length up front.
+  auto chunked = daemon_->request({"-X", "PUT", "-H", "Transfer-Encoding: chunked", "--data-binary", "abc",
+                                   files + "/home/sandbox/chunked"});
+  EXPECT_EQ(chunked.status, 411) << chunked.body;
 }
 
 TEST_F(Sandboxes, TheCliCopiesFilesBothWays) {
