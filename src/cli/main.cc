@@ -279,6 +279,7 @@ int main(int argc, char** argv) {
   airlock::cli::add_kill(app, sandbox_action);
   airlock::cli::add_logs(app, sandbox_action);
   airlock::cli::add_ls(app, sandbox_action);
+  airlock::cli::add_port(app, sandbox_action);
 
   try {
     app.parse(argc, argv);

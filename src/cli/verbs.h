@@ -1,9 +1,9 @@
 #pragma once
 
 // The sandbox verbs of `airlock`, one file each (cp.cc, create.cc, exec.cc,
-// kill.cc, logs.cc, ls.cc, ps.cc, rm.cc, touch.cc), all speaking airlockd's API (docs/api.yaml). Each adds
-// its subcommand to `app` and sets `action` to what runs when it is parsed;
-// an action returns the process's exit code.
+// kill.cc, logs.cc, ls.cc, port.cc, ps.cc, rm.cc, touch.cc), all speaking airlockd's API (docs/api.yaml).
+// Each adds its subcommand to `app` and sets `action` to what runs when it is parsed; an action returns the
+// process's exit code.
 
 #include <CLI/CLI.hpp>
 #include <functional>
@@ -22,6 +22,7 @@ void add_exec(CLI::App& app, Action& action);
 void add_kill(CLI::App& app, Action& action);
 void add_logs(CLI::App& app, Action& action);
 void add_ls(CLI::App& app, Action& action);
+void add_port(CLI::App& app, Action& action);
 void add_ps(CLI::App& app, Action& action);
 void add_rm(CLI::App& app, Action& action);
 void add_touch(CLI::App& app, Action& action);

@@ -279,7 +279,50 @@ void LiveSandbox::remove(const std::string& path) {
   });
 }
 
+PortInfo LiveSandbox::forward_port(uint16_t guest_port) {
+  std::lock_guard lock(mutex_);
+  if (stopped_ || !mux_) throw Error(ErrorCode::conflict, state_message());
+  if (auto it = ports_.find(guest_port); it != ports_.end()) {
+    throw Error(ErrorCode::conflict,
+                "port " + std::to_string(guest_port) + " of sandbox " + id_ +
+                    " is forwarded already, from 127.0.0.1:" + std::to_string(it->second->host_port()));
+  }
+  if (ports_.size() >= kMaxPorts) {
+    throw Error(ErrorCode::overloaded, "sandbox " + id_ + " has " + std::to_string(kMaxPorts) +
+                                           " port forwards, its most; close one");
+  }
+  auto forward = std::make_unique<PortForward>(mux_, guest_port);
+  PortInfo info{guest_port, forward->host_port(), 0};
+  ports_.emplace(guest_port, std::move(forward));
+  idle_since_ = SystemClock::now();
+  return info;
+}
+
+std::vector<PortInfo> LiveSandbox::ports() const {
+  std::lock_guard lock(mutex_);
+  std::vector<PortInfo> all;
+  for (const auto& [port, forward] : ports_)
+    all.push_back({port, forward->host_port(), forward->connections()});
+  return all;
+}
+
+void LiveSandbox::close_port(uint16_t guest_port) {
+  std::unique_ptr<PortForward> forward;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = ports_.find(guest_port);
+    if (it == ports_.end()) {
+      throw Error(ErrorCode::not_found,
+                  "port " + std::to_string(guest_port) + " of sandbox " + id_ + " is not forwarded");
+    }
+    forward = std::move(it->second);
+    ports_.erase(it);
+  }
+  forward.reset();  // its connections end, outside the lock
+}
+
 void LiveSandbox::stop(const std::string& reason) {
+  std::map<uint16_t, std::unique_ptr<PortForward>> ports;
   std::shared_ptr<GuestMux> mux;
   std::vector<std::shared_ptr<ExecRecord>> running;
   std::optional<ReadyGuest> guest;
@@ -295,11 +338,13 @@ void LiveSandbox::stop(const std::string& reason) {
       if (exec->state() == ExecState::running) running.push_back(exec);
     }
     mux = std::move(mux_);
+    ports.swap(ports_);
     guest = std::move(guest_);
     guest_.reset();
     room = std::move(room_);
     reserved = std::move(reserved_);
   }
+  ports.clear();  // the host ports close, and every connection through them
   // Every exec in progress ends as killed, with the reason, before the VM goes.
   for (auto& exec : running) {
     if (mux) exec->stop(*mux, ExecRecord::StopCause::sandbox_stopped);

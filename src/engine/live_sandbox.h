@@ -13,6 +13,7 @@
 #include "engine/exec_record.h"
 #include "engine/guest_mux.h"
 #include "engine/mux_files.h"
+#include "engine/port_forward.h"
 #include "engine/sandbox.h"
 
 namespace airlock::engine {
@@ -56,6 +57,11 @@ class LiveSandbox {
   protocol::FileEnd download(const std::string& path, uint64_t max_bytes,
                              const std::function<bool(std::string_view)>& on_data);
   DirectoryListing list(const std::string& path, uint64_t max_entries);
+
+  static constexpr size_t kMaxPorts = 16;
+  PortInfo forward_port(uint16_t guest_port);
+  std::vector<PortInfo> ports() const;
+  void close_port(uint16_t guest_port);
   void remove(const std::string& path);
 
   // Stops it (every exec in progress is killed) and destroys its VM.
@@ -92,6 +98,7 @@ class LiveSandbox {
   const vmm::Accel accel_;
   const bool from_snapshot_;
   std::shared_ptr<GuestMux> mux_;
+  std::map<uint16_t, std::unique_ptr<PortForward>> ports_;
   std::optional<VmBudget::Reservation> room_;
   std::shared_ptr<void> reserved_;
 };

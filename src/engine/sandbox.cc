@@ -2,6 +2,8 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
+
 #include "common/error.h"
 #include "engine/live_sandbox.h"
 #include "protocol/guest_path.h"
@@ -248,6 +250,20 @@ ExecInfo SandboxRegistry::read_exec_output(const std::string& id, const std::str
     if (update.ended || !follow || (cancel && cancel->cancelled())) break;
   }
   return describe(*sandbox, *record, false);
+}
+
+PortInfo SandboxRegistry::forward_port(const std::string& id, int guest_port) {
+  if (guest_port < 1 || guest_port > 65535) {
+    throw Error(ErrorCode::invalid_argument,
+                "port " + std::to_string(guest_port) + " is out of range (1-65535)");
+  }
+  return find(id)->forward_port(static_cast<uint16_t>(guest_port));
+}
+
+std::vector<PortInfo> SandboxRegistry::ports(const std::string& id) { return find(id)->ports(); }
+
+void SandboxRegistry::close_port(const std::string& id, int guest_port) {
+  find(id)->close_port(static_cast<uint16_t>(std::clamp(guest_port, 0, 65535)));
 }
 
 void SandboxRegistry::signal_exec(const std::string& id, const std::string& exec_id, int number) {

@@ -88,6 +88,14 @@ struct SandboxInfo {
   bool pool_hit = false;
 };
 
+// A port forward of a sandbox: 127.0.0.1:host_port on the host reaches
+// guest_port on the guest's loopback.
+struct PortInfo {
+  uint16_t guest_port = 0;
+  uint16_t host_port = 0;
+  int connections = 0;  // open now
+};
+
 // An exec as the API shows it: what it runs, whether it ended, and how.
 struct ExecInfo {
   std::string id;
@@ -158,6 +166,12 @@ class SandboxRegistry {
   void signal_exec(const std::string& id, const std::string& exec_id, int number);
   void write_exec_stdin(const std::string& id, const std::string& exec_id, std::string_view bytes,
                         bool close);
+  // Port forwards (PortForward): Error(conflict) for a port forwarded
+  // already, Error(overloaded) past kMaxPorts, Error(not_found) to close one
+  // that is not. They close with the sandbox.
+  PortInfo forward_port(const std::string& id, int guest_port);
+  std::vector<PortInfo> ports(const std::string& id);
+  void close_port(const std::string& id, int guest_port);
   // Error(conflict) with the state and its reason once the sandbox is stopped.
   void expect_live(const std::string& id);
   // Files of a sandbox, as its user (mux_files.h), beside its execs; each

@@ -32,6 +32,7 @@
 #include "guest/file_transfer.h"
 #include "guest/file_writer.h"
 #include "guest/network_setup.h"
+#include "guest/port_relay.h"
 #include "guest/program_runner.h"
 #include "guest/running_exec.h"
 #include "guest/shares.h"
@@ -250,6 +251,7 @@ class Agent {
         exec->add_to_poll(fds);
         wake = std::min(wake, exec->wake_at());
       }
+      for (auto& [stream, port] : ports_) port->add_to_poll(fds);
       bool downloads_ready = false;
       for (auto& [stream, download] : downloads_) downloads_ready = downloads_ready || download.can_send();
       int timeout = -1;
@@ -266,6 +268,9 @@ class Agent {
         host_open = channel_.pump() && !((fds[0].revents & POLLHUP) && !(fds[0].revents & POLLIN));
       }
       for (auto& [stream, exec] : execs_) exec->handle_poll(fds);
+      for (auto& [stream, port] : ports_) port->handle_poll(fds);
+      for (auto it = ports_.begin(); it != ports_.end();)
+        it = it->second->done() ? ports_.erase(it) : std::next(it);
       if (fds[1].revents & POLLIN) {
         signalfd_siginfo info;
         while (::read(child_signals_.get(), &info, sizeof info) > 0) {
@@ -351,10 +356,23 @@ class Agent {
         }
         break;
       case FrameType::exec: start_exec(frame); break;
+      case FrameType::port_open: {
+        auto relay = std::make_unique<PortRelay>(channel_, frame);
+        if (!relay->done()) ports_[frame.stream] = std::move(relay);
+        break;
+      }
+      case FrameType::port_data:
+      case FrameType::port_ack:
+      case FrameType::port_close: {
+        auto it = ports_.find(frame.stream);
+        if (it != ports_.end()) it->second->on_frame(frame);
+        break;  // or late frames for a connection that ended
+      }
       case FrameType::cancel:
-        // A file transfer the host gave up on; or an exec to end, below.
+        // A file transfer or a connection the host gave up on; or an exec to end, below.
         uploads_.erase(frame.stream);
         downloads_.erase(frame.stream);
+        ports_.erase(frame.stream);
         [[fallthrough]];
       case FrameType::stdin_data:
       case FrameType::stdin_close:
@@ -402,6 +420,7 @@ class Agent {
   std::map<uint32_t, std::unique_ptr<RunningExec>> execs_;
   std::map<uint32_t, Upload> uploads_;
   std::map<uint32_t, Download> downloads_;
+  std::map<uint32_t, std::unique_ptr<PortRelay>> ports_;
   uint64_t disk_limit_applied_ = 0;
 };
 

@@ -56,6 +56,11 @@ std::string_view to_string(FrameType type) {
     case FrameType::listing: return "listing";
     case FrameType::remove_file: return "remove_file";
     case FrameType::removed: return "removed";
+    case FrameType::port_open: return "port_open";
+    case FrameType::port_opened: return "port_opened";
+    case FrameType::port_data: return "port_data";
+    case FrameType::port_ack: return "port_ack";
+    case FrameType::port_close: return "port_close";
   }
   return "unknown";
 }

@@ -53,9 +53,16 @@ enum class FrameType : uint8_t {
   listing = 30,        // guest -> host, JSON {entries, more}: some of its entries (more: others follow)
   remove_file = 31,    // host -> guest, JSON {path}: remove a file or an empty directory, as the sandbox user
   removed = 32,        // guest -> host, JSON {}: done
+  port_open = 33,      // host -> guest, JSON {port}: connect to this TCP port on the guest's loopback
+  port_opened = 34,    // guest -> host, JSON {}: connected; port_data may flow both ways
+  port_data = 35,      // both ways, raw bytes of a forwarded connection
+  port_ack = 36,       // both ways, JSON {bytes}: port_data taken (flow control credit)
+  port_close = 37,     // both ways, JSON {}: no more port_data from this side (its end closed)
 };
 
-inline constexpr uint8_t kMaxFrameType = 32;
+inline constexpr uint8_t kMaxFrameType = 37;
+// Bytes of port_data either side may send ahead of the other's port_ack.
+inline constexpr uint64_t kPortWindow = 1 << 20;
 
 std::string_view to_string(FrameType type);
 

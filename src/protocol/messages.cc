@@ -248,6 +248,16 @@ RemoveFile RemoveFile::parse(std::string_view payload) {
   return RemoveFile{get_string(object, "path", "remove_file")};
 }
 
+std::string PortOpen::to_payload() const { return serialize(json{{"port", port}}); }
+
+PortOpen PortOpen::parse(std::string_view payload) {
+  json object = parse_object(payload, "port_open");
+  PortOpen message;
+  message.port = static_cast<uint16_t>(get_unsigned(object, "port", "port_open", 65535));
+  if (message.port == 0) fail("port_open", "field 'port' is out of range");
+  return message;
+}
+
 std::string FileAck::to_payload() const { return serialize(json{{"bytes", bytes}}); }
 
 FileAck FileAck::parse(std::string_view payload) {

@@ -191,6 +191,13 @@ struct RemoveFile {
   static RemoveFile parse(std::string_view payload);
 };
 
+// Host -> guest: open a connection to this port of the guest's loopback.
+struct PortOpen {
+  uint16_t port = 0;  // 1-65535
+  std::string to_payload() const;
+  static PortOpen parse(std::string_view payload);
+};
+
 struct ErrorReport {
   ErrorReport() = default;
   explicit ErrorReport(std::string text, std::string failure_kind = {})

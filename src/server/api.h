@@ -85,6 +85,9 @@ class Api {
   // PUT/GET /v1/sandboxes/{id}/files?path=: raw bytes both ways; downloads stream.
   void upload_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
   void download_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
+  // /v1/sandboxes/{id}/ports[/{port}]: port forwards.
+  void handle_ports(const std::string& id, const std::string& verb, const HttpRequest& request,
+                    ResponseWriter& writer);
   // GET /v1/sandboxes/{id}/list?path=: a directory's entries.
   void list_directory(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
   static constexpr uint64_t kMaxDownloadBytes = 1ULL << 30;

@@ -120,6 +120,7 @@ void Api::handle_sandboxes(const HttpRequest& request, ResponseWriter& writer) {
     return writer.send(200, "application/json", dump({{"path", path}, {"removed", true}}));
   }
   if (verb == "list" && request.method == "GET") return list_directory(id, request, writer);
+  if (verb == "ports" || verb.rfind("ports/", 0) == 0) return handle_ports(id, verb, request, writer);
   send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + target, false);
 }
 
@@ -165,6 +166,44 @@ void Api::download_file(const std::string& id, const HttpRequest& request, Respo
   }
   if (!streaming) return writer.send(200, "application/octet-stream", "");
   writer.end_stream();
+}
+
+namespace {
+
+json port_json(const engine::PortInfo& port) {
+  return {{"port", port.guest_port},
+          {"host", "127.0.0.1"},
+          {"host_port", port.host_port},
+          {"connections", port.connections}};
+}
+
+}  // namespace
+
+void Api::handle_ports(const std::string& id, const std::string& verb, const HttpRequest& request,
+                       ResponseWriter& writer) {
+  if (verb == "ports" && request.method == "POST") {
+    const json body = engine::parse_json_object(request.body);
+    for (const auto& [key, value] : body.items()) {
+      if (key != "port")
+        throw Error(ErrorCode::invalid_argument, "unknown field '" + key + "' (a forward takes port)");
+    }
+    if (!body.contains("port")) throw Error(ErrorCode::invalid_argument, "missing field 'port'");
+    return writer.send(
+        201, "application/json",
+        dump(port_json(sandboxes_->forward_port(id, engine::integer_field(body["port"], "port")))));
+  }
+  if (verb == "ports" && request.method == "GET") {
+    json list = json::array();
+    for (const auto& port : sandboxes_->ports(id)) list.push_back(port_json(port));
+    return writer.send(200, "application/json", dump({{"ports", list}}));
+  }
+  const std::string number = verb.substr(std::min<size_t>(verb.size(), 6));
+  if (request.method == "DELETE" && !number.empty() && number.size() <= 5 &&
+      number.find_first_not_of("0123456789") == std::string::npos) {
+    sandboxes_->close_port(id, std::stoi(number));
+    return writer.send(200, "application/json", dump({{"port", std::stoi(number)}, {"closed", true}}));
+  }
+  send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + request.target, false);
 }
 
 void Api::list_directory(const std::string& id, const HttpRequest& request, ResponseWriter& writer) {

@@ -240,6 +240,24 @@ def main():
             assert status == 403, body
             check("PUT /v1/sandboxes/{id}/files forbidden", "/v1/sandboxes/{id}/files", "put", status,
                   "application/json", json.loads(body))
+            status, _, body = call(sock, "POST", sandbox + "/ports", {"port": 8000})
+            assert status == 201, body
+            check("POST /v1/sandboxes/{id}/ports", "/v1/sandboxes/{id}/ports", "post", status, "application/json",
+                  json.loads(body))
+            status, _, body = call(sock, "POST", sandbox + "/ports", {"port": 8000})
+            assert status == 409, body
+            check("POST /v1/sandboxes/{id}/ports twice", "/v1/sandboxes/{id}/ports", "post", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "GET", sandbox + "/ports")
+            check("GET /v1/sandboxes/{id}/ports", "/v1/sandboxes/{id}/ports", "get", status, "application/json",
+                  json.loads(body))
+            status, _, body = call(sock, "DELETE", sandbox + "/ports/8000")
+            check("DELETE /v1/sandboxes/{id}/ports/{port}", "/v1/sandboxes/{id}/ports/{port}", "delete", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "DELETE", sandbox + "/ports/8000")
+            assert status == 404, body
+            check("DELETE /v1/sandboxes/{id}/ports/{port} missing", "/v1/sandboxes/{id}/ports/{port}", "delete",
+                  status, "application/json", json.loads(body))
             status, _, body = call(sock, "POST", sandbox + "/touch", "")
             check("POST /v1/sandboxes/{id}/touch", "/v1/sandboxes/{id}/touch", "post", status, "application/json",
                   json.loads(body))

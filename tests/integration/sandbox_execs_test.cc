@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/child_process.h"
 #include "engine/sandbox_json.h"
 #include "support/airlock_cli.h"
 #include "support/daemon_fixture.h"
@@ -158,6 +159,61 @@ TEST_F(SandboxExecs, SixtyFourExecsRunAtOnceAndEachGetsItsOwnOutput) {
   }
   // Overlap, not speed: 64 serial execs of 3 s take 192 s.
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(150));
+}
+
+// What curl gets from a URL on the host: the body, then the status code.
+std::string fetch(const std::string& url) {
+  return run_command({"curl", "-s", "--max-time", "10", "-w", " %{http_code}", url}, {"PATH=/usr/bin:/bin"},
+                     std::chrono::seconds(20))
+      .output;
+}
+
+TEST_F(SandboxExecs, APortForwardReachesAServerInASandboxWithNoNetwork) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  auto created = daemon_->post("/v1/sandboxes", R"({"language":"python","network":"none"})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string id = json::parse(created.body)["id"];
+  ASSERT_EQ(exec(id, {"sh", "-c", "echo hi from the guest > hello.txt"})["exit_code"], 0);
+  exec(id, {"python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"}, {{"background", true}});
+  const json forward = post("/v1/sandboxes/" + id + "/ports", {{"port", 8000}}, 201);
+  ASSERT_EQ(forward.value("host", ""), "127.0.0.1") << forward.dump();
+  const std::string url = "http://127.0.0.1:" + std::to_string(forward["host_port"].get<int>());
+  std::string got;
+  for (int i = 0; i < 100 && got != "hi from the guest\n 200"; ++i) {
+    got = fetch(url + "/hello.txt");
+    if (got != "hi from the guest\n 200") std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(got, "hi from the guest\n 200");
+  // Several at once, each its own connection.
+  std::vector<std::string> answers(8);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i) clients.emplace_back([&, i] { answers[i] = fetch(url + "/hello.txt"); });
+  for (auto& client : clients) client.join();
+  for (const auto& answer : answers) EXPECT_EQ(answer, "hi from the guest\n 200");
+
+  const json twice = post("/v1/sandboxes/" + id + "/ports", {{"port", 8000}}, 409);
+  EXPECT_NE(twice.dump().find("forwarded already"), std::string::npos) << twice.dump();
+  const json nothing = post("/v1/sandboxes/" + id + "/ports", {{"port", 8001}}, 201);
+  EXPECT_EQ(fetch("http://127.0.0.1:" + std::to_string(nothing["host_port"].get<int>()) + "/"), " 000")
+      << "a connection to a port nothing listens on must just close";
+  EXPECT_EQ(json::parse(daemon_->get("/v1/sandboxes/" + id + "/ports").body)["ports"].size(), 2u);
+  auto close = [&](int port) {
+    return daemon_->request(
+        {"-X", "DELETE", "http://airlockd/v1/sandboxes/" + id + "/ports/" + std::to_string(port)});
+  };
+  EXPECT_EQ(close(8001).status, 200);
+  EXPECT_EQ(close(8001).status, 404);
+  post("/v1/sandboxes/" + id + "/ports", {{"port", 0}}, 400);
+
+  CliOptions options;
+  options.extra_env = {"AIRLOCK_SOCKET=" + daemon_->socket()};
+  const auto cli = run_cli({"port", id, "9000"}, options);
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_EQ(cli.out.rfind("127.0.0.1:", 0), 0u) << cli.out;
+
+  // The forwards close with the sandbox.
+  EXPECT_EQ(daemon_->request({"-X", "DELETE", "http://airlockd/v1/sandboxes/" + id}).status, 200);
+  EXPECT_EQ(fetch(url + "/hello.txt"), " 000");
 }
 
 TEST_F(SandboxExecs, TheCliStartsFollowsAndKillsABackgroundExec) {
