@@ -36,13 +36,8 @@ void Api::handle_exec(const std::string& id, const std::string& exec_path, const
   }
   if (verb == "logs" && request.method == "GET") return stream_exec_logs(id, exec_id, request, writer);
   if (verb == "signal" && request.method == "POST") {
-    const json body = engine::parse_json_object(request.body);
-    for (const auto& [key, value] : body.items()) {
-      if (key != "signal")
-        throw Error(ErrorCode::invalid_argument, "unknown field '" + key + "' (a signal takes signal)");
-    }
-    if (!body.contains("signal")) throw Error(ErrorCode::invalid_argument, "missing field 'signal'");
-    sandboxes_->signal_exec(id, exec_id, engine::signal_number(body["signal"]));
+    const json value = only_field(request.body, "signal", "a signal");
+    sandboxes_->signal_exec(id, exec_id, engine::signal_number(value));
     return writer.send(200, "application/json",
                        dump(engine::to_json(sandboxes_->exec_info(id, exec_id, false))));
   }

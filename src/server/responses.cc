@@ -1,5 +1,7 @@
 #include "server/responses.h"
 
+#include "engine/request_json.h"
+
 namespace airlock::server {
 
 using nlohmann::json;
@@ -62,6 +64,17 @@ void send_error(ResponseWriter& writer, int status, const std::string& code, con
 void send_error(ResponseWriter& writer, const Error& error) {
   HttpError mapped = http_error_for(error.code());
   send_error(writer, mapped.status, mapped.code, error.what(), mapped.retryable);
+}
+
+json only_field(const std::string& body, const std::string& name, const std::string& what) {
+  const json document = engine::parse_json_object(body);
+  for (const auto& [key, value] : document.items()) {
+    if (key != name)
+      throw Error(ErrorCode::invalid_argument,
+                  "unknown field '" + key + "' (" + what + " takes " + name + ")");
+  }
+  if (!document.contains(name)) throw Error(ErrorCode::invalid_argument, "missing field '" + name + "'");
+  return document[name];
 }
 
 }  // namespace airlock::server

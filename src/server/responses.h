@@ -21,6 +21,11 @@ std::string dump(const nlohmann::json& document);
 std::string dump_reserved(const nlohmann::json& document, size_t expected);
 // A run result as the API sends it, its output moved, not copied.
 std::string result_body(engine::RunResult result);
+
+// The one field `name` of a request body that has only it (`what` names
+// the request in errors). Throws Error(invalid_argument) for a body that
+// is not an object, has other fields, or lacks it.
+nlohmann::json only_field(const std::string& body, const std::string& name, const std::string& what);
 void send_error(ResponseWriter& writer, int status, const std::string& code, const std::string& message,
                 bool retryable);
 void send_error(ResponseWriter& writer, const Error& error);

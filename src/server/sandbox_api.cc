@@ -182,15 +182,9 @@ json port_json(const engine::PortInfo& port) {
 void Api::handle_ports(const std::string& id, const std::string& verb, const HttpRequest& request,
                        ResponseWriter& writer) {
   if (verb == "ports" && request.method == "POST") {
-    const json body = engine::parse_json_object(request.body);
-    for (const auto& [key, value] : body.items()) {
-      if (key != "port")
-        throw Error(ErrorCode::invalid_argument, "unknown field '" + key + "' (a forward takes port)");
-    }
-    if (!body.contains("port")) throw Error(ErrorCode::invalid_argument, "missing field 'port'");
-    return writer.send(
-        201, "application/json",
-        dump(port_json(sandboxes_->forward_port(id, engine::integer_field(body["port"], "port")))));
+    const json value = only_field(request.body, "port", "a forward");
+    return writer.send(201, "application/json",
+                       dump(port_json(sandboxes_->forward_port(id, engine::integer_field(value, "port")))));
   }
   if (verb == "ports" && request.method == "GET") {
     json list = json::array();
