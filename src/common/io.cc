@@ -27,8 +27,9 @@ std::optional<size_t> read_some(int fd, char* buffer, size_t size) {
     if (n >= 0) return static_cast<size_t>(n);
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-    // A peer that vanished is end of stream, not a failure of ours.
-    if (errno == ECONNRESET) return 0;
+    // A peer that vanished is end of stream, not a failure of ours (EIO: a
+    // pty whose other side every process has closed).
+    if (errno == ECONNRESET || errno == EIO) return 0;
     throw_errno("read");
   }
 }

@@ -191,6 +191,14 @@ void ExecRecord::signal(GuestMux& mux, int number) {
   mux.send(FrameType::signal, stream_, protocol::Signal{number}.to_payload());
 }
 
+void ExecRecord::resize(GuestMux& mux, uint16_t rows, uint16_t cols) {
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_) throw Error(ErrorCode::conflict, "exec " + options_.id + " has exited");
+  }
+  mux.send(FrameType::resize, stream_, protocol::Resize{rows, cols}.to_payload());
+}
+
 void ExecRecord::write_stdin(GuestMux& mux, std::string_view bytes, bool close,
                              SteadyClock::time_point deadline) {
   for (size_t offset = 0; offset < bytes.size();) {

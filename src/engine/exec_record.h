@@ -77,6 +77,8 @@ class ExecRecord : public StreamHandler, public std::enable_shared_from_this<Exe
   void abandon(const std::string& failure);
   // Delivers a signal to its program. Error(conflict) once it has ended.
   void signal(GuestMux& mux, int number);
+  // A tty exec's new terminal size. Error(conflict) once it has ended.
+  void resize(GuestMux& mux, uint16_t rows, uint16_t cols);
   // More stdin, or its end; Error(conflict) once the exec ended or its
   // stdin is closed, Error(vm) if the guest stopped taking it.
   void write_stdin(GuestMux& mux, std::string_view bytes, bool close, SteadyClock::time_point deadline);

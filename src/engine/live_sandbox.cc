@@ -108,6 +108,9 @@ std::shared_ptr<ExecRecord> LiveSandbox::start_exec(const ExecRequest& request) 
   ExecRecord::Options options;
   options.exec = program_exec(find_language(limits.language), limits, request.argv, request.env, request.cwd,
                               request.stdout_limit, request.stderr_limit, request.timeout_s);
+  options.exec.tty = request.tty;
+  options.exec.rows = static_cast<uint16_t>(request.rows);
+  options.exec.cols = static_cast<uint16_t>(request.cols);
   options.argv = request.argv;
   options.background = request.background;
   // A caller that waits gets all its output (its limits); a background
@@ -221,6 +224,14 @@ void LiveSandbox::signal_exec(const std::string& exec_id, int number) {
   auto record = find_exec(exec_id);
   auto mux = live_mux();
   record->signal(*mux, number);
+  touch();
+}
+
+void LiveSandbox::resize_exec(const std::string& exec_id, int rows, int cols) {
+  auto record = find_exec(exec_id);
+  if (!record->exec().tty) throw Error(ErrorCode::conflict, "exec " + exec_id + " has no terminal to resize");
+  auto mux = live_mux();
+  record->resize(*mux, static_cast<uint16_t>(rows), static_cast<uint16_t>(cols));
   touch();
 }
 

@@ -51,6 +51,7 @@ class LiveSandbox {
   std::shared_ptr<ExecRecord> find_exec(const std::string& exec_id) const;
   std::vector<std::shared_ptr<ExecRecord>> execs() const;
   void signal_exec(const std::string& exec_id, int number);
+  void resize_exec(const std::string& exec_id, int rows, int cols);
   void write_exec_stdin(const std::string& exec_id, std::string_view bytes, bool close);
 
   void upload(const std::string& path, uint64_t size, uint32_t mode, const ContentReader& read);

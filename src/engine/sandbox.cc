@@ -48,6 +48,10 @@ void validate(const ExecRequest& request) {
     bytes += argument.size() + 1;
   }
   if (bytes > SandboxLimits::kMaxArgvBytes) reject("argv is larger than 1 MiB");
+  if (request.rows < 1 || request.rows > 1000 || request.cols < 1 || request.cols > 1000) {
+    reject("rows and cols must be 1-1000 (" + std::to_string(request.rows) + "x" +
+           std::to_string(request.cols) + ")");
+  }
   if (request.argv[0].empty()) reject("argv[0] is empty");
   if (request.cwd.empty() || request.cwd[0] != '/' || request.cwd.find('\0') != std::string::npos) {
     reject("cwd must be an absolute path: " + request.cwd);
@@ -264,6 +268,14 @@ std::vector<PortInfo> SandboxRegistry::ports(const std::string& id) { return fin
 
 void SandboxRegistry::close_port(const std::string& id, int guest_port) {
   find(id)->close_port(static_cast<uint16_t>(std::clamp(guest_port, 0, 65535)));
+}
+
+void SandboxRegistry::resize_exec(const std::string& id, const std::string& exec_id, int rows, int cols) {
+  if (rows < 1 || rows > 1000 || cols < 1 || cols > 1000) {
+    throw Error(ErrorCode::invalid_argument,
+                "rows and cols must be 1-1000 (" + std::to_string(rows) + "x" + std::to_string(cols) + ")");
+  }
+  find(id)->resize_exec(exec_id, rows, cols);
 }
 
 void SandboxRegistry::signal_exec(const std::string& id, const std::string& exec_id, int number) {

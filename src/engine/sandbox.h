@@ -65,6 +65,10 @@ struct ExecRequest {
   // The caller does not wait: it gets the exec's id, and its output is kept
   // (the last 1 MiB per stream) for `logs`.
   bool background = false;
+  // A terminal (rows x cols) instead of pipes: its output is all stdout.
+  bool tty = false;
+  int rows = 24;
+  int cols = 80;
 };
 // Throws Error(invalid_argument) naming the first field that is wrong.
 void validate(const ExecRequest& request);
@@ -166,6 +170,8 @@ class SandboxRegistry {
   void signal_exec(const std::string& id, const std::string& exec_id, int number);
   void write_exec_stdin(const std::string& id, const std::string& exec_id, std::string_view bytes,
                         bool close);
+  // A tty exec's new terminal size; Error(conflict) for one without a terminal.
+  void resize_exec(const std::string& id, const std::string& exec_id, int rows, int cols);
   // Port forwards (PortForward): Error(conflict) for a port forwarded
   // already, Error(overloaded) past kMaxPorts, Error(not_found) to close one
   // that is not. They close with the sandbox.

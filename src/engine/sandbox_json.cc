@@ -70,7 +70,10 @@ json to_json(const ExecRequest& request) {
           {"stdout_limit", request.stdout_limit},
           {"stderr_limit", request.stderr_limit},
           {"stdin_open", request.stdin_open},
-          {"background", request.background}};
+          {"background", request.background},
+          {"tty", request.tty},
+          {"rows", request.rows},
+          {"cols", request.cols}};
 }
 
 ExecRequest exec_request_from_json(const json& document) {
@@ -94,9 +97,13 @@ ExecRequest exec_request_from_json(const json& document) {
       request.stdout_limit = output_limit(value, key);
     } else if (key == "stderr_limit") {
       request.stderr_limit = output_limit(value, key);
-    } else if (key == "stdin_open" || key == "background") {
+    } else if (key == "stdin_open" || key == "background" || key == "tty") {
       if (!value.is_boolean()) reject("field '" + key + "' must be true or false");
-      (key == "background" ? request.background : request.stdin_open) = value.get<bool>();
+      (key == "background" ? request.background
+       : key == "tty"      ? request.tty
+                           : request.stdin_open) = value.get<bool>();
+    } else if (key == "rows" || key == "cols") {
+      (key == "rows" ? request.rows : request.cols) = integer_field(value, key);
     } else {
       reject("unknown field '" + key + "'");
     }

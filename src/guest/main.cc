@@ -376,6 +376,7 @@ class Agent {
         [[fallthrough]];
       case FrameType::stdin_data:
       case FrameType::stdin_close:
+      case FrameType::resize:
       case FrameType::signal: {
         auto it = execs_.find(frame.stream);
         if (it != execs_.end()) it->second->on_frame(frame);

@@ -6,6 +6,7 @@
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -93,6 +94,8 @@ void exec_program(char* const argv[], char* const envp[]) {
   ::sigprocmask(SIG_SETMASK, &empty, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
   if (::setsid() < 0) fail("setsid");
+  // A terminal's program has it as its controlling terminal (job control, /dev/tty).
+  if (request.tty && ::ioctl(stdin_fd, TIOCSCTTY, 0) < 0) fail("ioctl(TIOCSCTTY)");
   // Into the exec's cgroup before anything of the program runs.
   if (cgroup_procs_fd >= 0 && ::write(cgroup_procs_fd, "0", 1) < 0) fail("cgroup");
   if (::dup2(stdin_fd, 0) < 0 || ::dup2(stdout_fd, 1) < 0 || ::dup2(stderr_fd, 2) < 0) fail("dup2");
@@ -139,13 +142,46 @@ pid_t fork_into(int cgroup_fd, bool* join_in_child) {
 
 }  // namespace
 
+namespace {
+
+// A pty of the root's devpts: the master for the agent, the slave (owned by
+// the program's user, so it may reopen /dev/tty) for the program.
+std::pair<UniqueFd, UniqueFd> open_terminal(const protocol::Exec& request) {
+  const std::string ptmx = std::string(kRootfsMount) + "/dev/pts/ptmx";
+  UniqueFd master(::open(ptmx.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master) throw_errno("open", ptmx + " (a terminal for a tty exec)");
+  int unlock = 0;
+  if (::ioctl(master.get(), TIOCSPTLCK, &unlock) < 0) throw_errno("ioctl(TIOCSPTLCK)");
+  UniqueFd slave(::ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) throw_errno("ioctl(TIOCGPTPEER)");
+  if (::fchown(slave.get(), request.uid, request.gid) < 0) throw_errno("fchown", "the terminal");
+  winsize size{request.rows, request.cols, 0, 0};
+  ::ioctl(master.get(), TIOCSWINSZ, &size);
+  return {std::move(master), std::move(slave)};
+}
+
+}  // namespace
+
 Program start_program(const protocol::Exec& request, bool with_control, ExecCgroup cgroup) {
-  auto [stdin_read, stdin_write] = make_pipe();
-  auto [stdout_read, stdout_write] = make_pipe();
-  auto [stderr_read, stderr_write] = make_pipe();
-  set_nonblocking(stdin_write.get());
-  set_nonblocking(stdout_read.get());
-  set_nonblocking(stderr_read.get());
+  UniqueFd stdin_read, stdin_write, stdout_read, stdout_write, stderr_read, stderr_write;
+  if (request.tty) {
+    // One terminal for all three; its output is all stdout.
+    auto [master, slave] = open_terminal(request);
+    stdin_write = UniqueFd(::fcntl(master.get(), F_DUPFD_CLOEXEC, 0));
+    stdout_write = UniqueFd(::fcntl(slave.get(), F_DUPFD_CLOEXEC, 0));
+    stderr_write = UniqueFd(::fcntl(slave.get(), F_DUPFD_CLOEXEC, 0));
+    if (!stdin_write || !stdout_write || !stderr_write) throw_errno("dup", "the terminal");
+    stdout_read = std::move(master);
+    stdin_read = std::move(slave);
+    set_nonblocking(stdin_write.get());  // the same open file as stdout_read
+  } else {
+    std::tie(stdin_read, stdin_write) = make_pipe();
+    std::tie(stdout_read, stdout_write) = make_pipe();
+    std::tie(stderr_read, stderr_write) = make_pipe();
+    set_nonblocking(stdin_write.get());
+    set_nonblocking(stdout_read.get());
+    set_nonblocking(stderr_read.get());
+  }
   UniqueFd control_agent, control_program;
   if (with_control) {
     std::tie(control_agent, control_program) = make_socket_pair();

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -120,7 +121,23 @@ void RunningExec::on_frame(const protocol::Frame& frame) {
         stdin_unacked_ += frame.payload.size();
       }
       break;
-    case FrameType::stdin_close: stdin_close_requested_ = true; break;
+    case FrameType::stdin_close:
+      // A terminal has no end of input but the one its line discipline
+      // knows: ^D, which a program reading lines takes as EOF.
+      // (Not stdin the host sent: never acknowledged.)
+      if (request_.tty && !stdin_close_requested_ && stdin_write_ && stdin_pending_.empty()) {
+        ssize_t ignored = ::write(stdin_write_.get(), "\x04", 1);
+        (void)ignored;
+      }
+      stdin_close_requested_ = true;
+      break;
+    case FrameType::resize:
+      if (request_.tty && outputs_[0].pipe) {
+        const auto size = protocol::Resize::parse(frame.payload);
+        winsize window{size.rows, size.cols, 0, 0};
+        ::ioctl(outputs_[0].pipe.get(), TIOCSWINSZ, &window);
+      }
+      break;
     case FrameType::cancel: kill_everything(); break;
     case FrameType::signal: {
       const int number = protocol::Signal::parse(frame.payload).signal;

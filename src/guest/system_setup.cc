@@ -92,6 +92,10 @@ void mount_root(const std::string& device, int timeout_ms) {
   mount_or_throw("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2");
   mount_or_throw("devtmpfs", root + "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
   mount_or_throw("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  // Terminals for tty execs; without devpts a tty exec fails, nothing else does.
+  ::mkdir((root + "/dev/pts").c_str(), 0755);
+  ::mount("devpts", (root + "/dev/pts").c_str(), "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620");
   ::chmod((root + "/tmp").c_str(), 01777);
 }
 

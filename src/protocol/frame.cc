@@ -61,6 +61,7 @@ std::string_view to_string(FrameType type) {
     case FrameType::port_data: return "port_data";
     case FrameType::port_ack: return "port_ack";
     case FrameType::port_close: return "port_close";
+    case FrameType::resize: return "resize";
   }
   return "unknown";
 }

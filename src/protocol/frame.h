@@ -58,9 +58,10 @@ enum class FrameType : uint8_t {
   port_data = 35,      // both ways, raw bytes of a forwarded connection
   port_ack = 36,       // both ways, JSON {bytes}: port_data taken (flow control credit)
   port_close = 37,     // both ways, JSON {}: no more port_data from this side (its end closed)
+  resize = 38,         // host -> guest, JSON {rows, cols}: a tty exec's terminal size
 };
 
-inline constexpr uint8_t kMaxFrameType = 37;
+inline constexpr uint8_t kMaxFrameType = 38;
 // Bytes of port_data either side may send ahead of the other's port_ack.
 inline constexpr uint64_t kPortWindow = 1 << 20;
 

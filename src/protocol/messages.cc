@@ -171,7 +171,10 @@ std::string Exec::to_payload() const {
                         {"max_processes", max_processes},
                         {"max_open_files", max_open_files},
                         {"disk_limit_bytes", disk_limit_bytes},
-                        {"prestarted", prestarted}});
+                        {"prestarted", prestarted},
+                        {"tty", tty},
+                        {"rows", rows},
+                        {"cols", cols}});
 }
 
 Exec Exec::parse(std::string_view payload) {
@@ -190,6 +193,21 @@ Exec Exec::parse(std::string_view payload) {
   message.max_open_files = get_unsigned(object, "max_open_files", "exec", 1 << 20);
   message.disk_limit_bytes = get_unsigned(object, "disk_limit_bytes", "exec", 1ULL << 40);
   message.prestarted = object.contains("prestarted") && get_bool(object, "prestarted", "exec");
+  message.tty = object.contains("tty") && get_bool(object, "tty", "exec");
+  if (message.tty) {
+    message.rows = static_cast<uint16_t>(get_unsigned(object, "rows", "exec", 1000));
+    message.cols = static_cast<uint16_t>(get_unsigned(object, "cols", "exec", 1000));
+  }
+  return message;
+}
+
+std::string Resize::to_payload() const { return serialize(json{{"rows", rows}, {"cols", cols}}); }
+
+Resize Resize::parse(std::string_view payload) {
+  json object = parse_object(payload, "resize");
+  Resize message;
+  message.rows = static_cast<uint16_t>(get_unsigned(object, "rows", "resize", 1000));
+  message.cols = static_cast<uint16_t>(get_unsigned(object, "cols", "resize", 1000));
   return message;
 }
 

@@ -58,8 +58,21 @@ struct Exec {
   // Hand the program to the interpreter prestarted in the template (its
   // control socket gets {"path","argv","env","cwd"}) instead of exec'ing argv.
   bool prestarted = false;
+  // A terminal instead of pipes: the program's stdin, stdout and stderr are
+  // one pty (its output comes as stdout_data), rows x cols in size.
+  bool tty = false;
+  uint16_t rows = 24;
+  uint16_t cols = 80;
   std::string to_payload() const;
   static Exec parse(std::string_view payload);
+};
+
+// Host -> guest: a tty exec's terminal has a new size.
+struct Resize {
+  uint16_t rows = 24;
+  uint16_t cols = 80;
+  std::string to_payload() const;
+  static Resize parse(std::string_view payload);
 };
 
 struct StdinAck {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "engine/request_json.h"
 #include "engine/sandbox_json.h"
 #include "server/api.h"
 #include "server/event_stream.h"
@@ -38,6 +39,22 @@ void Api::handle_exec(const std::string& id, const std::string& exec_path, const
   if (verb == "signal" && request.method == "POST") {
     const json value = only_field(request.body, "signal", "a signal");
     sandboxes_->signal_exec(id, exec_id, engine::signal_number(value));
+    return writer.send(200, "application/json",
+                       dump(engine::to_json(sandboxes_->exec_info(id, exec_id, false))));
+  }
+  if (verb == "resize" && request.method == "POST") {
+    const json body = engine::parse_json_object(request.body);
+    for (const auto& [key, value] : body.items()) {
+      if (key != "rows" && key != "cols") {
+        throw Error(ErrorCode::invalid_argument,
+                    "unknown field '" + key + "' (a resize takes rows and cols)");
+      }
+    }
+    if (!body.contains("rows") || !body.contains("cols")) {
+      throw Error(ErrorCode::invalid_argument, "a resize needs rows and cols");
+    }
+    sandboxes_->resize_exec(id, exec_id, engine::integer_field(body["rows"], "rows"),
+                            engine::integer_field(body["cols"], "cols"));
     return writer.send(200, "application/json",
                        dump(engine::to_json(sandboxes_->exec_info(id, exec_id, false))));
   }

@@ -196,6 +196,20 @@ def main():
             assert status == 409, body
             check("POST /v1/sandboxes/{id}/execs/{eid}/signal exited", "/v1/sandboxes/{id}/execs/{eid}/signal",
                   "post", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "POST", sandbox + "/execs", {"argv": ["sh", "-c", "read x; stty size"],
+                                                                      "background": True, "tty": True,
+                                                                      "stdin_open": True})
+            assert status == 202, body
+            terminal = sandbox + "/execs/" + json.loads(body)["id"]
+            status, _, body = call(sock, "POST", terminal + "/resize", {"rows": 40, "cols": 120})
+            assert status == 200, body
+            check("POST /v1/sandboxes/{id}/execs/{eid}/resize", "/v1/sandboxes/{id}/execs/{eid}/resize", "post",
+                  status, "application/json", json.loads(body))
+            call(sock, "POST", terminal + "/stdin?close=1", "go\n")
+            status, _, body = call(sock, "POST", execs + "/resize", {"rows": 40, "cols": 120})
+            assert status == 409, body
+            check("POST /v1/sandboxes/{id}/execs/{eid}/resize no terminal", "/v1/sandboxes/{id}/execs/{eid}/resize",
+                  "post", status, "application/json", json.loads(body))
             status, _, body = call(sock, "GET", sandbox + "/execs/ex-999")
             assert status == 404, body
             check("GET /v1/sandboxes/{id}/execs/{eid} missing", "/v1/sandboxes/{id}/execs/{eid}", "get", status,

@@ -216,6 +216,35 @@ TEST_F(SandboxExecs, APortForwardReachesAServerInASandboxWithNoNetwork) {
   EXPECT_EQ(fetch(url + "/hello.txt"), " 000");
 }
 
+TEST_F(SandboxExecs, ATtyExecHasATerminalThatResizesAndTheCliDrivesIt) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  const std::string id = create_shell();
+  const json shown = exec(id, {"sh", "-c", "tty; stty size"}, {{"tty", true}, {"rows", 30}, {"cols", 100}});
+  const std::string out = shown.value("stdout", "");
+  EXPECT_EQ(out.rfind("/dev/pts/", 0), 0u) << shown.dump();
+  EXPECT_NE(out.find("\r\n30 100\r\n"), std::string::npos) << shown.dump();
+
+  const std::string waiting = exec(id, {"sh", "-c", "read line; stty size"},
+                                   {{"background", true}, {"tty", true}, {"stdin_open", true}})["id"];
+  post("/v1/sandboxes/" + id + "/execs/" + waiting + "/resize", {{"rows", 50}, {"cols", 132}}, 200);
+  EXPECT_EQ(daemon_->post("/v1/sandboxes/" + id + "/execs/" + waiting + "/stdin", "go\n").status, 200);
+  const json resized = wait_exited(id, waiting);
+  EXPECT_NE(resized["result"].value("stdout", "").find("50 132"), std::string::npos) << resized.dump();
+  const std::string plain = exec(id, {"sleep", "30"}, {{"background", true}})["id"];
+  post("/v1/sandboxes/" + id + "/execs/" + plain + "/resize", {{"rows", 50}, {"cols", 132}}, 409);
+  post("/v1/sandboxes/" + id + "/execs/" + waiting + "/resize", {{"rows", 0}, {"cols", 132}}, 400);
+
+  CliOptions options;
+  options.extra_env = {"AIRLOCK_SOCKET=" + daemon_->socket()};
+  const auto sized = run_cli({"exec", "-t", id, "--", "sh", "-c", "stty size; exit 3"}, options);
+  EXPECT_EQ(sized.exit_code, 3) << sized.err;
+  EXPECT_NE(sized.out.find("24 80"), std::string::npos) << sized.out;
+  options.stdin_data = "echo typed-$((6*7))\nexit 4\n";
+  const auto typed = run_cli({"exec", "-it", id, "--", "sh"}, options);
+  EXPECT_EQ(typed.exit_code, 4) << typed.err;
+  EXPECT_NE(typed.out.find("typed-42"), std::string::npos) << typed.out;
+}
+
 TEST_F(SandboxExecs, TheCliStartsFollowsAndKillsABackgroundExec) {
   ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
   CliOptions options;
