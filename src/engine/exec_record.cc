@@ -32,10 +32,16 @@ ExecRecord::ExecRecord(Options options)
   outcome_.started = started_;
 }
 
-void ExecRecord::start(GuestMux& mux, const std::string& stdin_data, bool keep_stdin_open) {
-  stream_ = mux.open_stream(shared_from_this());
-  mux.send(FrameType::exec, stream_, options_.exec.to_payload());
-  write_stdin(mux, stdin_data, !keep_stdin_open, SteadyClock::now() + std::chrono::seconds(60));
+void ExecRecord::start(const std::shared_ptr<GuestMux>& mux, const std::string& stdin_data,
+                       bool keep_stdin_open) {
+  mux_ = mux;
+  stream_ = mux->open_stream(shared_from_this());
+  mux->send(FrameType::exec, stream_, options_.exec.to_payload());
+  write_stdin(*mux, stdin_data, !keep_stdin_open, SteadyClock::now() + std::chrono::seconds(60));
+}
+
+void ExecRecord::close_stream() {
+  if (auto mux = mux_.lock()) mux->close_stream(stream_);
 }
 
 void ExecRecord::append(bool is_stdout, std::string_view bytes) {
@@ -91,8 +97,16 @@ void ExecRecord::end_locked() {
 }
 
 void ExecRecord::on_frame(const protocol::Frame& frame) {
-  std::lock_guard lock(mutex_);
-  if (ended_) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    handle_frame_locked(frame);
+    if (!ended_) return;
+  }
+  close_stream();
+}
+
+void ExecRecord::handle_frame_locked(const protocol::Frame& frame) {
   try {
     switch (frame.type) {
       case FrameType::stdout_data: append(true, frame.payload); break;
@@ -177,10 +191,13 @@ void ExecRecord::stop(GuestMux& mux, StopCause cause) {
 }
 
 void ExecRecord::abandon(const std::string& failure) {
-  std::lock_guard lock(mutex_);
-  if (ended_) return;
-  if (outcome_.failure.empty() && !outcome_.host_timeout && !outcome_.cancelled) outcome_.failure = failure;
-  end_locked();
+  {
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    if (outcome_.failure.empty() && !outcome_.host_timeout && !outcome_.cancelled) outcome_.failure = failure;
+    end_locked();
+  }
+  close_stream();
 }
 
 void ExecRecord::signal(GuestMux& mux, int number) {

@@ -49,8 +49,9 @@ class ExecRecord : public StreamHandler, public std::enable_shared_from_this<Exe
   uint32_t stream() const { return stream_; }
 
   // Sends the exec (and `stdin_data`, then a close unless `keep_stdin_open`) on
-  // a new stream of `mux`.
-  void start(GuestMux& mux, const std::string& stdin_data, bool keep_stdin_open);
+  // a new stream of `mux`, which it closes when the exec ends (the mux then
+  // holds nothing of it).
+  void start(const std::shared_ptr<GuestMux>& mux, const std::string& stdin_data, bool keep_stdin_open);
 
   void on_frame(const protocol::Frame& frame) override;
   void on_broken(const std::string& reason) override;
@@ -95,11 +96,15 @@ class ExecRecord : public StreamHandler, public std::enable_shared_from_this<Exe
 
  private:
   void append(bool is_stdout, std::string_view bytes);
+  void handle_frame_locked(const protocol::Frame& frame);
+  // Once ended: its stream is closed on the mux, if that is still there.
+  void close_stream();
   void end_locked();
   void drop_front_locked();
 
   Options options_;
   uint32_t stream_ = 0;
+  std::weak_ptr<GuestMux> mux_;
   SteadyClock::time_point started_;
   int64_t started_at_ms_ = 0;
   mutable std::mutex mutex_;

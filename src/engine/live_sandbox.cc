@@ -138,7 +138,7 @@ std::shared_ptr<ExecRecord> LiveSandbox::start_exec(const ExecRequest& request) 
     mux = mux_;
   }
   try {
-    record->start(*mux, request.stdin_data, request.stdin_open);
+    record->start(mux, request.stdin_data, request.stdin_open);
   } catch (const Error& e) {
     record->abandon(e.what());
     throw;
@@ -187,6 +187,7 @@ RunResult LiveSandbox::run_exec(const ExecRequest& request, OutputSink* sink, co
     std::lock_guard lock(mutex_);
     idle_since_ = SystemClock::now();
     if (stopped_ && result.status == RunStatus::killed) result.error = "the sandbox stopped: " + stop_reason_;
+    forget_old_execs_locked();
   }
   record->trim(kKeptOutput);
   return result;

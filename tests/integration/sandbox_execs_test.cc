@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/child_process.h"
+#include "common/io.h"
 #include "engine/sandbox_json.h"
 #include "support/airlock_cli.h"
 #include "support/daemon_fixture.h"
@@ -243,6 +244,28 @@ TEST_F(SandboxExecs, ATtyExecHasATerminalThatResizesAndTheCliDrivesIt) {
   const auto typed = run_cli({"exec", "-it", id, "--", "sh"}, options);
   EXPECT_EQ(typed.exit_code, 4) << typed.err;
   EXPECT_NE(typed.out.find("typed-42"), std::string::npos) << typed.out;
+}
+
+// A number of KiB from /proc/<pid>/status (VmRSS: resident now).
+long resident_kib(pid_t pid) {
+  const std::string status = read_file("/proc/" + std::to_string(pid) + "/status", 1 << 16);
+  const size_t at = status.find("\nVmRSS:");
+  return at == std::string::npos ? -1 : std::stol(status.substr(at + 7));
+}
+
+TEST_F(SandboxExecs, EndedExecsAreForgottenWithTheirOutput) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  const std::string id = create_shell();
+  auto megabyte = [&] { return exec(id, {"sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' a"}); };
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(megabyte()["stdout"].get<std::string>().size(), 1000000u);
+  const long before = resident_kib(daemon_->process().pid());
+  // 60 MB more output: kept whole while each runs, then only the newest 16 ended execs are kept.
+  for (int i = 0; i < 60; ++i) ASSERT_EQ(megabyte()["exit_code"], 0) << i;
+  const long growth = resident_kib(daemon_->process().pid()) - before;
+  EXPECT_LT(growth, 24 * 1024) << "airlockd kept the output of ended execs (" << growth << " KiB more)";
+  const json listed = json::parse(daemon_->get("/v1/sandboxes/" + id + "/execs").body);
+  EXPECT_EQ(listed["execs"].size(), 16u);
+  EXPECT_EQ(listed["execs"][15]["id"], "ex-80");
 }
 
 TEST_F(SandboxExecs, TheCliStartsFollowsAndKillsABackgroundExec) {
