@@ -163,6 +163,22 @@ class BeastBodyStream final : public BodyStream {
     return max - parser_.get().body().size;
   }
 
+  // Reads what the handler left of the body (up to 64 MiB) and drops it:
+  // a socket closed with unread bytes resets the connection, and the client
+  // would lose the answer it was sent (a refusal before its upload ended).
+  void discard_rest() {
+    std::string scratch(64 * 1024, '\0');
+    try {
+      for (size_t dropped = 0; dropped < (64 << 20);) {
+        const size_t n = read(scratch.data(), scratch.size());
+        if (n == 0) return;
+        dropped += n;
+      }
+    } catch (const Error&) {
+      // The client stopped sending or went away: nothing more to save.
+    }
+  }
+
  private:
   Stream& socket_;
   beast::flat_buffer& buffer_;
@@ -379,6 +395,7 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
         // The handler may leave some of the body unread: the connection ends with its answer.
         handler_(request, writer);
         if (!writer.done()) writer.send(500, "application/json", error_body("internal", "no response"));
+        body.discard_rest();
         return;
       }
       // Any other route keeps the usual limit.
