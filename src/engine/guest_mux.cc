@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "engine/guest_session.h"
 
 namespace airlock::engine {
 
@@ -105,21 +106,6 @@ void GuestMux::break_with(const std::string& reason) {
   for (auto& [stream, handler] : handlers) handler->on_broken(*broken());
 }
 
-std::string GuestMux::describe_stop() {
-  // The channel closes a moment before the process is reaped; give it that moment.
-  for (int i = 0; i < 50; ++i) {
-    if (auto reason = vm_.exit_reason()) {
-      vm_.drain_console();
-      std::string tail = vm_.console_tail();
-      if (tail.size() > 600) tail = tail.substr(tail.size() - 600);
-      while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
-      return "the VM stopped unexpectedly (" + *reason + ")" + (tail.empty() ? "" : "; console: " + tail);
-    }
-    ::usleep(10'000);
-  }
-  return "the guest closed its channel unexpectedly";
-}
-
 void GuestMux::pump() {
   const int channel = vm_.channel_fd();
   std::vector<char> buffer(1 << 16);
@@ -170,7 +156,7 @@ void GuestMux::pump() {
           auto n = read_some(channel, buffer.data(), buffer.size());
           if (!n) break;
           if (*n == 0) {
-            break_with(describe_stop());
+            break_with(describe_vm_stop(vm_));
             return;
           }
           decoder_.feed(std::string_view(buffer.data(), *n));
@@ -179,7 +165,7 @@ void GuestMux::pump() {
         }
       }
       if (fds[1].revents && !(fds[0].revents & POLLIN)) {
-        break_with(describe_stop());
+        break_with(describe_vm_stop(vm_));
         return;
       }
     }

@@ -66,7 +66,6 @@ class GuestMux {
  private:
   void pump();
   void break_with(const std::string& reason);
-  std::string describe_stop();
   void wake();
 
   vmm::Vm& vm_;

@@ -122,12 +122,14 @@ GuestSession::Wakeup GuestSession::wait(SteadyClock::time_point deadline, int st
   return wakeup;
 }
 
-std::string GuestSession::describe_stop() {
+std::string GuestSession::describe_stop() { return describe_vm_stop(vm_); }
+
+std::string describe_vm_stop(vmm::Vm& vm) {
   // The channel closes a moment before the process is reaped; give it that moment.
   for (int i = 0; i < 50; ++i) {
-    if (auto reason = vm_.exit_reason()) {
-      vm_.drain_console();
-      std::string tail = last_lines(vm_.console_tail(), 600);
+    if (auto reason = vm.exit_reason()) {
+      vm.drain_console();
+      std::string tail = last_lines(vm.console_tail(), 600);
       return "the VM stopped unexpectedly (" + *reason + ")" + (tail.empty() ? "" : "; console: " + tail);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -53,6 +53,10 @@ struct ExecOutcome {
 // output is moved out of `outcome`, not copied.
 RunResult exec_result(ExecOutcome& outcome, const protocol::Exec& exec);
 
+// Why a guest's channel ended, for the error: the VM's exit reason and the
+// console's last words, once QEMU is reaped (waited for briefly).
+std::string describe_vm_stop(vmm::Vm& vm);
+
 // The host's side of the conversation with one guest agent. Every byte from
 // the guest is untrusted: frames are decoded with bounded memory, output is
 // capped on the host whatever the guest claims, and a guest that stops
