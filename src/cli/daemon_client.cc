@@ -49,6 +49,17 @@ Error error_of(unsigned status, const std::string& body_text) {
   return Error(code, "airlockd: " + message + " (HTTP " + std::to_string(status) + ")");
 }
 
+// False once the daemon closed its end (it answered early); never SIGPIPE.
+bool send_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t w = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return false;
+    data.remove_prefix(static_cast<size_t>(w));
+  }
+  return true;
+}
+
 std::string no_daemon_message(const std::string& socket_path) {
   return "no airlockd answers on " + socket_path +
          "; start one with `build/bin/airlockd &` (or say where it listens with --socket or $AIRLOCK_SOCKET)";
@@ -82,7 +93,7 @@ std::string percent_encode(const std::string& text) {
 std::string exchange_with_daemon(const std::string& socket_path, const std::string& method,
                                  const std::string& target, const std::string& body) {
   std::string answer;
-  transfer_with_daemon(socket_path, method, target, RequestBody{body, -1, 0},
+  transfer_with_daemon(socket_path, method, target, RequestBody{body, -1, 0, {}},
                        [&](std::string_view data) { answer.append(data); });
   return answer;
 }
@@ -93,10 +104,28 @@ void transfer_with_daemon(const std::string& socket_path, const std::string& met
   UniqueFd connection = connect_to(socket_path);
   if (!connection) throw Error(ErrorCode::unavailable, no_daemon_message(socket_path));
   const uint64_t size = body.fd >= 0 ? body.fd_size : body.text.size();
-  write_all(connection.get(), method + " " + target +
-                                  " HTTP/1.1\r\nHost: airlockd\r\nContent-Type: application/json\r\n"
-                                  "Connection: close\r\nContent-Length: " +
-                                  std::to_string(size) + "\r\n\r\n" + body.text);
+  write_all(connection.get(),
+            method + " " + target +
+                " HTTP/1.1\r\nHost: airlockd\r\nContent-Type: application/json\r\n"
+                "Connection: close\r\n" +
+                (body.produce ? std::string("Transfer-Encoding: chunked\r\n\r\n")
+                              : "Content-Length: " + std::to_string(size) + "\r\n\r\n" + body.text));
+  if (body.produce) {
+    // A daemon that answers early (a refusal) closes its end: the writer
+    // says so, the producer stops, and its answer is read below.
+    bool refused = false;
+    auto send_chunk = [&](std::string_view data) {
+      if (refused) return false;
+      if (data.empty()) return true;  // an empty chunk would end the body
+      char size_line[32];
+      const int length = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+      refused = !send_all(connection.get(), std::string_view(size_line, static_cast<size_t>(length))) ||
+                !send_all(connection.get(), data) || !send_all(connection.get(), "\r\n");
+      return !refused;
+    };
+    body.produce(send_chunk);
+    if (!refused) send_all(connection.get(), "0\r\n\r\n");
+  }
   if (body.fd >= 0) {
     // Piece by piece: a file of any size costs a megabyte here. A daemon
     // that answers early (a refusal) closes its end: stop, read its answer.
@@ -107,18 +136,7 @@ void transfer_with_daemon(const std::string& socket_path, const std::string& met
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) throw_errno("read", "the file to send");
       if (n == 0) throw Error(ErrorCode::io, "the file to send got shorter while it was sent");
-      std::string_view rest(piece.data(), static_cast<size_t>(n));
-      bool refused = false;
-      while (!rest.empty()) {
-        const ssize_t w = ::send(connection.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) {
-          refused = true;
-          break;
-        }
-        rest.remove_prefix(static_cast<size_t>(w));
-      }
-      if (refused) break;
+      if (!send_all(connection.get(), std::string_view(piece.data(), static_cast<size_t>(n)))) break;
       sent += static_cast<uint64_t>(n);
     }
   }

@@ -44,11 +44,15 @@ std::string exchange_with_daemon(const std::string& socket_path, const std::stri
                                  const std::string& target, const std::string& body = {});
 
 // A request's body: `text`, or when `fd` is set, `fd_size` bytes read from
-// it after `text` (a file, streamed).
+// it after `text` (a file, streamed), or when `produce` is set, what it
+// hands its writer (chunked: a body whose size is not known before it is
+// made). The writer returns false once the daemon stopped reading.
+using BodyWriter = std::function<bool(std::string_view)>;
 struct RequestBody {
   std::string text;
   int fd = -1;
   uint64_t fd_size = 0;
+  std::function<void(const BodyWriter&)> produce;
 };
 // One request whose answer's body goes to `on_body` as it arrives (a
 // streamed download in pieces, any other whole). Errors as call_daemon.

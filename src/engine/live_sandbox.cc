@@ -284,6 +284,20 @@ DirectoryListing LiveSandbox::list(const std::string& path, uint64_t max_entries
   });
 }
 
+protocol::DirEntry LiveSandbox::stat(const std::string& path) {
+  return file_operation(
+      [&](GuestMux& mux) { return describe_path(mux, path, SteadyClock::now() + std::chrono::seconds(60)); });
+}
+
+ArchiveCounts LiveSandbox::upload_archive(const std::string& directory, const ContentReader& read) {
+  return file_operation([&](GuestMux& mux) { return unpack_archive(mux, directory, read, kFileStall); });
+}
+
+ArchiveCounts LiveSandbox::download_archive(const std::string& path,
+                                            const std::function<bool(std::string_view)>& on_data) {
+  return file_operation([&](GuestMux& mux) { return pack_archive(mux, path, on_data, kFileTimeout); });
+}
+
 void LiveSandbox::remove(const std::string& path) {
   file_operation([&](GuestMux& mux) {
     remove_path(mux, path, SteadyClock::now() + std::chrono::seconds(60));

@@ -12,6 +12,7 @@
 
 #include "engine/exec_record.h"
 #include "engine/guest_mux.h"
+#include "engine/mux_archive.h"
 #include "engine/mux_files.h"
 #include "engine/port_forward.h"
 #include "engine/sandbox.h"
@@ -58,6 +59,10 @@ class LiveSandbox {
   protocol::FileEnd download(const std::string& path, uint64_t max_bytes,
                              const std::function<bool(std::string_view)>& on_data);
   DirectoryListing list(const std::string& path, uint64_t max_entries);
+  protocol::DirEntry stat(const std::string& path);
+  ArchiveCounts upload_archive(const std::string& directory, const ContentReader& read);
+  ArchiveCounts download_archive(const std::string& path,
+                                 const std::function<bool(std::string_view)>& on_data);
 
   static constexpr size_t kMaxPorts = 16;
   PortInfo forward_port(uint16_t guest_port);

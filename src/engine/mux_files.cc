@@ -107,11 +107,12 @@ void throw_file_error(const protocol::ErrorReport& report) {
 }
 
 void upload_file(GuestMux& mux, const std::string& path, uint64_t size, uint32_t mode,
-                 const ContentReader& read, std::chrono::milliseconds stall) {
+                 const ContentReader& read, std::chrono::milliseconds stall, int64_t mtime_ms) {
   auto inbox = std::make_shared<TransferInbox>(0);
   OpenStream stream(mux, inbox);
   protocol::WriteFile header{path, size, mode};
   header.as_user = true;
+  header.mtime_ms = mtime_ms;
   mux.send(FrameType::write_file, stream.id(), header.to_payload());
   std::string chunk(protocol::kFileChunk, '\0');
   for (uint64_t sent = 0; sent < size;) {
@@ -204,6 +205,38 @@ DirectoryListing list_directory(GuestMux& mux, const std::string& path, uint64_t
       return listing;
     }
   }
+}
+
+namespace {
+
+// Sends one request that is answered by a listing of one entry.
+protocol::DirEntry one_entry(GuestMux& mux, FrameType type, const std::string& payload, const char* doing,
+                             SteadyClock::time_point deadline) {
+  auto inbox = std::make_shared<TransferInbox>(0);
+  OpenStream stream(mux, inbox);
+  mux.send(type, stream.id(), payload);
+  protocol::Frame reply = inbox->next(deadline, doing);
+  stream.complete();
+  if (reply.type == FrameType::error) throw_file_error(protocol::ErrorReport::parse(reply.payload));
+  if (reply.type != FrameType::listing) {
+    throw Error(ErrorCode::protocol,
+                "expected listing from the guest, got " + std::string(protocol::to_string(reply.type)));
+  }
+  protocol::Listing listing = protocol::Listing::parse(reply.payload);
+  if (listing.entries.size() != 1) throw Error(ErrorCode::protocol, "the guest described not one entry");
+  return std::move(listing.entries.front());
+}
+
+}  // namespace
+
+protocol::DirEntry describe_path(GuestMux& mux, const std::string& path, SteadyClock::time_point deadline) {
+  return one_entry(mux, FrameType::stat, protocol::StatPath{path}.to_payload(), "describe the path",
+                   deadline);
+}
+
+protocol::DirEntry make_node(GuestMux& mux, const protocol::MakeNode& node,
+                             SteadyClock::time_point deadline) {
+  return one_entry(mux, FrameType::make_node, node.to_payload(), "make the node", deadline);
 }
 
 void remove_path(GuestMux& mux, const std::string& path, SteadyClock::time_point deadline) {

@@ -22,8 +22,9 @@ namespace airlock::engine {
 // (not_found, permission_denied, conflict for a directory or a special
 // file, no_space), Error(vm) if the guest stops or stalls for `stall`.
 using ContentReader = std::function<size_t(char* buffer, size_t max)>;
+// `mtime_ms`, when not 0, is set on the file once it is written.
 void upload_file(GuestMux& mux, const std::string& path, uint64_t size, uint32_t mode,
-                 const ContentReader& read, std::chrono::milliseconds stall);
+                 const ContentReader& read, std::chrono::milliseconds stall, int64_t mtime_ms = 0);
 
 // Sends the file at `path`, which the sandbox user must be able to read, to
 // `on_data` in chunks of at most 64 KiB as they arrive. The guest sends
@@ -49,6 +50,15 @@ DirectoryListing list_directory(GuestMux& mux, const std::string& path, uint64_t
 // as the sandbox user. Errors as for upload_file; conflict for a directory
 // that is not empty.
 void remove_path(GuestMux& mux, const std::string& path, SteadyClock::time_point deadline);
+
+// The path as it is (lstat: a symlink is described with its target, not
+// followed), walked there as the sandbox user. Its name is the path's last
+// component ("/" for the root). Errors as for upload_file.
+protocol::DirEntry describe_path(GuestMux& mux, const std::string& path, SteadyClock::time_point deadline);
+
+// Makes a directory or a symlink as protocol::MakeNode says, and describes
+// it. Errors as for upload_file; conflict where something else has the name.
+protocol::DirEntry make_node(GuestMux& mux, const protocol::MakeNode& node, SteadyClock::time_point deadline);
 
 // An error frame of a file operation as the Error its kind means.
 [[noreturn]] void throw_file_error(const protocol::ErrorReport& report);

@@ -316,6 +316,23 @@ void SandboxRegistry::remove(const std::string& id, const std::string& path) {
   find(id)->remove(path);
 }
 
+protocol::DirEntry SandboxRegistry::stat(const std::string& id, const std::string& path) {
+  if (path != "/") validate_file_path(path);
+  return find(id)->stat(path);
+}
+
+ArchiveCounts SandboxRegistry::upload_archive(const std::string& id, const std::string& directory,
+                                              const ContentReader& read) {
+  if (directory != "/") validate_file_path(directory);
+  return find(id)->upload_archive(directory, read);
+}
+
+ArchiveCounts SandboxRegistry::download_archive(const std::string& id, const std::string& path,
+                                                const std::function<bool(std::string_view)>& on_data) {
+  if (path != "/") validate_file_path(path);
+  return find(id)->download_archive(path, on_data);
+}
+
 SandboxRegistry::Counts SandboxRegistry::counts() {
   std::lock_guard lock(mutex_);
   Counts counts{creating_, max_sandboxes_};

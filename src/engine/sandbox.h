@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/mux_archive.h"
 #include "engine/mux_files.h"
 #include "engine/vm_budget.h"
 
@@ -189,6 +190,14 @@ class SandboxRegistry {
   // A directory's entries (`path` may be "/"), and removing a file or an empty directory.
   DirectoryListing list(const std::string& id, const std::string& path, uint64_t max_entries);
   void remove(const std::string& id, const std::string& path);
+  // A path described as it is (`path` may be "/").
+  protocol::DirEntry stat(const std::string& id, const std::string& path);
+  // Directories as tar streams (mux_archive.h): extracted under
+  // `directory` (may be "/"), or packed from `path` (may be "/").
+  ArchiveCounts upload_archive(const std::string& id, const std::string& directory,
+                               const ContentReader& read);
+  ArchiveCounts download_archive(const std::string& id, const std::string& path,
+                                 const std::function<bool(std::string_view)>& on_data);
 
   struct Counts {
     int live = 0;

@@ -50,6 +50,12 @@ bool Upload::on_data(const protocol::Frame& frame) {
 }
 
 void Upload::finish() {
+  if (file_ && failure_.empty() && header_.mtime_ms != 0) {
+    const timespec times[2] = {{0, UTIME_OMIT},
+                               {static_cast<time_t>(header_.mtime_ms / 1000),
+                                static_cast<long>(header_.mtime_ms % 1000) * 1'000'000}};
+    ::futimens(file_.get(), times);
+  }
   file_.reset();
   if (!failure_.empty()) {
     channel_.send(FrameType::error, stream_,
@@ -129,6 +135,40 @@ const char* type_name(mode_t mode) {
 // Listing frames stay well inside the payload limit whatever the names.
 constexpr size_t kListingBytes = 160 * 1024;
 
+// The entry `name` of the directory `dir` as it is (a symlink described, not followed).
+bool describe_entry(int dir, const char* name, protocol::DirEntry& entry) {
+  struct stat info {};
+  if (::fstatat(dir, name, &info, AT_SYMLINK_NOFOLLOW) < 0) return false;
+  entry = {name,
+           type_name(info.st_mode),
+           static_cast<uint64_t>(info.st_size),
+           static_cast<uint32_t>(info.st_mode & 07777),
+           static_cast<int64_t>(info.st_mtim.tv_sec) * 1000 + info.st_mtim.tv_nsec / 1'000'000,
+           {}};
+  if (S_ISLNK(info.st_mode)) {
+    char target[4096];
+    const ssize_t n = ::readlinkat(dir, name, target, sizeof target);
+    if (n > 0) entry.target.assign(target, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Answers with a listing of the one path, as the sandbox user.
+void send_description(Channel& channel, uint32_t stream, const std::string& path) {
+  protocol::Listing listing;
+  FilesystemIdentity as_user(kSandboxUid, kSandboxUid);
+  const ParentDirectory parent = open_parent_in_root(kRootfsMount, path);
+  protocol::DirEntry entry;
+  if (!describe_entry(parent.dir.get(), parent.name.c_str(), entry)) throw_errno("stat", path);
+  if (parent.name == ".") entry.name = "/";
+  listing.entries.push_back(std::move(entry));
+  channel.send(FrameType::listing, stream, listing.to_payload());
+}
+
+void send_file_error(Channel& channel, uint32_t stream, const std::string& message) {
+  channel.send(FrameType::error, stream, protocol::ErrorReport{message, error_kind(errno)}.to_payload());
+}
+
 }  // namespace
 
 void send_listing(Channel& channel, const protocol::Frame& frame) {
@@ -150,19 +190,13 @@ void send_listing(Channel& channel, const protocol::Frame& frame) {
         truncated = true;
         break;
       }
-      struct stat info {};
-      if (::fstatat(::dirfd(stream), entry->d_name, &info, AT_SYMLINK_NOFOLLOW) < 0)
-        continue;  // gone meanwhile
-      entries.push_back(
-          {entry->d_name, type_name(info.st_mode), static_cast<uint64_t>(info.st_size),
-           static_cast<uint32_t>(info.st_mode & 07777),
-           static_cast<int64_t>(info.st_mtim.tv_sec) * 1000 + info.st_mtim.tv_nsec / 1'000'000});
+      protocol::DirEntry described;
+      if (!describe_entry(::dirfd(stream), entry->d_name, described)) continue;  // gone meanwhile
+      entries.push_back(std::move(described));
     }
     ::closedir(stream);
   } catch (const Error& e) {
-    channel.send(
-        FrameType::error, frame.stream,
-        protocol::ErrorReport{"list " + request.path + ": " + e.what(), error_kind(errno)}.to_payload());
+    send_file_error(channel, frame.stream, "list " + request.path + ": " + e.what());
     return;
   }
   std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
@@ -191,11 +225,33 @@ void remove_file(Channel& channel, const protocol::Frame& frame) {
     FilesystemIdentity as_user(kSandboxUid, kSandboxUid);
     remove_in_root(kRootfsMount, request.path);
   } catch (const Error& e) {
-    channel.send(FrameType::error, frame.stream,
-                 protocol::ErrorReport{e.what(), error_kind(errno)}.to_payload());
+    send_file_error(channel, frame.stream, e.what());
     return;
   }
   channel.send(FrameType::removed, frame.stream, "{}");
+}
+
+void describe_path(Channel& channel, const protocol::Frame& frame) {
+  const auto request = protocol::StatPath::parse(frame.payload);
+  try {
+    send_description(channel, frame.stream, request.path);
+  } catch (const Error& e) {
+    send_file_error(channel, frame.stream, e.what());
+  }
+}
+
+void make_node(Channel& channel, const protocol::Frame& frame) {
+  const auto request = protocol::MakeNode::parse(frame.payload);
+  try {
+    {
+      FilesystemIdentity as_user(kSandboxUid, kSandboxUid);
+      make_node_in_root(kRootfsMount, request.path, request.kind, request.mode & 07777, request.target,
+                        kSandboxUid, kSandboxUid);
+    }
+    send_description(channel, frame.stream, request.path);
+  } catch (const Error& e) {
+    send_file_error(channel, frame.stream, e.what());
+  }
 }
 
 }  // namespace airlock::guest

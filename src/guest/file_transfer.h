@@ -66,5 +66,9 @@ class Download {
 void send_listing(Channel& channel, const protocol::Frame& frame);
 // Answers a remove_file with removed (or an error), as the sandbox user.
 void remove_file(Channel& channel, const protocol::Frame& frame);
+// Answers a stat with a listing of the one path (or an error), as the sandbox user.
+void describe_path(Channel& channel, const protocol::Frame& frame);
+// Answers a make_node with a listing of what it made (or an error), as the sandbox user.
+void make_node(Channel& channel, const protocol::Frame& frame);
 
 }  // namespace airlock::guest

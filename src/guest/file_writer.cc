@@ -50,7 +50,7 @@ UniqueFd open_directories(const std::string& root_dir, const std::string& path,
 }  // namespace
 
 UniqueFd open_directory_in_root(const std::string& root_dir, const std::string& path) {
-  const std::vector<std::string> parts = protocol::split_guest_path(path);
+  const std::vector<std::string> parts = protocol::split_guest_directory(path);
   return open_directories(root_dir, path, parts, parts.size());
 }
 
@@ -65,6 +65,50 @@ void remove_in_root(const std::string& root_dir, const std::string& path) {
   if (::fstatat(dir.get(), parts.back().c_str(), &info, AT_SYMLINK_NOFOLLOW) < 0) throw_errno("remove", path);
   if (::unlinkat(dir.get(), parts.back().c_str(), S_ISDIR(info.st_mode) ? AT_REMOVEDIR : 0) < 0) {
     throw_errno("remove", path);
+  }
+}
+
+ParentDirectory open_parent_in_root(const std::string& root_dir, const std::string& path) {
+  const std::vector<std::string> parts = protocol::split_guest_directory(path);
+  if (parts.empty()) return {open_directories(root_dir, path, parts, 0), "."};
+  return {open_directories(root_dir, path, parts, parts.size() - 1), parts.back()};
+}
+
+void make_node_in_root(const std::string& root_dir, const std::string& path, const std::string& kind,
+                       mode_t mode, const std::string& target, uid_t uid, gid_t gid) {
+  const std::vector<std::string> parts = protocol::split_guest_directory(path);
+  if (parts.empty()) {
+    if (kind == "directory") return;  // the root is there
+    errno = EEXIST;
+    throw_errno("symlink", path);
+  }
+  UniqueFd dir = walk_directories(root_dir, path, parts, parts.size() - 1, uid, gid);
+  const char* name = parts.back().c_str();
+  struct stat info {};
+  if (kind == "directory") {
+    if (::mkdirat(dir.get(), name, 0700) == 0) {
+      ::fchownat(dir.get(), name, uid, gid, AT_SYMLINK_NOFOLLOW);
+    } else if (errno != EEXIST) {
+      throw_errno("mkdir", path);
+    }
+    UniqueFd made(::openat(dir.get(), name, O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC));
+    if (!made) {
+      if (errno == ENOTDIR || errno == ELOOP) errno = EEXIST;  // a file or symlink has the name
+      throw_errno("mkdir", path);
+    }
+    // A directory that is someone else's (such as /tmp) keeps its mode.
+    if (::fchmod(made.get(), mode) < 0 && errno != EPERM) throw_errno("chmod", path);
+    return;
+  }
+  if (::symlinkat(target.c_str(), dir.get(), name) == 0) return;
+  if (errno != EEXIST) throw_errno("symlink", path);
+  if (::fstatat(dir.get(), name, &info, AT_SYMLINK_NOFOLLOW) < 0) throw_errno("symlink", path);
+  if (!S_ISLNK(info.st_mode)) {
+    errno = EEXIST;
+    throw_errno("symlink (something else has the name)", path);
+  }
+  if (::unlinkat(dir.get(), name, 0) < 0 || ::symlinkat(target.c_str(), dir.get(), name) < 0) {
+    throw_errno("symlink", path);
   }
 }
 

@@ -32,6 +32,23 @@ UniqueFd open_directory_in_root(const std::string& root_dir, const std::string& 
 // following any symlink. errno ENOTEMPTY for a directory with entries.
 void remove_in_root(const std::string& root_dir, const std::string& path);
 
+// Makes the directory (kind "directory") or symlink (kind "symlink", to
+// `target`, never followed by us) `path` inside the root, its missing
+// parents owned by uid/gid, walking there without following any symlink.
+// An existing directory is kept and given the mode where its owner may;
+// an existing symlink is replaced; anything else there fails with EEXIST.
+void make_node_in_root(const std::string& root_dir, const std::string& path, const std::string& kind,
+                       mode_t mode, const std::string& target, uid_t uid, gid_t gid);
+
+// The directory that holds `path` inside the root (the root itself for
+// "/"), opened without following a symlink, and the path's last component
+// ("." for the root).
+struct ParentDirectory {
+  UniqueFd dir;
+  std::string name;
+};
+ParentDirectory open_parent_in_root(const std::string& root_dir, const std::string& path);
+
 // While it lives, file system permission checks are made as uid/gid
 // (setfsuid): the kernel, not our code, decides what the sandbox user may
 // read and write, and what it creates is the user's. The agent is single

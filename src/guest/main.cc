@@ -321,6 +321,8 @@ class Agent {
       }
       case FrameType::list_dir: send_listing(channel_, frame); break;
       case FrameType::remove_file: remove_file(channel_, frame); break;
+      case FrameType::stat: describe_path(channel_, frame); break;
+      case FrameType::make_node: make_node(channel_, frame); break;
       case FrameType::read_file:
         downloads_.erase(frame.stream);
         downloads_.try_emplace(frame.stream, channel_, frame);

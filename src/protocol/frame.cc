@@ -62,6 +62,8 @@ std::string_view to_string(FrameType type) {
     case FrameType::port_ack: return "port_ack";
     case FrameType::port_close: return "port_close";
     case FrameType::resize: return "resize";
+    case FrameType::stat: return "stat";
+    case FrameType::make_node: return "make_node";
   }
   return "unknown";
 }

@@ -59,9 +59,12 @@ enum class FrameType : uint8_t {
   port_ack = 36,       // both ways, JSON {bytes}: port_data taken (flow control credit)
   port_close = 37,     // both ways, JSON {}: no more port_data from this side (its end closed)
   resize = 38,         // host -> guest, JSON {rows, cols}: a tty exec's terminal size
+  stat = 39,           // host -> guest, JSON {path}: describe a path, as the sandbox user (a listing of it)
+  make_node =
+      40,  // host -> guest, JSON {path, kind, mode, target}: make a directory or symlink (a listing of it)
 };
 
-inline constexpr uint8_t kMaxFrameType = 38;
+inline constexpr uint8_t kMaxFrameType = 40;
 // Bytes of port_data either side may send ahead of the other's port_ack.
 inline constexpr uint64_t kPortWindow = 1 << 20;
 

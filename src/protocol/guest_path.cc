@@ -4,7 +4,9 @@
 
 namespace airlock::protocol {
 
-std::vector<std::string> split_guest_path(const std::string& path) {
+namespace {
+
+std::vector<std::string> split(const std::string& path) {
   if (path.find('\0') != std::string::npos) {
     throw Error(ErrorCode::invalid_argument, "file path contains a NUL byte");
   }
@@ -24,9 +26,18 @@ std::vector<std::string> split_guest_path(const std::string& path) {
     if (!part.empty() && part != ".") parts.push_back(part);
     pos = end + 1;
   }
+  return parts;
+}
+
+}  // namespace
+
+std::vector<std::string> split_guest_path(const std::string& path) {
+  std::vector<std::string> parts = split(path);
   if (parts.empty()) throw Error(ErrorCode::invalid_argument, "file path '" + path + "' names no file");
   return parts;
 }
+
+std::vector<std::string> split_guest_directory(const std::string& path) { return split(path); }
 
 std::string join_guest_path(const std::vector<std::string>& parts) {
   std::string path;

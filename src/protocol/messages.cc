@@ -51,6 +51,12 @@ uint64_t get_unsigned(const json& object, const char* name, std::string_view mes
   return number;
 }
 
+int64_t get_integer(const json& object, const char* name, std::string_view message_name) {
+  const json& value = field(object, name, message_name);
+  if (!value.is_number_integer()) fail(message_name, std::string("field '") + name + "' is not an integer");
+  return value.get<int64_t>();
+}
+
 bool get_bool(const json& object, const char* name, std::string_view message_name) {
   const json& value = field(object, name, message_name);
   if (!value.is_boolean()) fail(message_name, std::string("field '") + name + "' is not a boolean");
@@ -114,6 +120,7 @@ HelloAck HelloAck::parse(std::string_view payload) {
 std::string WriteFile::to_payload() const {
   json document = {{"path", path}, {"size", size}, {"mode", mode}};
   if (as_user) document["as_user"] = true;
+  if (mtime_ms != 0) document["mtime_ms"] = mtime_ms;
   return serialize(document);
 }
 
@@ -124,6 +131,7 @@ WriteFile WriteFile::parse(std::string_view payload) {
   message.size = get_unsigned(object, "size", "write_file");
   message.mode = static_cast<uint32_t>(get_unsigned(object, "mode", "write_file", 07777));
   if (object.contains("as_user")) message.as_user = get_bool(object, "as_user", "write_file");
+  if (object.contains("mtime_ms")) message.mtime_ms = get_integer(object, "mtime_ms", "write_file");
   return message;
 }
 
@@ -231,6 +239,7 @@ std::string Listing::to_payload() const {
                     {"size", entry.size},
                     {"mode", entry.mode},
                     {"mtime_ms", entry.mtime_ms}});
+    if (!entry.target.empty()) list.back()["target"] = entry.target;
   }
   // Names are bytes; one that is not UTF-8 is shown with replacement characters.
   return json{{"entries", list}, {"more", more}, {"truncated", truncated}}.dump(
@@ -249,9 +258,8 @@ Listing Listing::parse(std::string_view payload) {
     entry.type = get_string(item, "type", "listing");
     entry.size = get_unsigned(item, "size", "listing");
     entry.mode = static_cast<uint32_t>(get_unsigned(item, "mode", "listing", 07777));
-    const json& mtime = field(item, "mtime_ms", "listing");
-    if (!mtime.is_number_integer()) fail("listing", "field 'mtime_ms' is not an integer");
-    entry.mtime_ms = mtime.get<int64_t>();
+    entry.mtime_ms = get_integer(item, "mtime_ms", "listing");
+    if (item.contains("target")) entry.target = get_string(item, "target", "listing");
     message.entries.push_back(std::move(entry));
   }
   message.more = get_bool(object, "more", "listing");
@@ -264,6 +272,29 @@ std::string RemoveFile::to_payload() const { return serialize(json{{"path", path
 RemoveFile RemoveFile::parse(std::string_view payload) {
   json object = parse_object(payload, "remove_file");
   return RemoveFile{get_string(object, "path", "remove_file")};
+}
+
+std::string StatPath::to_payload() const { return serialize(json{{"path", path}}); }
+
+StatPath StatPath::parse(std::string_view payload) {
+  json object = parse_object(payload, "stat");
+  return StatPath{get_string(object, "path", "stat")};
+}
+
+std::string MakeNode::to_payload() const {
+  return serialize(json{{"path", path}, {"kind", kind}, {"mode", mode}, {"target", target}});
+}
+
+MakeNode MakeNode::parse(std::string_view payload) {
+  json object = parse_object(payload, "make_node");
+  MakeNode message;
+  message.path = get_string(object, "path", "make_node");
+  message.kind = get_string(object, "kind", "make_node");
+  if (message.kind != "directory" && message.kind != "symlink") fail("make_node", "bad 'kind'");
+  message.mode = static_cast<uint32_t>(get_unsigned(object, "mode", "make_node", 07777));
+  message.target = get_string(object, "target", "make_node");
+  if (message.kind == "symlink" && message.target.empty()) fail("make_node", "a symlink needs a 'target'");
+  return message;
 }
 
 std::string PortOpen::to_payload() const { return serialize(json{{"port", port}}); }

@@ -10,7 +10,7 @@
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 8;
+inline constexpr int kProtocolVersion = 9;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw
@@ -37,6 +37,8 @@ struct WriteFile {
   // A file the caller uploads: made with the sandbox user's permissions
   // (refused where that user may not write) and answered with file_written.
   bool as_user = false;
+  // Set on the file once written (Unix time in ms); 0 leaves it at now.
+  int64_t mtime_ms = 0;
   std::string to_payload() const;
   static WriteFile parse(std::string_view payload);
 };
@@ -187,6 +189,7 @@ struct DirEntry {
   uint64_t size = 0;
   uint32_t mode = 0;  // permission bits
   int64_t mtime_ms = 0;
+  std::string target;  // a symlink's, as written in it (never followed)
 };
 
 struct Listing {
@@ -202,6 +205,27 @@ struct RemoveFile {
   std::string path;
   std::string to_payload() const;
   static RemoveFile parse(std::string_view payload);
+};
+
+// A path described as it is (lstat), answered by a listing of one entry
+// named by its last component.
+struct StatPath {
+  std::string path;
+  std::string to_payload() const;
+  static StatPath parse(std::string_view payload);
+};
+
+// A directory (kind "directory", mode) or a symlink (kind "symlink",
+// target) made as the sandbox user, with missing parents; answered by a
+// listing of it. An existing directory is kept (and given the mode), an
+// existing symlink is replaced; anything else there is refused.
+struct MakeNode {
+  std::string path;
+  std::string kind;
+  uint32_t mode = 0755;
+  std::string target;
+  std::string to_payload() const;
+  static MakeNode parse(std::string_view payload);
 };
 
 // Host -> guest: open a connection to this port of the guest's loopback.

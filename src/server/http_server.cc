@@ -137,6 +137,15 @@ std::string error_body(const std::string& code, const std::string& message) {
   return R"({"error":{"code":")" + code + R"(","message":")" + escaped + R"(","retryable":false}})";
 }
 
+// Tells a client that waits for it (curl does, for a large body) to send its body.
+template <typename Stream>
+bool send_continue(Stream& socket) {
+  static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  beast::error_code error;
+  asio::write(socket, asio::buffer(kContinue.data(), kContinue.size()), error);
+  return !error;
+}
+
 // A streamed route's body, read straight from the socket into the
 // handler's buffer (Beast's buffer_body), a deadline on every read.
 template <typename Stream>
@@ -145,10 +154,10 @@ class BeastBodyStream final : public BodyStream {
   BeastBodyStream(Stream& socket, beast::flat_buffer& buffer, RequestParser&& parser, HttpServer& server,
                   int fd)
       : socket_(socket), buffer_(buffer), parser_(std::move(parser)), server_(server), fd_(fd) {
-    size_ = parser_.content_length().value_or(0);
+    if (parser_.content_length()) size_ = *parser_.content_length();
   }
 
-  uint64_t size() const override { return size_; }
+  std::optional<uint64_t> size() const override { return size_; }
 
   size_t read(char* data, size_t max) override {
     if (parser_.is_done() || max == 0) return 0;
@@ -185,7 +194,7 @@ class BeastBodyStream final : public BodyStream {
   http::request_parser<http::buffer_body> parser_;
   HttpServer& server_;
   int fd_;
-  uint64_t size_ = 0;
+  std::optional<uint64_t> size_;
 };
 
 }  // namespace
@@ -382,11 +391,7 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
       target = target.substr(0, target.find('?'));
       if (streams_body_(method, target)) {
         BeastWriter<Stream> writer(socket, false, *this, fd);
-        if (!parser.content_length()) {
-          writer.send(411, "application/json",
-                      error_body("invalid_argument", "this request needs a Content-Length"));
-          return;
-        }
+        if (beast::iequals(head[http::field::expect], "100-continue") && !send_continue(socket)) return;
         HttpRequest request = to_http_request(head);
         request.client_fd = socket.native_handle();
         request.from_operator = from_operator;
@@ -409,10 +414,9 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
       parser.body_limit(kMaxBodyBytes);
     }
     arm_deadline(fd, limits_.body);
-    if (!announced_too_large && beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      asio::write(socket, asio::buffer(kContinue.data(), kContinue.size()), error);
-      if (error) return;
+    if (!announced_too_large && beast::iequals(parser.get()[http::field::expect], "100-continue") &&
+        !send_continue(socket)) {
+      return;
     }
     // A body announced too large is refused before a byte of it is read.
     if (!announced_too_large) http::read(socket, buffer, parser, error);

@@ -18,8 +18,8 @@ namespace airlock::server {
 class BodyStream {
  public:
   virtual ~BodyStream() = default;
-  // Its Content-Length.
-  virtual uint64_t size() const = 0;
+  // Its Content-Length; none for a chunked body.
+  virtual std::optional<uint64_t> size() const = 0;
   // Up to `max` more bytes into `buffer`; 0 at its end. Each read has the
   // server's body deadline: a client that stops sending is cut off
   // (Error(io)).
@@ -87,7 +87,7 @@ class HttpServer {
   ~HttpServer();
 
   // Requests for which `streams` says true get their body as a BodyStream
-  // of at most `max_bytes` (Content-Length required: 411 without it, 413
+  // of at most `max_bytes` (Content-Length or chunked; 413
   // past it) instead of a string of at most kMaxBodyBytes.
   void stream_bodies(std::function<bool(const std::string& method, const std::string& target)> streams,
                      uint64_t max_bytes);

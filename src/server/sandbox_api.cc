@@ -31,6 +31,36 @@ std::string file_path_of(const HttpRequest& request) {
   return *path;
 }
 
+// format=tar: a directory as a tar stream; raw (the default): a file's bytes.
+bool wants_tar(const HttpRequest& request) {
+  const auto format = query_parameter(request.query, "format");
+  if (!format || *format == "raw") return false;
+  if (*format == "tar") return true;
+  throw Error(ErrorCode::invalid_argument,
+              "query parameter 'format' must be raw or tar, not '" + *format + "'");
+}
+
+json entry_json(const protocol::DirEntry& entry) {
+  json document = {{"name", entry.name},
+                   {"type", entry.type},
+                   {"size", entry.size},
+                   {"mode", entry.mode},
+                   {"mtime_ms", entry.mtime_ms}};
+  if (!entry.target.empty()) document["target"] = entry.target;
+  return document;
+}
+
+// Hands a handler the request's body in pieces, streamed or whole alike.
+engine::ContentReader body_reader(const HttpRequest& request, size_t& offset) {
+  return [&request, &offset](char* buffer, size_t max) -> size_t {
+    if (request.body_stream) return request.body_stream->read(buffer, max);
+    const size_t n = std::min(max, request.body.size() - offset);
+    std::memcpy(buffer, request.body.data() + offset, n);
+    offset += n;
+    return n;
+  };
+}
+
 }  // namespace
 
 bool Api::streams_body(const std::string& method, const std::string& target) {
@@ -120,12 +150,26 @@ void Api::handle_sandboxes(const HttpRequest& request, ResponseWriter& writer) {
     return writer.send(200, "application/json", dump({{"path", path}, {"removed", true}}));
   }
   if (verb == "list" && request.method == "GET") return list_directory(id, request, writer);
+  if (verb == "stat" && request.method == "GET") {
+    return writer.send(200, "application/json",
+                       dump(entry_json(sandboxes_->stat(id, file_path_of(request)))));
+  }
   if (verb == "ports" || verb.rfind("ports/", 0) == 0) return handle_ports(id, verb, request, writer);
   send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + target, false);
 }
 
 void Api::upload_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer) {
   const std::string path = file_path_of(request);
+  size_t offset = 0;
+  if (wants_tar(request)) {
+    const engine::ArchiveCounts counts = sandboxes_->upload_archive(id, path, body_reader(request, offset));
+    return writer.send(200, "application/json",
+                       dump({{"path", path},
+                             {"files", counts.files},
+                             {"directories", counts.directories},
+                             {"symlinks", counts.symlinks},
+                             {"bytes", counts.bytes}}));
+  }
   uint32_t mode = 0644;
   if (auto text = query_parameter(request.query, "mode")) {
     if (text->empty() || text->size() > 4 || text->find_first_not_of("01234567") != std::string::npos) {
@@ -135,30 +179,35 @@ void Api::upload_file(const std::string& id, const HttpRequest& request, Respons
   }
   // Streamed from the client to the guest in pieces (memory stays flat
   // whatever the size), or from a body read whole where nothing streams.
-  const uint64_t size = request.body_stream ? request.body_stream->size() : request.body.size();
-  size_t offset = 0;
-  sandboxes_->upload(id, path, size, mode, [&](char* buffer, size_t max) {
-    if (request.body_stream) return request.body_stream->read(buffer, max);
-    const size_t n = std::min(max, request.body.size() - offset);
-    std::memcpy(buffer, request.body.data() + offset, n);
-    offset += n;
-    return n;
-  });
-  writer.send(200, "application/json", dump({{"path", path}, {"bytes", size}, {"mode", mode}}));
+  const std::optional<uint64_t> size =
+      request.body_stream ? request.body_stream->size() : std::optional<uint64_t>(request.body.size());
+  // The guest is told a file's size before its first byte.
+  if (!size) {
+    return send_error(writer, 411, "invalid_argument",
+                      "a file upload needs a Content-Length (a chunked body is for format=tar)", false);
+  }
+  sandboxes_->upload(id, path, *size, mode, body_reader(request, offset));
+  writer.send(200, "application/json", dump({{"path", path}, {"bytes", *size}, {"mode", mode}}));
 }
 
 void Api::download_file(const std::string& id, const HttpRequest& request, ResponseWriter& writer) {
   const std::string path = file_path_of(request);
+  const bool tar = wants_tar(request);
   bool streaming = false;
+  // The status is known only once the guest answers: the stream begins with its first bytes.
+  auto send = [&](std::string_view data) {
+    if (!streaming) {
+      writer.begin_stream(200, tar ? "application/x-tar" : "application/octet-stream");
+      streaming = true;
+    }
+    return writer.write_chunk(std::string(data));
+  };
   try {
-    // The status is known only once the guest answers: the stream begins with its first bytes.
-    sandboxes_->download(id, path, kMaxDownloadBytes, [&](std::string_view data) {
-      if (!streaming) {
-        writer.begin_stream(200, "application/octet-stream");
-        streaming = true;
-      }
-      return writer.write_chunk(std::string(data));
-    });
+    if (tar) {
+      sandboxes_->download_archive(id, path, send);
+    } else {
+      sandboxes_->download(id, path, kMaxDownloadBytes, send);
+    }
   } catch (const Error&) {
     if (!streaming) throw;  // answered with its status
     writer.abort_stream();  // a body cut off, never one that looks whole
@@ -211,13 +260,7 @@ void Api::list_directory(const std::string& id, const HttpRequest& request, Resp
   }
   const engine::DirectoryListing listing = sandboxes_->list(id, path, max_entries);
   json entries = json::array();
-  for (const auto& entry : listing.entries) {
-    entries.push_back({{"name", entry.name},
-                       {"type", entry.type},
-                       {"size", entry.size},
-                       {"mode", entry.mode},
-                       {"mtime_ms", entry.mtime_ms}});
-  }
+  for (const auto& entry : listing.entries) entries.push_back(entry_json(entry));
   writer.send(200, "application/json",
               dump({{"path", path}, {"entries", entries}, {"truncated", listing.truncated}}));
 }

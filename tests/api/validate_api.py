@@ -9,12 +9,14 @@ the first response that breaks the contract; prints 'N passed, 0 failed'.
 Usage: validate_api.py <airlockd binary> <docs/api.yaml>
 """
 import http.client
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -237,6 +239,39 @@ def main():
             status, _, body = call(sock, "GET", sandbox + "/list?path=/home/sandbox/f.bin")
             assert status == 404, body
             check("GET /v1/sandboxes/{id}/list not a directory", "/v1/sandboxes/{id}/list", "get", status,
+                  "application/json", json.loads(body))
+            packed = io.BytesIO()
+            with tarfile.open(fileobj=packed, mode="w") as archive:
+                entry = tarfile.TarInfo("d/x.txt")
+                entry.size = 2
+                archive.addfile(entry, io.BytesIO(b"hi"))
+                link = tarfile.TarInfo("d/link")
+                link.type, link.linkname = tarfile.SYMTYPE, "x.txt"
+                archive.addfile(link)
+            status, _, body = call(sock, "PUT", sandbox + "/files?path=/home/sandbox/t&format=tar", packed.getvalue())
+            assert status == 200 and json.loads(body)["files"] == 1 and json.loads(body)["symlinks"] == 1, body
+            check("PUT /v1/sandboxes/{id}/files format=tar", "/v1/sandboxes/{id}/files", "put", status,
+                  "application/json", json.loads(body))
+            status, _, body = call(sock, "PUT", sandbox + "/files?path=/home/sandbox/t&format=tar", "not a tar" * 100)
+            assert status == 400, body
+            check("PUT /v1/sandboxes/{id}/files format=tar not a tar", "/v1/sandboxes/{id}/files", "put", status,
+                  "application/json", json.loads(body))
+            connection = UnixConnection(sock)
+            connection.request("GET", sandbox + "/files?path=/home/sandbox/t&format=tar")
+            response = connection.getresponse()
+            data = response.read()
+            connection.close()
+            assert response.status == 200 and response.getheader("Content-Type") == "application/x-tar", data[:200]
+            with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+                assert archive.extractfile("./d/x.txt").read() == b"hi" and archive.getmember("./d/link").issym()
+            passed.append("GET /v1/sandboxes/{id}/files format=tar")
+            status, _, body = call(sock, "GET", sandbox + "/stat?path=/home/sandbox/t/d/link")
+            assert status == 200 and json.loads(body)["target"] == "x.txt", body
+            check("GET /v1/sandboxes/{id}/stat", "/v1/sandboxes/{id}/stat", "get", status, "application/json",
+                  json.loads(body))
+            status, _, body = call(sock, "GET", sandbox + "/stat?path=/home/sandbox/none")
+            assert status == 404, body
+            check("GET /v1/sandboxes/{id}/stat missing", "/v1/sandboxes/{id}/stat", "get", status,
                   "application/json", json.loads(body))
             status, _, body = call(sock, "DELETE", sandbox + "/files?path=/home/sandbox/f.bin")
             assert status == 200, body

@@ -113,8 +113,9 @@ class Confinement : public ::testing::Test {
  protected:
   void SetUp() override {
     runtime_dir_ =
-        fs::temp_directory_path() / ("airlock-jail-" + std::to_string(::getpid()) + "-" +
-                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::temp_directory_path() /
+        ("airlock-jail-" + std::to_string(::getpid()) + "-" +
+         std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()).substr(0, 24));
     fs::remove_all(runtime_dir_);
     fs::create_directories(runtime_dir_);
   }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -111,13 +112,23 @@ TEST_F(PoolLimits, PooledAndRunningVmsShareOneBudget) {
 // shell pool's VM, and returns the run's answer once the daemon has exited 0.
 HttpReply run_across_sigterm(TestDaemon& daemon, const std::string& run) {
   HttpReply reply;
-  std::thread caller([&] { reply = daemon.post("/v1/run", run); });
+  std::atomic<bool> answered = false;
+  std::thread caller([&] {
+    reply = daemon.post("/v1/run", run);
+    answered = true;
+  });
   for (int i = 0; i < 200 && json::parse(daemon.get("/v1/pools").body)["pools"][2]["in_use"] == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
   daemon.process().kill(SIGTERM);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_NE(daemon.get("/v1/health").status, 200) << "a draining daemon took a new request";
+  // However slow the machine is to deliver the signal: the daemon stops
+  // taking requests while the run it has is still going.
+  bool refused = false;
+  while (!refused && !answered) {
+    refused = daemon.get("/v1/health").status != 200;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(refused) << "a draining daemon took new requests until its run ended";
   caller.join();
   EXPECT_EQ(daemon.process().wait_or_kill(std::chrono::seconds(30)).exit_code, 0);
   return reply;

@@ -19,8 +19,9 @@ class Pool : public ::testing::Test {
  protected:
   void SetUp() override {
     runtime_dir_ =
-        fs::temp_directory_path() / ("airlock-pool-" + std::to_string(::getpid()) + "-" +
-                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::temp_directory_path() /
+        ("airlock-pool-" + std::to_string(::getpid()) + "-" +
+         std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()).substr(0, 24));
     fs::create_directories(runtime_dir_);
     EngineOptions options;
     options.manifest_path =

@@ -76,8 +76,9 @@ TEST_F(Cli, EmptyStdinEndsTheProgramsInput) {
 class DaemonRuns : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("airlock-f-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("airlock-f-" + std::to_string(::getpid()) + "-" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()).substr(0, 24));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     daemon_.emplace(dir_);

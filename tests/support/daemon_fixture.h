@@ -19,8 +19,10 @@ class DaemonFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() / ("airlock-" + std::string(test->test_suite_name()) + "-" +
-                                                     std::to_string(::getpid()) + "-" + test->name());
+    // Short: the daemon's sockets live below it, and a Unix socket's path has at most 107 bytes.
+    dir_ = std::filesystem::temp_directory_path() /
+           ("airlock-" + std::string(test->test_suite_name()).substr(0, 16) + "-" +
+            std::to_string(::getpid()) + "-" + std::string(test->name()).substr(0, 24));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     daemon_.emplace(dir_);

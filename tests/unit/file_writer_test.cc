@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/temp_dir.h"
+#include "engine/mux_archive.h"
 #include "protocol/guest_path.h"
 
 namespace airlock::guest {
@@ -62,6 +63,58 @@ TEST(GuestPath, NeverFollowsASymlinkOrTruncatesAHardLink) {
   // And a plain new file, with its parent made, works.
   EXPECT_TRUE(create_file_in_root(root_dir, "/home/sandbox/main.py", 0644, ::getuid(), ::getgid()));
   EXPECT_TRUE(fs::is_regular_file(fs::path(root_dir) / "home" / "sandbox" / "main.py"));
+}
+
+TEST(GuestPath, ADirectoryMayBeTheRoot) {
+  EXPECT_TRUE(protocol::split_guest_directory("/").empty());
+  EXPECT_TRUE(protocol::split_guest_directory("/./").empty());
+  EXPECT_THROW(protocol::split_guest_directory("/a/.."), Error);
+}
+
+TEST(GuestPath, ArchiveEntriesStayUnderTheirDirectory) {
+  using engine::archive_entry_path;
+  EXPECT_EQ(archive_entry_path("/home/sandbox/d", "./a/b.txt"), "/home/sandbox/d/a/b.txt");
+  EXPECT_EQ(archive_entry_path("/home/sandbox/d", "a//./b/"), "/home/sandbox/d/a/b");
+  EXPECT_EQ(archive_entry_path("/home/sandbox/d", "./"), "/home/sandbox/d");
+  EXPECT_EQ(archive_entry_path("/", "etc-copy/x"), "/etc-copy/x");
+  for (const std::string name : {"", "/etc/passwd", "../x", "a/../../x", "./.."}) {
+    try {
+      archive_entry_path("/home/sandbox/d", name);
+      ADD_FAILURE() << "accepted '" << name << "'";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), ErrorCode::invalid_argument) << name;
+      if (!name.empty()) {
+        EXPECT_NE(std::string(error.what()).find("'" + name + "'"), std::string::npos) << error.what();
+      }
+    }
+  }
+}
+
+TEST(GuestPath, NodesAreMadeWithoutFollowingASymlink) {
+  TempDir root = TempDir::create(fs::temp_directory_path().string(), "nodes-");
+  const fs::path outside = fs::path(root.path()) / "outside";
+  const fs::path inside = fs::path(root.path()) / "root";
+  fs::create_directories(inside / "home");
+  fs::create_directories(outside);
+  fs::create_directory_symlink(outside, inside / "home" / "escape");
+  const uid_t uid = ::getuid();
+  const gid_t gid = ::getgid();
+  make_node_in_root(inside.string(), "/home/d/e", "directory", 0750, "", uid, gid);
+  EXPECT_EQ(fs::status(inside / "home" / "d" / "e").permissions(),
+            fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+  make_node_in_root(inside.string(), "/home/d/e", "directory", 0700, "", uid, gid);  // kept, given the mode
+  EXPECT_EQ(fs::status(inside / "home" / "d" / "e").permissions(), fs::perms::owner_all);
+  EXPECT_THROW(make_node_in_root(inside.string(), "/home/escape/x", "directory", 0755, "", uid, gid), Error);
+  EXPECT_THROW(make_node_in_root(inside.string(), "/home/escape", "directory", 0755, "", uid, gid), Error);
+  EXPECT_THROW(make_node_in_root(inside.string(), "/home/escape/l", "symlink", 0777, "/", uid, gid), Error);
+  EXPECT_TRUE(fs::is_empty(outside));
+  make_node_in_root(inside.string(), "/home/l", "symlink", 0777, "/etc/passwd", uid, gid);
+  make_node_in_root(inside.string(), "/home/l", "symlink", 0777, "d", uid, gid);  // replaced
+  EXPECT_EQ(fs::read_symlink(inside / "home" / "l"), "d");
+  { std::ofstream(inside / "home" / "file") << "x"; }
+  EXPECT_THROW(make_node_in_root(inside.string(), "/home/file", "symlink", 0777, "d", uid, gid), Error);
+  EXPECT_THROW(make_node_in_root(inside.string(), "/home/file", "directory", 0755, "", uid, gid), Error);
+  EXPECT_TRUE(fs::is_regular_file(inside / "home" / "file"));
 }
 
 }  // namespace
