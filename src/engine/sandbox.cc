@@ -208,6 +208,7 @@ ExecInfo describe(const LiveSandbox& sandbox, ExecRecord& record, bool with_outp
   info.id = record.id();
   info.argv = record.argv();
   info.background = record.background();
+  info.tty = record.exec().tty;
   info.running = record.state() == ExecState::running;
   info.started_at_ms = record.started_at_ms();
   info.ended_at_ms = record.ended_at_ms();

@@ -106,6 +106,7 @@ struct ExecInfo {
   std::string id;
   std::vector<std::string> argv;
   bool background = false;
+  bool tty = false;
   bool running = true;
   int64_t started_at_ms = 0;
   std::optional<int64_t> ended_at_ms;

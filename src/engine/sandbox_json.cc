@@ -118,6 +118,7 @@ json to_json(ExecInfo info) {
   json body = {{"id", info.id},
                {"argv", info.argv},
                {"background", info.background},
+               {"tty", info.tty},
                {"state", info.running ? "running" : "exited"},
                {"started_at_ms", info.started_at_ms},
                {"ended_at_ms", info.ended_at_ms ? json(*info.ended_at_ms) : json(nullptr)},

@@ -80,6 +80,8 @@ class Api {
   // /v1/sandboxes/{id}/execs/{eid}[/logs|/signal|/stdin] (exec_api.cc).
   void handle_exec(const std::string& id, const std::string& exec_path, const HttpRequest& request,
                    ResponseWriter& writer);
+  void attach_terminal(const std::string& id, const std::string& exec_id, const HttpRequest& request,
+                       ResponseWriter& writer);
   void stream_exec_logs(const std::string& id, const std::string& exec_id, const HttpRequest& request,
                         ResponseWriter& writer);
   // PUT/GET /v1/sandboxes/{id}/files?path=: raw bytes both ways; downloads stream.

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "server/beast_websocket.h"
 #include "server/http_message.h"
 
 namespace airlock::server {
@@ -355,7 +356,7 @@ void HttpServer::serve(std::chrono::milliseconds grace, const std::function<void
 }
 
 template <typename Stream>
-void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
+void HttpServer::serve_stream(Stream& socket, asio::io_context& context, int fd, bool needs_token) {
   beast::flat_buffer buffer;
   for (bool first = true;; first = false) {
     RequestParser parser;
@@ -433,9 +434,16 @@ void HttpServer::serve_stream(Stream& socket, int fd, bool needs_token) {
     HttpRequest request = to_http_request(message);
     request.client_fd = socket.native_handle();
     request.from_operator = from_operator;
-    const bool keep_alive = message.keep_alive() && !stopping_;
+    // A request for a WebSocket that its handler takes becomes one for the rest of the connection.
+    std::optional<BeastWebSocketUpgrade<Stream>> upgrade;
+    if (beast::websocket::is_upgrade(message)) {
+      upgrade.emplace(socket, context, message);
+      request.upgrade = &*upgrade;
+    }
+    const bool keep_alive = message.keep_alive() && !stopping_ && !upgrade;
     BeastWriter<Stream> writer(socket, keep_alive, *this, fd);
     handler_(request, writer);
+    if (upgrade && upgrade->accepted()) return;
     if (!writer.done()) writer.send(500, "application/json", error_body("internal", "no response"));
     if (!keep_alive) return;
     set_busy(fd, false);
@@ -449,10 +457,10 @@ void HttpServer::handle_connection(int fd, bool tcp) {
   if (own < 0) return;
   if (tcp) {
     asio::ip::tcp::socket socket(context, asio::ip::tcp::v4(), own);
-    serve_stream(socket, fd, true);
+    serve_stream(socket, context, fd, true);
   } else {
     Socket socket(context, asio::local::stream_protocol(), own);
-    serve_stream(socket, fd, false);
+    serve_stream(socket, context, fd, false);
   }
 }
 

@@ -11,6 +11,10 @@
 
 #include "common/unique_fd.h"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace airlock::server {
 
 // The body of a request the server did not read into memory (a route that
@@ -26,12 +30,38 @@ class BodyStream {
   virtual size_t read(char* buffer, size_t max) = 0;
 };
 
+// A WebSocket (RFC 6455) a handler took from an upgraded request. The
+// handler runs it on the connection's thread; send and close may be called
+// from any thread.
+class WebSocket {
+ public:
+  virtual ~WebSocket() = default;
+  // Queues a message, binary or text. Blocks while a megabyte is queued
+  // (a reader that stops slows its sender down); dropped once closed.
+  virtual void send(std::string data, bool binary) = 0;
+  // Closes it normally, with `reason`, once what was queued is sent.
+  virtual void close(const std::string& reason) = 0;
+  // Hands each message that arrives to `on_message` on this thread, until
+  // the socket closes (either side, or a peer that stops answering pings).
+  virtual void run(const std::function<void(const std::string& data, bool binary)>& on_message) = 0;
+};
+
+// A request that asked to become a WebSocket. The handler either takes it
+// (accept) or answers with its writer, which refuses it.
+class WebSocketUpgrade {
+ public:
+  virtual ~WebSocketUpgrade() = default;
+  // Completes the handshake; Error(io) if it fails.
+  virtual WebSocket& accept() = 0;
+};
+
 struct HttpRequest {
   std::string method;
-  std::string target;                 // path, without the query
-  std::string query;                  // after the '?', as sent (query_parameter decodes it)
-  std::string body;                   // empty when body_stream is set
-  BodyStream* body_stream = nullptr;  // a streamed route's body, to be read by the handler
+  std::string target;                   // path, without the query
+  std::string query;                    // after the '?', as sent (query_parameter decodes it)
+  std::string body;                     // empty when body_stream is set
+  BodyStream* body_stream = nullptr;    // a streamed route's body, to be read by the handler
+  WebSocketUpgrade* upgrade = nullptr;  // set when the request asks for a WebSocket
   std::string accept;
   std::string authorization;
   int client_fd = -1;  // to notice a client that hangs up mid-request
@@ -114,7 +144,7 @@ class HttpServer {
   using Clock = std::chrono::steady_clock;
   void handle_connection(int fd, bool tcp);
   template <typename Stream>
-  void serve_stream(Stream& socket, int fd, bool needs_token);
+  void serve_stream(Stream& socket, boost::asio::io_context& context, int fd, bool needs_token);
   void accept_one(int listener, bool tcp);
   void enforce_deadlines();
 

@@ -207,6 +207,14 @@ def main():
             assert status == 200, body
             check("POST /v1/sandboxes/{id}/execs/{eid}/resize", "/v1/sandboxes/{id}/execs/{eid}/resize", "post",
                   status, "application/json", json.loads(body))
+            status, _, body = call(sock, "GET", terminal + "/terminal")
+            assert status == 426, body
+            check("GET /v1/sandboxes/{id}/execs/{eid}/terminal not a WebSocket", "/v1/sandboxes/{id}/execs/{eid}/terminal",
+                  "get", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "GET", sandbox + "/execs/ex-999/terminal")
+            assert status == 404, body
+            check("GET /v1/sandboxes/{id}/execs/{eid}/terminal missing", "/v1/sandboxes/{id}/execs/{eid}/terminal",
+                  "get", status, "application/json", json.loads(body))
             call(sock, "POST", terminal + "/stdin?close=1", "go\n")
             status, _, body = call(sock, "POST", execs + "/resize", {"rows": 40, "cols": 120})
             assert status == 409, body
