@@ -25,7 +25,7 @@ Upload::Upload(Channel& channel, const protocol::Frame& header_frame)
   try {
     std::optional<FilesystemIdentity> as_user;
     if (header_.as_user) as_user.emplace(kSandboxUid, kSandboxUid);
-    file_ = create_file_in_root(kRootfsMount, header_.path, header_.mode, kSandboxUid, kSandboxUid);
+    file_.emplace(PendingFile::create(kRootfsMount, header_.path, header_.mode, kSandboxUid, kSandboxUid));
   } catch (const Error& e) {
     kind_ = error_kind(errno);
     failure_ = e.what();
@@ -38,7 +38,7 @@ bool Upload::on_data(const protocol::Frame& frame) {
   remaining_ -= frame.payload.size();
   if (file_ && failure_.empty()) {
     try {
-      write_all(file_.get(), frame.payload);
+      write_all(file_->fd(), frame.payload);
     } catch (const Error& e) {
       kind_ = error_kind(errno);
       failure_ = e.what();
@@ -50,13 +50,23 @@ bool Upload::on_data(const protocol::Frame& frame) {
 }
 
 void Upload::finish() {
-  if (file_ && failure_.empty() && header_.mtime_ms != 0) {
-    const timespec times[2] = {{0, UTIME_OMIT},
-                               {static_cast<time_t>(header_.mtime_ms / 1000),
-                                static_cast<long>(header_.mtime_ms % 1000) * 1'000'000}};
-    ::futimens(file_.get(), times);
+  if (file_ && failure_.empty()) {
+    if (header_.mtime_ms != 0) {
+      const timespec times[2] = {{0, UTIME_OMIT},
+                                 {static_cast<time_t>(header_.mtime_ms / 1000),
+                                  static_cast<long>(header_.mtime_ms % 1000) * 1'000'000}};
+      ::futimens(file_->fd(), times);
+    }
+    try {
+      std::optional<FilesystemIdentity> as_user;
+      if (header_.as_user) as_user.emplace(kSandboxUid, kSandboxUid);
+      file_->commit();
+    } catch (const Error& e) {
+      kind_ = error_kind(errno);
+      failure_ = e.what();
+    }
   }
-  file_.reset();
+  file_.reset();  // a file never put in place is removed
   if (!failure_.empty()) {
     channel_.send(FrameType::error, stream_,
                   protocol::ErrorReport{"write_file " + header_.path + ": " + failure_, kind_}.to_payload());

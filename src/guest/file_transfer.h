@@ -6,6 +6,7 @@
 
 #include "common/unique_fd.h"
 #include "guest/channel.h"
+#include "guest/file_writer.h"
 #include "protocol/messages.h"
 
 namespace airlock::guest {
@@ -30,7 +31,7 @@ class Upload {
   Channel& channel_;
   uint32_t stream_;
   protocol::WriteFile header_;
-  UniqueFd file_;
+  std::optional<PendingFile> file_;  // put in place once whole
   uint64_t remaining_;
   std::string failure_;
   std::string kind_;

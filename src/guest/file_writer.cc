@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/fsuid.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -183,6 +184,54 @@ UniqueFd create_file_in_root(const std::string& root_dir, const std::string& pat
   if (::fchown(file.get(), uid, gid) < 0) throw_errno("fchown", path);
   if (::fchmod(file.get(), mode) < 0) throw_errno("fchmod", path);
   return file;
+}
+
+PendingFile PendingFile::create(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
+                                gid_t gid) {
+  const std::vector<std::string> parts = protocol::split_guest_path(path);
+  PendingFile pending;
+  pending.path_ = path;
+  pending.name_ = parts.back();
+  pending.dir_ = walk_directories(root_dir, path, parts, parts.size() - 1, uid, gid);
+  struct stat info {};
+  if (::fstatat(pending.dir_.get(), pending.name_.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0) {
+    // What an earlier program planted there is refused, not replaced.
+    if (S_ISLNK(info.st_mode) || !S_ISREG(info.st_mode) || info.st_nlink != 1) {
+      errno = S_ISLNK(info.st_mode) ? ELOOP : S_ISDIR(info.st_mode) ? EISDIR : EINVAL;
+      throw_errno("open (not a plain file with one link)", path);
+    }
+  }
+  unsigned char random[8];
+  if (::getrandom(random, sizeof random, 0) != sizeof random) throw_errno("getrandom");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string temporary = ".airlock-upload-";
+  for (unsigned char byte : random) temporary += {kHex[byte >> 4], kHex[byte & 15]};
+  pending.file_.reset(
+      ::openat(pending.dir_.get(), temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (!pending.file_) throw_errno("open", path);
+  pending.temporary_ = std::move(temporary);  // from here on, removed unless committed
+  if (::fchown(pending.file_.get(), uid, gid) < 0 || ::fchmod(pending.file_.get(), mode) < 0) {
+    const int err = errno;
+    ::unlinkat(pending.dir_.get(), pending.temporary_.c_str(), 0);
+    pending.done_ = true;
+    errno = err;
+    throw_errno("chmod", path);
+  }
+  return pending;
+}
+
+void PendingFile::commit() {
+  file_.reset();
+  if (::renameat(dir_.get(), temporary_.c_str(), dir_.get(), name_.c_str()) < 0) throw_errno("rename", path_);
+  done_ = true;
+}
+
+PendingFile::~PendingFile() {
+  if (done_ || !dir_ || temporary_.empty()) return;
+  // Often run while an error unwinds: the errno that says what failed is kept.
+  const int err = errno;
+  ::unlinkat(dir_.get(), temporary_.c_str(), 0);
+  errno = err;
 }
 
 }  // namespace airlock::guest

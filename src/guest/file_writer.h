@@ -20,6 +20,33 @@ UniqueFd make_directory_in_root(const std::string& root_dir, const std::string& 
 UniqueFd create_file_in_root(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
                              gid_t gid);
 
+// A file written beside `path` (same directory, a temporary name) and put
+// in its place by commit(): until then, and if it never is (a cancelled
+// upload, a full disk), `path` is as it was and nothing is left behind.
+// Made like create_file_in_root, and refused where that refuses: a symlink,
+// a FIFO, a device, a directory or a file with more than one link at
+// `path`. commit() runs under the caller's file system identity: a rename
+// the sandbox user may not make (a sticky directory) fails.
+class PendingFile {
+ public:
+  static PendingFile create(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
+                            gid_t gid);
+  PendingFile(PendingFile&&) = default;
+  PendingFile& operator=(PendingFile&&) = delete;
+  ~PendingFile();
+  int fd() const { return file_.get(); }
+  void commit();
+
+ private:
+  PendingFile() = default;
+  std::string path_;
+  std::string name_;
+  std::string temporary_;
+  UniqueFd dir_;
+  UniqueFd file_;
+  bool done_ = false;
+};
+
 // Opens the plain file `path` inside the root for reading, never following a
 // symlink on the way; a FIFO, device or directory is refused.
 UniqueFd open_file_in_root(const std::string& root_dir, const std::string& path);

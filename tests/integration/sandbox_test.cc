@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "common/child_process.h"
@@ -396,6 +397,35 @@ TEST_F(Sandboxes, A128MiBFileStreamsBothWaysWithFlatMemory) {
   auto chunked = daemon_->request({"-X", "PUT", "-H", "Transfer-Encoding: chunked", "--data-binary", "abc",
                                    files + "/home/sandbox/chunked"});
   EXPECT_EQ(chunked.status, 411) << chunked.body;
+}
+
+// A guest that stops taking data (its QEMU stopped) fails the upload after
+// the stall bound, with a clear error; the daemon answers meanwhile; once
+// the guest goes on, nothing of the upload is left and the sandbox works.
+TEST_F(Sandboxes, AGuestThatStopsReadingFailsTheUploadAndNothingElse) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  const std::string id = create({{"language", "shell"}})["id"];
+  const fs::path local = dir_ / "big.bin";
+  write_file(local, std::string(64 << 20, 'x'));
+  const std::set<pid_t> qemus = qemu_processes(dir_.string() + "/");
+  ASSERT_EQ(qemus.size(), 1u);
+  const pid_t qemu = *qemus.begin();
+  ASSERT_EQ(::kill(qemu, SIGSTOP), 0);
+  HttpReply uploaded;
+  std::thread upload([&] {
+    uploaded = daemon_->request(
+        {"-T", local.string(), "http://airlockd/v1/sandboxes/" + id + "/files?path=/home/sandbox/big.bin"});
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(daemon_->get("/v1/health").status, 200) << "a stalled upload held up the daemon";
+  EXPECT_EQ(get(id)["state"], "busy");
+  upload.join();
+  ::kill(qemu, SIGCONT);
+  EXPECT_EQ(uploaded.status, 500) << uploaded.body;
+  EXPECT_NE(uploaded.body.find("stopped taking data"), std::string::npos) << uploaded.body;
+  const json listing = exec(id, command({"sh", "-c", "ls -A /home/sandbox; echo alive"}));
+  EXPECT_EQ(listing["stdout"], "alive\n") << "a partial upload was left behind: " << listing.dump();
+  EXPECT_EQ(get(id)["state"], "ready");
 }
 
 TEST_F(Sandboxes, TheCliCopiesFilesBothWays) {

@@ -18,6 +18,11 @@ namespace {
 namespace fs = std::filesystem;
 using protocol::split_guest_path;
 
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 TEST(GuestPath, NormalisesAbsolutePaths) {
   EXPECT_EQ(split_guest_path("/home/sandbox/main.py"),
             (std::vector<std::string>{"home", "sandbox", "main.py"}));
@@ -63,6 +68,29 @@ TEST(GuestPath, NeverFollowsASymlinkOrTruncatesAHardLink) {
   // And a plain new file, with its parent made, works.
   EXPECT_TRUE(create_file_in_root(root_dir, "/home/sandbox/main.py", 0644, ::getuid(), ::getgid()));
   EXPECT_TRUE(fs::is_regular_file(fs::path(root_dir) / "home" / "sandbox" / "main.py"));
+}
+
+TEST(GuestPath, AFileIsPutInPlaceWholeOrNotAtAll) {
+  TempDir root = TempDir::create(fs::temp_directory_path().string(), "pending-");
+  const fs::path home = fs::path(root.path()) / "home";
+  fs::create_directories(home);
+  { std::ofstream(home / "f") << "old"; }
+  {
+    PendingFile pending = PendingFile::create(root.path(), "/home/f", 0600, ::getuid(), ::getgid());
+    ASSERT_EQ(::write(pending.fd(), "new", 3), 3);
+  }  // never committed: an upload that was cancelled
+  EXPECT_EQ(read_text(home / "f"), "old");
+  EXPECT_EQ(std::distance(fs::directory_iterator(home), fs::directory_iterator()), 1)
+      << "a temporary file was left";
+  PendingFile pending = PendingFile::create(root.path(), "/home/f", 0600, ::getuid(), ::getgid());
+  ASSERT_EQ(::write(pending.fd(), "new", 3), 3);
+  EXPECT_EQ(read_text(home / "f"), "old") << "the file changed before it was whole";
+  pending.commit();
+  EXPECT_EQ(read_text(home / "f"), "new");
+  EXPECT_EQ(fs::status(home / "f").permissions(), fs::perms::owner_read | fs::perms::owner_write);
+  fs::create_symlink("f", home / "link");
+  EXPECT_THROW(PendingFile::create(root.path(), "/home/link", 0644, ::getuid(), ::getgid()), Error);
+  EXPECT_EQ(std::distance(fs::directory_iterator(home), fs::directory_iterator()), 2);
 }
 
 TEST(GuestPath, ADirectoryMayBeTheRoot) {
