@@ -206,8 +206,8 @@ PendingFile PendingFile::create(const std::string& root_dir, const std::string& 
   static constexpr char kHex[] = "0123456789abcdef";
   std::string temporary = ".airlock-upload-";
   for (unsigned char byte : random) temporary += {kHex[byte >> 4], kHex[byte & 15]};
-  pending.file_.reset(
-      ::openat(pending.dir_.get(), temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  pending.file_.reset(::openat(pending.dir_.get(), temporary.c_str(),
+                               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
   if (!pending.file_) throw_errno("open", path);
   pending.temporary_ = std::move(temporary);  // from here on, removed unless committed
   if (::fchown(pending.file_.get(), uid, gid) < 0 || ::fchmod(pending.file_.get(), mode) < 0) {
