@@ -106,7 +106,15 @@ ArchiveCounts unpack_archive(GuestMux& mux, const std::string& directory, const 
     fail_reading(reader.get(), source, "");
   }
   auto deadline = [&] { return SteadyClock::now() + stall; };
-  make_node(mux, protocol::MakeNode{directory, "directory", 0755, ""}, deadline());
+  // Made if missing; one that is there keeps its mode (unless the archive has a "./").
+  try {
+    const protocol::DirEntry there = describe_path(mux, directory, deadline());
+    if (there.type != "directory")
+      throw Error(ErrorCode::conflict, directory + " is a " + there.type + ", not a directory");
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::not_found) throw;
+    make_node(mux, protocol::MakeNode{directory, "directory", 0755, ""}, deadline());
+  }
   ArchiveCounts counts;
   uint64_t entries = 0;
   for (;;) {

@@ -3,8 +3,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "common/error.h"
@@ -15,35 +17,50 @@ namespace airlock::guest {
 Channel::Channel(UniqueFd port) : port_(std::move(port)) { set_nonblocking(port_.get()); }
 
 void Channel::send(protocol::FrameType type, uint32_t stream, std::string_view payload) {
-  std::string frame = protocol::encode_frame(type, stream, payload);
-  std::string_view rest = frame;
-  while (!rest.empty()) {
-    ssize_t n = ::write(port_.get(), rest.data(), rest.size());
-    if (n >= 0) {
-      rest.remove_prefix(static_cast<size_t>(n));
+  // The payload is written from where it lies: under emulation every copy
+  // of a file's bytes in the guest costs as much as the channel itself.
+  const std::string header = protocol::encode_frame_header(type, stream, payload.size());
+  iovec parts[2] = {{const_cast<char*>(header.data()), header.size()},
+                    {const_cast<char*>(payload.data()), payload.size()}};
+  size_t index = 0;
+  while (index < 2) {
+    if (parts[index].iov_len == 0) {
+      ++index;
       continue;
     }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      pollfd p{port_.get(), POLLOUT, 0};
-      ::poll(&p, 1, 1000);
-      continue;
+    const ssize_t n = ::writev(port_.get(), parts + index, static_cast<int>(2 - index));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        pollfd p{port_.get(), POLLOUT, 0};
+        ::poll(&p, 1, 1000);
+        continue;
+      }
+      throw_errno("write", "virtio port");
     }
-    throw_errno("write", "virtio port");
+    // Past what went: whole parts, then part of one.
+    for (size_t written = static_cast<size_t>(n); written > 0;) {
+      const size_t taken = std::min(written, parts[index].iov_len);
+      parts[index].iov_base = static_cast<char*>(parts[index].iov_base) + taken;
+      parts[index].iov_len -= taken;
+      written -= taken;
+      if (parts[index].iov_len == 0) ++index;
+    }
   }
 }
 
 bool Channel::pump() {
-  char buffer[65536];
   // At most about a megabyte at a time: what the host sends faster than
   // the agent handles it (an upload to a slow disk) waits in the channel,
-  // not in our memory.
+  // not in our memory. Read straight into the decoder: one copy.
+  constexpr size_t kRead = 256 * 1024;
   while (decoder_.buffered() < kMaxBuffered) {
-    auto n = read_some(port_.get(), buffer, sizeof buffer);
+    char* room = decoder_.prepare(kRead);
+    auto n = read_some(port_.get(), room, kRead);
     if (!n) return true;
     // A virtio console port reads 0 while the host side is not connected.
     if (*n == 0) return false;
-    decoder_.feed(std::string_view(buffer, *n));
+    decoder_.commit(*n);
   }
   return true;
 }

@@ -22,6 +22,8 @@ class Channel {
   bool pump();
   static constexpr size_t kMaxBuffered = 1 << 20;
   std::optional<protocol::Frame> next() { return decoder_.next(); }
+  // The next frame seen in place: valid until the next pump.
+  std::optional<protocol::FrameView> next_view() { return decoder_.next_view(); }
   // Blocks until a whole frame arrives; nullopt if the host hung up.
   std::optional<protocol::Frame> receive();
 

@@ -33,12 +33,12 @@ Upload::Upload(Channel& channel, const protocol::Frame& header_frame)
   if (remaining_ == 0) finish();
 }
 
-bool Upload::on_data(const protocol::Frame& frame) {
-  if (frame.payload.size() > remaining_) throw Error(ErrorCode::protocol, "file_data overruns size");
-  remaining_ -= frame.payload.size();
+bool Upload::on_data(std::string_view data) {
+  if (data.size() > remaining_) throw Error(ErrorCode::protocol, "file_data overruns size");
+  remaining_ -= data.size();
   if (file_ && failure_.empty()) {
     try {
-      write_all(file_->fd(), frame.payload);
+      write_all(file_->fd(), data);
     } catch (const Error& e) {
       kind_ = error_kind(errno);
       failure_ = e.what();

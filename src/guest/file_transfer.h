@@ -21,8 +21,8 @@ inline constexpr uid_t kSandboxUid = 1000;
 class Upload {
  public:
   Upload(Channel& channel, const protocol::Frame& header_frame);
-  // Takes one file_data frame; true once the file is complete (answered).
-  bool on_data(const protocol::Frame& frame);
+  // Takes one file_data frame's payload; true once the file is complete (answered).
+  bool on_data(std::string_view data);
   // True if it announced no data at all (answered already).
   bool complete() const { return remaining_ == 0; }
 

@@ -242,7 +242,14 @@ class Agent {
     while (host_open) {
       // Frames decoded so far, before the poll set is built: an exec they
       // start is then polled with the others.
-      while (auto frame = channel_.next()) dispatch(*frame);
+      while (auto frame = channel_.next_view()) {
+        // A file's bytes go to its file from where the channel holds them.
+        if (frame->type == FrameType::file_data) {
+          take_file_data(frame->stream, frame->payload);
+        } else {
+          dispatch(frame->to_frame());
+        }
+      }
       fds.clear();
       fds.push_back({channel_.fd(), POLLIN, 0});
       fds.push_back({child_signals_.get(), POLLIN, 0});
@@ -305,6 +312,12 @@ class Agent {
     if (reaped) remove_empty_exec_cgroups();
   }
 
+  void take_file_data(uint32_t stream, std::string_view data) {
+    auto it = uploads_.find(stream);
+    if (it == uploads_.end()) throw Error(ErrorCode::protocol, "file_data without a write_file");
+    if (it->second.on_data(data)) uploads_.erase(it);
+  }
+
   void dispatch(const protocol::Frame& frame) {
     switch (frame.type) {
       case FrameType::write_file: {
@@ -313,12 +326,7 @@ class Agent {
         if (it->second.complete()) uploads_.erase(it);
         break;
       }
-      case FrameType::file_data: {
-        auto it = uploads_.find(frame.stream);
-        if (it == uploads_.end()) throw Error(ErrorCode::protocol, "file_data without a write_file");
-        if (it->second.on_data(frame)) uploads_.erase(it);
-        break;
-      }
+      case FrameType::file_data: take_file_data(frame.stream, frame.payload); break;
       case FrameType::list_dir: send_listing(channel_, frame); break;
       case FrameType::remove_file: remove_file(channel_, frame); break;
       case FrameType::stat: describe_path(channel_, frame); break;

@@ -1,5 +1,8 @@
 #include "protocol/frame.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "common/error.h"
 
 namespace airlock::protocol {
@@ -69,38 +72,65 @@ std::string_view to_string(FrameType type) {
 }
 
 std::string encode_frame(FrameType type, uint32_t stream, std::string_view payload) {
-  if (payload.size() > kMaxPayload) {
-    throw Error(ErrorCode::invalid_argument, "frame payload of " + std::to_string(payload.size()) +
+  std::string out = encode_frame_header(type, stream, payload.size());
+  out.reserve(kHeaderSize + payload.size());
+  out.append(payload);
+  return out;
+}
+
+std::string encode_frame_header(FrameType type, uint32_t stream, size_t payload_size) {
+  if (payload_size > kMaxPayload) {
+    throw Error(ErrorCode::invalid_argument, "frame payload of " + std::to_string(payload_size) +
                                                  " bytes exceeds the maximum of " +
                                                  std::to_string(kMaxPayload));
   }
   std::string out;
-  out.reserve(kHeaderSize + payload.size());
-  put_u32(out, static_cast<uint32_t>(payload.size()));
+  out.reserve(kHeaderSize);
+  put_u32(out, static_cast<uint32_t>(payload_size));
   out.push_back(static_cast<char>(type));
   out.push_back(0);
   out.push_back(0);
   out.push_back(0);
   put_u32(out, stream);
-  out.append(payload);
   return out;
 }
 
-void FrameDecoder::feed(std::string_view bytes) {
+void FrameDecoder::make_room(size_t count) {
   if (failed_) fail("decoder used after an error");
-  // Compact before growing so the buffer never holds more than one frame plus one chunk.
-  if (consumed_ > 0) {
-    buffer_.erase(0, consumed_);
-    consumed_ = 0;
+  if (buffer_.size() - end_ >= count) return;
+  // Compact before growing, so the buffer never holds more than one frame plus one chunk.
+  if (begin_ > 0) {
+    std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
   }
-  buffer_.append(bytes);
+  if (buffer_.size() - end_ < count) buffer_.resize(end_ + count);
 }
 
+void FrameDecoder::feed(std::string_view bytes) {
+  make_room(bytes.size());
+  std::memcpy(buffer_.data() + end_, bytes.data(), bytes.size());
+  end_ += bytes.size();
+}
+
+char* FrameDecoder::prepare(size_t max) {
+  make_room(max);
+  return buffer_.data() + end_;
+}
+
+void FrameDecoder::commit(size_t count) { end_ = std::min(buffer_.size(), end_ + count); }
+
 std::optional<Frame> FrameDecoder::next() {
+  auto view = next_view();
+  if (!view) return std::nullopt;
+  return view->to_frame();
+}
+
+std::optional<FrameView> FrameDecoder::next_view() {
   if (failed_) fail("decoder used after an error");
-  const size_t available = buffer_.size() - consumed_;
+  const size_t available = end_ - begin_;
   if (available < kHeaderSize) return std::nullopt;
-  const char* header = buffer_.data() + consumed_;
+  const char* header = buffer_.data() + begin_;
   const uint32_t length = get_u32(header);
   const uint8_t type = static_cast<uint8_t>(header[4]);
   const uint8_t flags = static_cast<uint8_t>(header[5]);
@@ -122,16 +152,18 @@ std::optional<Frame> FrameDecoder::next() {
     fail("reserved header bits are set");
   }
   if (available < kHeaderSize + length) return std::nullopt;
-  Frame frame;
+  FrameView frame;
   frame.type = static_cast<FrameType>(type);
   frame.stream = get_u32(header + 8);
-  frame.payload.assign(header + kHeaderSize, length);
-  consumed_ += kHeaderSize + length;
+  frame.payload = std::string_view(header + kHeaderSize, length);
+  begin_ += kHeaderSize + length;
+  // Everything decoded: the next bytes go to the start, nothing is moved.
+  if (begin_ == end_) begin_ = end_ = 0;
   return frame;
 }
 
 void FrameDecoder::finish() const {
-  const size_t pending = buffer_.size() - consumed_;
+  const size_t pending = end_ - begin_;
   if (pending != 0) {
     fail("stream ended inside a frame (" + std::to_string(pending) + " bytes of a truncated frame)");
   }

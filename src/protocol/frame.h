@@ -59,9 +59,8 @@ enum class FrameType : uint8_t {
   port_ack = 36,       // both ways, JSON {bytes}: port_data taken (flow control credit)
   port_close = 37,     // both ways, JSON {}: no more port_data from this side (its end closed)
   resize = 38,         // host -> guest, JSON {rows, cols}: a tty exec's terminal size
-  stat = 39,           // host -> guest, JSON {path}: describe a path, as the sandbox user (a listing of it)
-  make_node =
-      40,  // host -> guest, JSON {path, kind, mode, target}: make a directory or symlink (a listing of it)
+  stat = 39,           // host -> guest, JSON {path}: describe a path as the sandbox user (a listing)
+  make_node = 40,      // host -> guest, JSON {path, kind, mode, target}: mkdir or symlink (a listing)
 };
 
 inline constexpr uint8_t kMaxFrameType = 40;
@@ -76,8 +75,19 @@ struct Frame {
   std::string payload;
 };
 
+// A frame whose payload is seen where the decoder holds it (FrameDecoder::next_view).
+struct FrameView {
+  FrameType type;
+  uint32_t stream = 0;
+  std::string_view payload;
+  Frame to_frame() const { return {type, stream, std::string(payload)}; }
+};
+
 // Throws Error(invalid_argument) if the payload exceeds kMaxPayload.
 std::string encode_frame(FrameType type, uint32_t stream, std::string_view payload);
+// The 12 bytes that go before `payload_size` bytes of payload (for a writer
+// that sends the payload from where it lies). Throws as encode_frame.
+std::string encode_frame_header(FrameType type, uint32_t stream, size_t payload_size);
 
 // Incremental decoder for a byte stream from an untrusted peer. Memory stays
 // bounded by kHeaderSize + kMaxPayload plus one fed chunk; any violation (bad
@@ -86,14 +96,23 @@ std::string encode_frame(FrameType type, uint32_t stream, std::string_view paylo
 class FrameDecoder {
  public:
   void feed(std::string_view bytes);
+  // Room for up to `max` bytes to be read straight into the decoder (a
+  // reader then copies each byte once, not through a buffer of its own);
+  // commit says how many came.
+  char* prepare(size_t max);
+  void commit(size_t count);
   std::optional<Frame> next();
+  // The same, its payload seen in place: valid until the next feed or prepare.
+  std::optional<FrameView> next_view();
   // Call at end of stream: throws if a partial frame is pending.
   void finish() const;
-  size_t buffered() const { return buffer_.size() - consumed_; }
+  size_t buffered() const { return end_ - begin_; }
 
  private:
-  std::string buffer_;
-  size_t consumed_ = 0;
+  void make_room(size_t count);
+  std::string buffer_;  // [begin_, end_) holds what is not decoded yet
+  size_t begin_ = 0;
+  size_t end_ = 0;
   bool failed_ = false;
 };
 

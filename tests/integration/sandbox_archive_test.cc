@@ -189,6 +189,11 @@ TEST_F(SandboxArchives, ATreeGoesInAndComesOutWithItsModesTimesAndSymlinks) {
   EXPECT_EQ(entries.count("./"), 1u);
   EXPECT_EQ(entries.size(), 9u);
 
+  // A directory that is there keeps its mode; an archive without "./" does not change it.
+  sh("mkdir -m 700 /home/sandbox/keep");
+  ASSERT_EQ(put_tar("/home/sandbox/keep", make_tar({{"a", AE_IFREG, "a"}})).status, 200);
+  EXPECT_EQ(sh("stat -c %a /home/sandbox/keep"), "700\n");
+
   // One file as an archive of one entry, a gzip archive in, and a path described.
   const auto one = read_tar(
       daemon_->get("/v1/sandboxes/" + id_ + "/files?format=tar&path=/home/sandbox/proj/src/run.sh").body);
@@ -236,6 +241,8 @@ TEST_F(SandboxArchives, HostileArchivesAreRefusedAndReachNothing) {
   EXPECT_EQ(garbage.status, 400);
   EXPECT_NE(garbage.body.find("not a tar archive"), std::string::npos) << garbage.body;
   EXPECT_EQ(put_tar("/etc/mine", make_tar({{"f", AE_IFREG, "x"}})).status, 403);
+  EXPECT_EQ(put_tar("/home/sandbox/t/planted", make_tar({{"f", AE_IFREG, "x"}})).status, 409)
+      << "extracted into a symlink an exec planted";
   EXPECT_EQ(put_tar("/home/sandbox/../etc", make_tar({{"f", AE_IFREG, "x"}})).status, 400);
   EXPECT_EQ(daemon_->get("/v1/sandboxes/" + id_ + "/files?format=zip&path=/home").status, 400);
   EXPECT_EQ(daemon_->get("/v1/sandboxes/" + id_ + "/files?format=tar&path=/home/sandbox/none").status, 404);
