@@ -126,48 +126,71 @@ SandboxRegistry::~SandboxRegistry() {
 
 SandboxInfo SandboxRegistry::create(SandboxSpec spec) {
   validate(spec);
+  // Seen as `creating` while its VM is found or started.
+  SandboxInfo creating;
+  creating.id = new_sandbox_id();
+  creating.profile = spec.plan.profile;
+  creating.ttl_s = spec.ttl_s;
+  creating.idle_timeout_s = spec.idle_timeout_s;
+  creating.created_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  creating.idle_since_ms = creating.created_at_ms;
+  creating.expires_at_ms = creating.created_at_ms + static_cast<int64_t>(spec.ttl_s) * 1000;
   {
     std::lock_guard lock(mutex_);
-    int live = creating_;
+    int live = static_cast<int>(creating_.size());
     for (const auto& [id, sandbox] : sandboxes_) live += sandbox->live() ? 1 : 0;
     if (live >= max_sandboxes_) {
       throw Error(ErrorCode::overloaded, std::to_string(live) +
                                              " sandboxes are live, this airlockd's most (" +
                                              std::to_string(max_sandboxes_) + "); destroy one, or try again");
     }
-    ++creating_;
+    creating_.emplace(creating.id, creating);
   }
   struct Admitted {
     SandboxRegistry& registry;
+    const std::string& id;
     ~Admitted() {
       std::lock_guard lock(registry.mutex_);
-      --registry.creating_;
+      registry.creating_.erase(id);
     }
-  } admitted{*this};
+  } admitted{*this, creating.id};
   AcquiredGuest acquired = source_(spec);
-  auto sandbox = std::make_shared<LiveSandbox>(new_sandbox_id(), std::move(spec), std::move(acquired));
+  auto sandbox = std::make_shared<LiveSandbox>(creating.id, std::move(spec), std::move(acquired));
   SandboxInfo info = sandbox->info();
   std::lock_guard lock(mutex_);
   sandboxes_.emplace(info.id, std::move(sandbox));
+  creating_.erase(info.id);  // listed once, never twice
   return info;
 }
 
 std::shared_ptr<LiveSandbox> SandboxRegistry::find(const std::string& id) {
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);
-  if (it == sandboxes_.end()) throw Error(ErrorCode::not_found, "no sandbox " + id);
-  return it->second;
+  if (it != sandboxes_.end()) return it->second;
+  if (creating_.count(id)) {
+    throw Error(ErrorCode::conflict, "sandbox " + id + " is creating: its create answers once it is ready");
+  }
+  throw Error(ErrorCode::not_found, "no sandbox " + id);
 }
 
-SandboxInfo SandboxRegistry::info(const std::string& id) { return find(id)->info(); }
+SandboxInfo SandboxRegistry::info(const std::string& id) {
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = creating_.find(id); it != creating_.end()) return it->second;
+  }
+  return find(id)->info();
+}
 
 std::vector<SandboxInfo> SandboxRegistry::list() {
   std::vector<std::shared_ptr<LiveSandbox>> all;
+  std::vector<SandboxInfo> infos;
   {
     std::lock_guard lock(mutex_);
     for (const auto& [id, sandbox] : sandboxes_) all.push_back(sandbox);
+    for (const auto& [id, creating] : creating_) infos.push_back(creating);
   }
-  std::vector<SandboxInfo> infos;
   for (const auto& sandbox : all) infos.push_back(sandbox->info());
   return infos;
 }
@@ -336,7 +359,7 @@ ArchiveCounts SandboxRegistry::download_archive(const std::string& id, const std
 
 SandboxRegistry::Counts SandboxRegistry::counts() {
   std::lock_guard lock(mutex_);
-  Counts counts{creating_, max_sandboxes_};
+  Counts counts{static_cast<int>(creating_.size()), max_sandboxes_};
   for (const auto& [id, sandbox] : sandboxes_) counts.live += sandbox->live() ? 1 : 0;
   return counts;
 }

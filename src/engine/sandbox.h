@@ -215,7 +215,9 @@ class SandboxRegistry {
   const int max_sandboxes_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<LiveSandbox>> sandboxes_;
-  int creating_ = 0;  // under mutex_: creates admitted, not yet listed
+  // Under mutex_: creates admitted and not done yet, listed as `creating`;
+  // any operation on one but a read of its state is a 409 until it is ready.
+  std::map<std::string, SandboxInfo> creating_;
   std::condition_variable stop_wake_;
   bool stopping_ = false;
   std::thread reaper_;

@@ -5,6 +5,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -426,6 +430,63 @@ TEST_F(Sandboxes, AGuestThatStopsReadingFailsTheUploadAndNothingElse) {
   const json listing = exec(id, command({"sh", "-c", "ls -A /home/sandbox; echo alive"}));
   EXPECT_EQ(listing["stdout"], "alive\n") << "a partial upload was left behind: " << listing.dump();
   EXPECT_EQ(get(id)["state"], "ready");
+}
+
+// A request over a connection of our own: a millisecond, where curl takes tens.
+HttpReply quick_request(const std::string& socket_path, boost::beast::http::verb verb,
+                        const std::string& target) {
+  namespace asio = boost::asio;
+  namespace http = boost::beast::http;
+  asio::io_context context;
+  asio::local::stream_protocol::socket socket(context);
+  socket.connect(asio::local::stream_protocol::endpoint(socket_path));
+  http::request<http::string_body> request{verb, target, 11};
+  request.set(http::field::host, "airlockd");
+  request.prepare_payload();
+  http::write(socket, request);
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  http::read(socket, buffer, response);
+  return {static_cast<int>(response.result_int()), response.body()};
+}
+
+// While its VM is found and restored, a sandbox is listed as creating; it
+// can be read, not used, until it is ready.
+TEST_F(Sandboxes, ASandboxIsListedAsCreatingUntilItIsReady) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
+  json created;
+  std::atomic<bool> done = false;
+  std::thread create_it([&] {
+    created = create({{"language", "shell"}});
+    done = true;
+  });
+  using boost::beast::http::verb;
+  json seen;
+  HttpReply read_early, used_early;
+  while (!done && seen.is_null()) {
+    const json listed = json::parse(quick_request(daemon_->socket(), verb::get, "/v1/sandboxes").body);
+    for (const auto& sandbox : listed["sandboxes"]) {
+      if (sandbox["state"] == "creating") seen = sandbox;
+    }
+  }
+  if (!seen.is_null()) {
+    const std::string path = "/v1/sandboxes/" + seen["id"].get<std::string>();
+    read_early = quick_request(daemon_->socket(), verb::get, path);
+    used_early = quick_request(daemon_->socket(), verb::post, path + "/touch");
+  }
+  create_it.join();
+  ASSERT_FALSE(seen.is_null()) << "never listed as creating";
+  const std::string id = seen["id"];
+  EXPECT_EQ(read_early.status, 200) << read_early.body;
+  // Unless its create ended in between: then it is ready, and a touch works.
+  if (json::parse(read_early.body)["state"] == "creating" && used_early.status != 200) {
+    EXPECT_EQ(used_early.status, 409) << used_early.body;
+    EXPECT_NE(used_early.body.find("is creating"), std::string::npos) << used_early.body;
+  }
+  EXPECT_EQ(created["id"], id) << created.dump();
+  EXPECT_EQ(created["state"], "ready");
+  EXPECT_EQ(get(id)["state"], "ready");
+  EXPECT_EQ(exec(id, command({"true"}))["exit_code"], 0);
 }
 
 TEST_F(Sandboxes, TheCliCopiesFilesBothWays) {
