@@ -65,6 +65,17 @@ void Api::add_pool(const engine::Profile& profile, int target) {
   if (!create_pool_locked(profile, target)) pools_.at(profile.name())->set_target(target);
 }
 
+Api::CancelledOnDrain::CancelledOnDrain(Api& api, const engine::CancelToken& token)
+    : api_(api), token_(token) {
+  std::lock_guard lock(api_.running_mutex_);
+  api_.running_.insert(&token_);
+}
+
+Api::CancelledOnDrain::~CancelledOnDrain() {
+  std::lock_guard lock(api_.running_mutex_);
+  api_.running_.erase(&token_);
+}
+
 void Api::cancel_running() {
   std::lock_guard lock(running_mutex_);
   for (const engine::CancelToken* run : running_) run->cancel();
@@ -219,18 +230,7 @@ void Api::run(const HttpRequest& http_request, ResponseWriter& writer) {
   }
 
   engine::CancelToken cancel;
-  struct Registered {
-    Api& api;
-    const engine::CancelToken& token;
-    Registered(Api& owner, const engine::CancelToken& run) : api(owner), token(run) {
-      std::lock_guard lock(api.running_mutex_);
-      api.running_.insert(&token);
-    }
-    ~Registered() {
-      std::lock_guard lock(api.running_mutex_);
-      api.running_.erase(&token);
-    }
-  } registered(*this, cancel);
+  CancelledOnDrain registered(*this, cancel);
   std::optional<EventStream> stream;
   std::optional<NdjsonSink> sink;
   if (streaming) {

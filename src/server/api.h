@@ -112,8 +112,22 @@ class Api {
   mutable std::mutex pools_mutex_;
   std::map<std::string, std::unique_ptr<engine::WarmPool>> pools_;
   std::set<std::string> permanent_pools_;  // add_pool's: the daemon's own, never expired
+  // While it lives, `token` is cancelled by cancel_running(): a run, an exec
+  // waited for, a follower of logs or a terminal, so that none holds a
+  // drain past its grace period.
+  class CancelledOnDrain {
+   public:
+    CancelledOnDrain(Api& api, const engine::CancelToken& token);
+    ~CancelledOnDrain();
+    CancelledOnDrain(const CancelledOnDrain&) = delete;
+    CancelledOnDrain& operator=(const CancelledOnDrain&) = delete;
+
+   private:
+    Api& api_;
+    const engine::CancelToken& token_;
+  };
   std::mutex running_mutex_;
-  std::set<const engine::CancelToken*> running_;  // the runs in progress, for cancel_running()
+  std::set<const engine::CancelToken*> running_;  // for cancel_running()
   std::unique_ptr<engine::SandboxRegistry> sandboxes_;
   engine::CancelToken stop_expiry_;
   std::thread expiry_;  // declared last: started after, and joined before, the rest

@@ -85,6 +85,7 @@ void Api::stream_exec_logs(const std::string& id, const std::string& exec_id, co
   const bool follow = flag(request, "follow");
   sandboxes_->exec_info(id, exec_id, false);  // 404 while it is still a status
   engine::CancelToken cancel;
+  CancelledOnDrain on_drain(*this, cancel);
   engine::ExecInfo last;
   std::optional<EventStream> stream;
   {
@@ -141,6 +142,7 @@ void Api::attach_terminal(const std::string& id, const std::string& exec_id, con
   }
   WebSocket& socket = request.upgrade->accept();
   engine::CancelToken detached;
+  CancelledOnDrain on_drain(*this, detached);
   std::thread follower([&] {
     TerminalSink sink(socket);
     std::string farewell = "the exec ended";
@@ -159,6 +161,7 @@ void Api::attach_terminal(const std::string& id, const std::string& exec_id, con
     } catch (const Error& e) {
       farewell = e.what();  // its sandbox went away meanwhile
     }
+    if (detached.cancelled()) farewell = "airlockd is shutting down";
     socket.close(farewell);
   });
   auto answer_error = [&](const std::string& message) {

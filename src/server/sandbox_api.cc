@@ -280,6 +280,7 @@ void Api::exec_in_sandbox(const std::string& id, const HttpRequest& http_request
   if (!output)
     return refuse_over_budget(writer, "the output", "output", output_budget_, "stdout_limit/stderr_limit");
   engine::CancelToken cancel;
+  CancelledOnDrain on_drain(*this, cancel);
   std::optional<EventStream> stream;
   std::optional<NdjsonSink> sink;
   engine::RunResult result;

@@ -2,6 +2,7 @@
 // spoken to by a Beast client as any WebSocket client would.
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <boost/asio/local/stream_protocol.hpp>
@@ -57,12 +58,14 @@ class Terminal {
       }
     }
   }
-  // True once the server has closed the socket (a normal close).
+  // Reads what is left; true if the server then closed the socket normally.
   bool closed() {
-    beast::flat_buffer buffer;
-    beast::error_code error;
-    ws_.read(buffer, error);
-    return error == websocket::error::closed;
+    for (;;) {
+      beast::flat_buffer buffer;
+      beast::error_code error;
+      ws_.read(buffer, error);
+      if (error) return error == websocket::error::closed;
+    }
   }
 
   const std::string& output() const { return output_; }
@@ -126,6 +129,25 @@ TEST_F(SandboxTerminals, AShellRunsInATerminalOverAWebSocket) {
        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "http://airlockd" + plain_terminal});
   EXPECT_EQ(refused.status, 409) << refused.body;
   EXPECT_EQ(daemon_->get(sandbox + "/execs/ex-999/terminal").status, 404);
+}
+
+// A drain does not wait on an attached terminal past its grace period: the
+// client gets a normal close, and the daemon exits cleanly.
+TEST_F(SandboxTerminals, ADrainClosesAttachedTerminals) {
+  ASSERT_TRUE(daemon_->start({"--pool-size", "0", "--drain-timeout", "1"}));
+  const auto created = daemon_->post("/v1/sandboxes", R"({"language":"shell"})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string sandbox = "/v1/sandboxes/" + json::parse(created.body)["id"].get<std::string>();
+  const auto started = daemon_->post(sandbox + "/execs", R"({"argv":["sh"],"background":true,"tty":true,
+                                                              "stdin_open":true})");
+  ASSERT_EQ(started.status, 202) << started.body;
+  Terminal terminal(daemon_->socket(),
+                    sandbox + "/execs/" + json::parse(started.body)["id"].get<std::string>() + "/terminal");
+  terminal.keys("echo attached\n");
+  ASSERT_TRUE(terminal.read_until("attached\r\n"));
+  daemon_->process().kill(SIGTERM);
+  EXPECT_TRUE(terminal.closed()) << "the terminal was cut off, not closed";
+  EXPECT_EQ(daemon_->process().wait_or_kill(std::chrono::seconds(30)).exit_code, 0);
 }
 
 }  // namespace
