@@ -79,19 +79,24 @@ class Terminal {
   std::vector<json> texts_;
 };
 
-class SandboxTerminals : public DaemonFixture {};
+class SandboxTerminals : public DaemonFixture {
+ protected:
+  // A shell sandbox running `sh` in a terminal: its sandbox's path and its terminal's.
+  std::pair<std::string, std::string> start_shell_terminal() {
+    const auto created = daemon_->post("/v1/sandboxes", R"({"language":"shell"})");
+    EXPECT_EQ(created.status, 201) << created.body;
+    const std::string sandbox = "/v1/sandboxes/" + json::parse(created.body)["id"].get<std::string>();
+    const auto started = daemon_->post(sandbox + "/execs", R"({"argv":["sh"],"background":true,"tty":true,
+                                                                "stdin_open":true})");
+    EXPECT_EQ(started.status, 202) << started.body;
+    EXPECT_EQ(json::parse(started.body)["tty"], true);
+    return {sandbox, sandbox + "/execs/" + json::parse(started.body)["id"].get<std::string>() + "/terminal"};
+  }
+};
 
 TEST_F(SandboxTerminals, AShellRunsInATerminalOverAWebSocket) {
   ASSERT_TRUE(daemon_->start({"--pool-size", "0"}));
-  const auto created = daemon_->post("/v1/sandboxes", R"({"language":"shell"})");
-  ASSERT_EQ(created.status, 201) << created.body;
-  const std::string sandbox = "/v1/sandboxes/" + json::parse(created.body)["id"].get<std::string>();
-  const auto started = daemon_->post(sandbox + "/execs", R"({"argv":["sh"],"background":true,"tty":true,
-                                                              "stdin_open":true})");
-  ASSERT_EQ(started.status, 202) << started.body;
-  EXPECT_EQ(json::parse(started.body)["tty"], true);
-  const std::string terminal =
-      sandbox + "/execs/" + json::parse(started.body)["id"].get<std::string>() + "/terminal";
+  const auto [sandbox, terminal] = start_shell_terminal();
 
   Terminal first(daemon_->socket(), terminal);
   first.keys("echo $((6*7))\n");
@@ -135,14 +140,7 @@ TEST_F(SandboxTerminals, AShellRunsInATerminalOverAWebSocket) {
 // client gets a normal close, and the daemon exits cleanly.
 TEST_F(SandboxTerminals, ADrainClosesAttachedTerminals) {
   ASSERT_TRUE(daemon_->start({"--pool-size", "0", "--drain-timeout", "1"}));
-  const auto created = daemon_->post("/v1/sandboxes", R"({"language":"shell"})");
-  ASSERT_EQ(created.status, 201) << created.body;
-  const std::string sandbox = "/v1/sandboxes/" + json::parse(created.body)["id"].get<std::string>();
-  const auto started = daemon_->post(sandbox + "/execs", R"({"argv":["sh"],"background":true,"tty":true,
-                                                              "stdin_open":true})");
-  ASSERT_EQ(started.status, 202) << started.body;
-  Terminal terminal(daemon_->socket(),
-                    sandbox + "/execs/" + json::parse(started.body)["id"].get<std::string>() + "/terminal");
+  Terminal terminal(daemon_->socket(), start_shell_terminal().second);
   terminal.keys("echo attached\n");
   ASSERT_TRUE(terminal.read_until("attached\r\n"));
   daemon_->process().kill(SIGTERM);
