@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "engine/mux_archive.h"
 
 namespace airlock::cli {
 
@@ -33,23 +34,6 @@ la_ssize_t write_to_sink(archive*, void* data, const void* buffer, size_t length
   auto* sink = static_cast<Sink*>(data);
   if (!sink->gone) sink->gone = !(*sink->send)(std::string_view(static_cast<const char*>(buffer), length));
   return sink->gone ? -1 : static_cast<la_ssize_t>(length);
-}
-
-// "a/./b/" as "a/b"; throws for an absolute name or one with "..".
-std::string relative_name(const std::string& name) {
-  if (name.empty() || name.front() == '/') {
-    throw Error(ErrorCode::protocol, "the archive holds an absolute or empty name: '" + name + "'");
-  }
-  std::string out;
-  size_t start = 0;
-  while (start <= name.size()) {
-    const size_t end = std::min(name.find('/', start), name.size());
-    const std::string part = name.substr(start, end - start);
-    if (part == "..") throw Error(ErrorCode::protocol, "the archive holds a name with '..': '" + name + "'");
-    if (!part.empty() && part != ".") out += (out.empty() ? "" : "/") + part;
-    start = end + 1;
-  }
-  return out;
 }
 
 }  // namespace
@@ -154,7 +138,8 @@ void LocalExtraction::extract() {
       if (status == ARCHIVE_EOF) break;
       if (status < ARCHIVE_WARN) throw Error(ErrorCode::protocol, why(reader.get()));
       const std::string name = archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "";
-      const std::string relative = relative_name(name);
+      // The one check of names the daemon's side makes too: no absolute name, no "..".
+      const std::string relative = engine::archive_entry_path("/", name).substr(1);
       const mode_t type = archive_entry_filetype(entry);
       if (archive_entry_hardlink(entry) || (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK)) {
         throw Error(ErrorCode::protocol,

@@ -164,28 +164,6 @@ UniqueFd make_directory_in_root(const std::string& root_dir, const std::string& 
   return walk_directories(root_dir, path, parts, parts.size(), 0, 0);
 }
 
-UniqueFd create_file_in_root(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
-                             gid_t gid) {
-  const std::vector<std::string> parts = protocol::split_guest_path(path);
-  UniqueFd dir = walk_directories(root_dir, path, parts, parts.size() - 1, uid, gid);
-  // Not O_TRUNC: what the name points at is checked before anything is cut.
-  // O_NONBLOCK: a FIFO planted there fails at once instead of blocking us.
-  UniqueFd file(::openat(dir.get(), parts.back().c_str(),
-                         O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode));
-  if (!file) throw_errno("open", path);
-  struct stat info {};
-  if (::fstat(file.get(), &info) < 0) throw_errno("fstat", path);
-  // A hard link planted by an earlier program would let us truncate its target.
-  if (!S_ISREG(info.st_mode) || info.st_nlink != 1) {
-    errno = S_ISDIR(info.st_mode) ? EISDIR : EINVAL;
-    throw_errno("open (not a plain file with one link)", path);
-  }
-  if (::ftruncate(file.get(), 0) < 0) throw_errno("ftruncate", path);
-  if (::fchown(file.get(), uid, gid) < 0) throw_errno("fchown", path);
-  if (::fchmod(file.get(), mode) < 0) throw_errno("fchmod", path);
-  return file;
-}
-
 PendingFile PendingFile::create(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
                                 gid_t gid) {
   const std::vector<std::string> parts = protocol::split_guest_path(path);

@@ -14,19 +14,14 @@ namespace airlock::guest {
 // O_PATH descriptor of it: a mount point nothing can redirect.
 UniqueFd make_directory_in_root(const std::string& root_dir, const std::string& path);
 
-// Creates (or truncates) `path` inside the root at `root_dir`, owned by
-// uid/gid, making missing parent directories. No component may be a symlink
-// or "..": a program that ran earlier in the same VM cannot redirect the write.
-UniqueFd create_file_in_root(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,
-                             gid_t gid);
-
 // A file written beside `path` (same directory, a temporary name) and put
 // in its place by commit(): until then, and if it never is (a cancelled
 // upload, a full disk), `path` is as it was and nothing is left behind.
-// Made like create_file_in_root, and refused where that refuses: a symlink,
-// a FIFO, a device, a directory or a file with more than one link at
-// `path`. commit() runs under the caller's file system identity: a rename
-// the sandbox user may not make (a sticky directory) fails.
+// Owned by uid/gid, missing parent directories made; no component may be a
+// symlink or "..", so a program that ran earlier in the same VM cannot
+// redirect the write; refused where `path` is a symlink, a FIFO, a device, a
+// directory or a file with more than one link. commit() runs under the caller's file system identity: a
+// rename the sandbox user may not make (a sticky directory) fails.
 class PendingFile {
  public:
   static PendingFile create(const std::string& root_dir, const std::string& path, mode_t mode, uid_t uid,

@@ -45,6 +45,16 @@ def call(sock, method, path, body=None, accept="application/json"):
     return response.status, response.getheader("Content-Type", ""), payload
 
 
+def get_bytes(sock, path):
+    """A GET whose answer is raw bytes (a file, an archive): status, Content-Type, body."""
+    connection = UnixConnection(sock)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response.status, response.getheader("Content-Type", ""), data
+
+
 def main():
     daemon_binary, spec_path = sys.argv[1], sys.argv[2]
     with open(spec_path) as spec_file:
@@ -232,12 +242,8 @@ def main():
             assert response.status == 200, body
             check("PUT /v1/sandboxes/{id}/files", "/v1/sandboxes/{id}/files", "put", 200, "application/json",
                   json.loads(body))
-            connection = UnixConnection(sock)
-            connection.request("GET", sandbox + "/files?path=/home/sandbox/f.bin")
-            response = connection.getresponse()
-            data = response.read()
-            connection.close()
-            assert response.status == 200 and data == b"\x00\xffdata", data
+            status, _, data = get_bytes(sock, sandbox + "/files?path=/home/sandbox/f.bin")
+            assert status == 200 and data == b"\x00\xffdata", data
             passed.append("GET /v1/sandboxes/{id}/files")
             status, _, body = call(sock, "GET", sandbox + "/list?path=/home/sandbox")
             assert status == 200 and any(e["name"] == "f.bin" and e["mode"] == 0o600 and e["size"] == 6
@@ -264,12 +270,8 @@ def main():
             assert status == 400, body
             check("PUT /v1/sandboxes/{id}/files format=tar not a tar", "/v1/sandboxes/{id}/files", "put", status,
                   "application/json", json.loads(body))
-            connection = UnixConnection(sock)
-            connection.request("GET", sandbox + "/files?path=/home/sandbox/t&format=tar")
-            response = connection.getresponse()
-            data = response.read()
-            connection.close()
-            assert response.status == 200 and response.getheader("Content-Type") == "application/x-tar", data[:200]
+            status, content_type, data = get_bytes(sock, sandbox + "/files?path=/home/sandbox/t&format=tar")
+            assert status == 200 and content_type == "application/x-tar", data[:200]
             with tarfile.open(fileobj=io.BytesIO(data)) as archive:
                 assert archive.extractfile("./d/x.txt").read() == b"hi" and archive.getmember("./d/link").issym()
             passed.append("GET /v1/sandboxes/{id}/files format=tar")

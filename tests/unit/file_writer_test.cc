@@ -52,21 +52,23 @@ TEST(GuestPath, NeverFollowsASymlinkOrTruncatesAHardLink) {
   // A symlinked directory and a symlinked file, both pointing out of the root.
   fs::create_directory_symlink(outside, fs::path(root_dir) / "home" / "escape");
   fs::create_symlink(outside / "target", fs::path(root_dir) / "home" / "link.py");
-  EXPECT_THROW(create_file_in_root(root_dir, "/home/escape/x.py", 0644, ::getuid(), ::getgid()), Error);
-  EXPECT_THROW(create_file_in_root(root_dir, "/home/link.py", 0644, ::getuid(), ::getgid()), Error);
+  EXPECT_THROW(PendingFile::create(root_dir, "/home/escape/x.py", 0644, ::getuid(), ::getgid()), Error);
+  EXPECT_THROW(PendingFile::create(root_dir, "/home/link.py", 0644, ::getuid(), ::getgid()), Error);
   EXPECT_FALSE(fs::exists(outside / "x.py"));
   EXPECT_FALSE(fs::exists(outside / "target"));
   // A hard link to a file elsewhere is refused rather than truncated.
   const fs::path victim = outside / "victim";
   { std::ofstream(victim) << "keep"; }
   fs::create_hard_link(victim, fs::path(root_dir) / "home" / "hard.py");
-  EXPECT_THROW(create_file_in_root(root_dir, "/home/hard.py", 0644, ::getuid(), ::getgid()), Error);
+  EXPECT_THROW(PendingFile::create(root_dir, "/home/hard.py", 0644, ::getuid(), ::getgid()), Error);
   EXPECT_EQ(fs::file_size(victim), 4u);
   // A FIFO is refused at once, not waited on.
   ASSERT_EQ(::mkfifo((fs::path(root_dir) / "home" / "fifo.py").c_str(), 0666), 0);
-  EXPECT_THROW(create_file_in_root(root_dir, "/home/fifo.py", 0644, ::getuid(), ::getgid()), Error);
+  EXPECT_THROW(PendingFile::create(root_dir, "/home/fifo.py", 0644, ::getuid(), ::getgid()), Error);
   // And a plain new file, with its parent made, works.
-  EXPECT_TRUE(create_file_in_root(root_dir, "/home/sandbox/main.py", 0644, ::getuid(), ::getgid()));
+  PendingFile made = PendingFile::create(root_dir, "/home/sandbox/main.py", 0644, ::getuid(), ::getgid());
+  EXPECT_GE(made.fd(), 0);
+  made.commit();
   EXPECT_TRUE(fs::is_regular_file(fs::path(root_dir) / "home" / "sandbox" / "main.py"));
 }
 
