@@ -128,16 +128,6 @@ std::vector<UniqueFd> open_mounts(const Profile& profile, const MountRoots& root
   return opened;
 }
 
-bool can_use_prestarted(const Language& language, const RunRequest& request) {
-  if (request.fresh_interpreter) return false;
-  for (const auto& [name, value] : request.env) {
-    for (const auto& prefix : language.startup_env_prefixes) {
-      if (name.rfind(prefix, 0) == 0) return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
@@ -479,90 +469,12 @@ void Engine::warm_guest(ReadyGuest& guest) {
   }
 }
 
-namespace {
-
-// What went wrong before or around an exec: errors of the request or of this
-// host (no images, KVM demanded but unusable) are the caller's to report;
-// everything after is a result.
-void classify_failure(const Error& e, RunResult& result) {
-  if (e.code() == ErrorCode::invalid_argument || e.code() == ErrorCode::not_found ||
-      e.code() == ErrorCode::unavailable) {
-    throw;
-  }
-  if (e.code() == ErrorCode::cancelled) {
-    result.status = RunStatus::killed;
-    result.signal = 9;
-  } else {
-    result.status = RunStatus::internal_error;
-  }
-  result.error = e.what();
-}
-
-}  // namespace
-
 std::shared_ptr<GuestMux> ReadyGuest::multiplex() {
   return std::make_shared<GuestMux>(*vm_, session_->hand_over());
 }
 
-RunResult Engine::execute(ReadyGuest& guest, const protocol::Exec& exec, const StdinSource& stdin_source,
-                          OutputSink* sink, const CancelToken* cancel, std::chrono::seconds timeout) {
-  RunResult result;
-  try {
-    guest.session().set_cancel(cancel);
-    ExecOutcome outcome = guest.session().execute(exec, stdin_source, sink, timeout);
-    result = exec_result(outcome, exec);
-    result.timing.execute_ms = elapsed_ms(outcome.started, outcome.ended);
-  } catch (const Error& e) {
-    guest.session().set_cancel(nullptr);
-    classify_failure(e, result);
-  }
-  // The caller's token ends with its call; the guest may serve another.
-  guest.session().set_cancel(nullptr);
-  result.accel = std::string(vmm::to_string(guest.accel()));
-  result.from_snapshot = guest.from_snapshot();
-  result.network_denied = guest.network_denials();
-  return result;
-}
-
 ReadyGuest Engine::start_lasting_guest(const Profile& profile, const CancelToken* cancel) {
   return lasting_->run<ReadyGuest>([&] { return start_guest(profile, cancel); });
-}
-
-RunResult Engine::run(const RunPlan& plan, OutputSink* sink, const CancelToken* cancel,
-                      std::optional<ReadyGuest> pooled) {
-  const auto accepted = SteadyClock::now();
-  const RunRequest& request = plan.request;
-  const Language& language = find_language(request.language);
-
-  RunResult result;
-  std::optional<ReadyGuest> guest = std::move(pooled);
-  const bool pool_hit = guest.has_value();
-  try {
-    if (!guest) guest.emplace(start_guest(plan.profile, cancel));
-    RunTiming timing;
-    if (!pool_hit) {
-      timing = guest->start_timing();
-    } else {
-      timing.setup_ms = elapsed_ms(accepted, SteadyClock::now());
-    }
-    protocol::Exec exec = program_exec(language, request, language.command, request.env, kWorkDir,
-                                       request.stdout_limit, request.stderr_limit, request.timeout_s);
-    exec.prestarted = guest->has_prestarted() && can_use_prestarted(language, request);
-    guest->session().queue_file(language.code_path, request.code, 0644);
-    result =
-        execute(*guest, exec, request.stdin_source, sink, cancel, std::chrono::seconds(request.timeout_s));
-    timing.execute_ms = result.timing.execute_ms;
-    result.timing = timing;
-  } catch (const Error& e) {
-    classify_failure(e, result);
-  }
-  result.pool_hit = pool_hit;
-  // Single use: whatever ran in this VM, nobody gets it again.
-  if (guest) retire(std::move(*guest));
-  guest.reset();
-  if (result.accel.empty()) result.accel = "tcg";
-  result.timing.total_ms = elapsed_ms(accepted, SteadyClock::now());
-  return result;
 }
 
 }  // namespace airlock::engine

@@ -160,8 +160,9 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // `pooled`: a guest for this request's profile taken from a warm pool; without
-  // one the engine starts a guest (a clone of the template, or a boot).
-  // Thread-safe.
+  // one the engine starts a guest (a clone of the template, or a boot). The
+  // guest serves the run as a sandbox that is never listed: one exec, then
+  // the VM is retired (one_shot_run.cc). Thread-safe.
   RunResult run(const RunPlan& plan, OutputSink* sink = nullptr, const CancelToken* cancel = nullptr,
                 std::optional<ReadyGuest> pooled = std::nullopt);
   // The same for a request not planned yet.
@@ -198,12 +199,6 @@ class Engine {
   // The same on one of the engine's own threads, for a guest that outlives
   // the caller's thread (a pool's, a sandbox's).
   ReadyGuest start_lasting_guest(const Profile& profile, const CancelToken* cancel = nullptr);
-
-  // Runs one exec in `guest` (files it needs queued on its session first) and
-  // classifies its outcome: status, output, execute_ms, accel, denials.
-  // Throws for errors of the request or of this host, like run().
-  RunResult execute(ReadyGuest& guest, const protocol::Exec& exec, const StdinSource& stdin_source,
-                    OutputSink* sink, const CancelToken* cancel, std::chrono::seconds timeout);
 
   // The template snapshots' RAM: how many, how much, the budget, evictions.
   TemplateStore::Stats template_stats() const { return templates_->stats(); }

@@ -32,12 +32,55 @@ ExecRecord::ExecRecord(Options options)
   outcome_.started = started_;
 }
 
-void ExecRecord::start(const std::shared_ptr<GuestMux>& mux, const std::string& stdin_data,
-                       bool keep_stdin_open) {
+void ExecRecord::start(const std::shared_ptr<GuestMux>& mux, const ExecFile* file,
+                       const std::string& stdin_data, bool keep_stdin_open) {
   mux_ = mux;
   stream_ = mux->open_stream(shared_from_this());
-  mux->send(FrameType::exec, stream_, options_.exec.to_payload());
-  write_stdin(*mux, stdin_data, !keep_stdin_open, SteadyClock::now() + std::chrono::seconds(60));
+  // One piece, one write: the guest wakes once for the whole start, not per frame.
+  std::string batch;
+  if (file) {
+    batch += protocol::encode_frame(
+        FrameType::write_file, stream_,
+        protocol::WriteFile{file->path, file->content.size(), file->mode}.to_payload());
+    for (size_t offset = 0; offset < file->content.size(); offset += protocol::kDataChunk) {
+      batch += protocol::encode_frame(FrameType::file_data, stream_,
+                                      std::string_view(file->content).substr(offset, protocol::kDataChunk));
+    }
+  }
+  batch += protocol::encode_frame(FrameType::exec, stream_, options_.exec.to_payload());
+  {
+    std::lock_guard lock(mutex_);
+    // What the window takes now goes with the exec; the rest follows as the
+    // guest acknowledges (on_frame), so starting never waits for a reader.
+    pending_stdin_ = stdin_data;
+    if (!keep_stdin_open) {
+      stdin_closed_ = true;
+      close_after_pending_ = true;
+    }
+    batch += next_stdin_locked();
+    mux->send_encoded(std::move(batch));
+  }
+}
+
+std::string ExecRecord::next_stdin_locked() {
+  std::string frames;
+  while (pending_offset_ < pending_stdin_.size() && stdin_sent_ - stdin_acked_ < kStdinWindow) {
+    const size_t size = std::min(protocol::kDataChunk, pending_stdin_.size() - pending_offset_);
+    frames += protocol::encode_frame(FrameType::stdin_data, stream_,
+                                     std::string_view(pending_stdin_).substr(pending_offset_, size));
+    // Counted before the guest can see it, so its acknowledgement never outruns the count.
+    stdin_sent_ += size;
+    pending_offset_ += size;
+  }
+  if (pending_offset_ == pending_stdin_.size()) {
+    pending_stdin_ = std::string();
+    pending_offset_ = 0;
+    if (close_after_pending_) {
+      frames += protocol::encode_frame(FrameType::stdin_close, stream_, {});
+      close_after_pending_ = false;
+    }
+  }
+  return frames;
 }
 
 void ExecRecord::close_stream() {
@@ -101,9 +144,25 @@ void ExecRecord::on_frame(const protocol::Frame& frame) {
     std::lock_guard lock(mutex_);
     if (ended_) return;
     handle_frame_locked(frame);
-    if (!ended_) return;
+    if (!ended_) {
+      if (frame.type == FrameType::stdin_ack) send_more_stdin_locked();
+      return;
+    }
   }
   close_stream();
+}
+
+void ExecRecord::send_more_stdin_locked() {
+  std::string frames = next_stdin_locked();
+  if (frames.empty()) return;
+  auto mux = mux_.lock();
+  if (!mux) return;
+  try {
+    // Under the lock (the mux only queues), so no caller's stdin can pass it.
+    mux->send_encoded(std::move(frames));
+  } catch (const Error&) {
+    // A broken mux ends the exec, which hears it from the mux.
+  }
 }
 
 void ExecRecord::handle_frame_locked(const protocol::Frame& frame) {
@@ -224,8 +283,7 @@ void ExecRecord::write_stdin(GuestMux& mux, std::string_view bytes, bool close,
       std::unique_lock lock(mutex_);
       if (ended_) throw Error(ErrorCode::conflict, "exec " + options_.id + " has exited");
       if (stdin_closed_) throw Error(ErrorCode::conflict, "the stdin of exec " + options_.id + " is closed");
-      if (!changed_.wait_until(lock, deadline,
-                               [&] { return ended_ || stdin_sent_ - stdin_acked_ < kStdinWindow; })) {
+      if (!changed_.wait_until(lock, deadline, [&] { return ended_ || stdin_has_room_locked(); })) {
         throw Error(ErrorCode::vm, "exec " + options_.id + " stopped reading its stdin");
       }
       if (ended_) throw Error(ErrorCode::conflict, "exec " + options_.id + " has exited");
@@ -240,8 +298,21 @@ void ExecRecord::write_stdin(GuestMux& mux, std::string_view bytes, bool close,
     if (stdin_closed_) return;
     stdin_closed_ = true;
     if (ended_) return;
+    if (!pending_stdin_.empty()) {
+      close_after_pending_ = true;  // after what was given at the start
+      return;
+    }
   }
   mux.send(FrameType::stdin_close, stream_);
+}
+
+bool ExecRecord::wait_for_stdin_room(SteadyClock::time_point until) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_until(lock, until, [&] { return ended_ || stdin_has_room_locked(); });
+}
+
+bool ExecRecord::stdin_has_room_locked() const {
+  return pending_stdin_.empty() && stdin_sent_ - stdin_acked_ < kStdinWindow;
 }
 
 ExecOutcome ExecRecord::outcome() const {

@@ -18,6 +18,14 @@ namespace airlock::engine {
 
 enum class ExecState { running, exited };
 
+// A file an exec needs in place before it starts (a one-shot run's code):
+// written as root, on the exec's own stream, just before the exec.
+struct ExecFile {
+  std::string path;
+  std::string content;
+  uint32_t mode = 0644;
+};
+
 // Output of an exec, in the order it came, as a follower reads it.
 struct OutputChunk {
   bool is_stdout = true;
@@ -48,10 +56,13 @@ class ExecRecord : public StreamHandler, public std::enable_shared_from_this<Exe
   bool background() const { return options_.background; }
   uint32_t stream() const { return stream_; }
 
-  // Sends the exec (and `stdin_data`, then a close unless `keep_stdin_open`) on
-  // a new stream of `mux`, which it closes when the exec ends (the mux then
-  // holds nothing of it).
-  void start(const std::shared_ptr<GuestMux>& mux, const std::string& stdin_data, bool keep_stdin_open);
+  // Sends the exec (after `file`, if any; then `stdin_data`, and a close
+  // unless `keep_stdin_open`) on a new stream of `mux`, which it closes when
+  // the exec ends (the mux then holds nothing of it). The file, the exec
+  // and what of the stdin fits its window go as one piece; the rest of the
+  // stdin as the guest acknowledges. Never waits for the guest.
+  void start(const std::shared_ptr<GuestMux>& mux, const ExecFile* file, const std::string& stdin_data,
+             bool keep_stdin_open);
 
   void on_frame(const protocol::Frame& frame) override;
   void on_broken(const std::string& reason) override;
@@ -83,6 +94,9 @@ class ExecRecord : public StreamHandler, public std::enable_shared_from_this<Exe
   // More stdin, or its end; Error(conflict) once the exec ended or its
   // stdin is closed, Error(vm) if the guest stopped taking it.
   void write_stdin(GuestMux& mux, std::string_view bytes, bool close, SteadyClock::time_point deadline);
+  // Waits until the stdin window has room, or the exec ended, or `until`;
+  // false only at `until`.
+  bool wait_for_stdin_room(SteadyClock::time_point until);
 
   // Its outcome so far (its exit report once ended), with the output kept.
   ExecOutcome outcome() const;
@@ -101,6 +115,10 @@ class ExecRecord : public StreamHandler, public std::enable_shared_from_this<Exe
   void close_stream();
   void end_locked();
   void drop_front_locked();
+  // Frames of the given stdin that the window has room for now (and its close, after the last).
+  std::string next_stdin_locked();
+  void send_more_stdin_locked();
+  bool stdin_has_room_locked() const;
 
   Options options_;
   uint32_t stream_ = 0;
@@ -119,7 +137,10 @@ class ExecRecord : public StreamHandler, public std::enable_shared_from_this<Exe
   uint64_t dropped_[2] = {0, 0};
   uint64_t stdin_sent_ = 0;
   uint64_t stdin_acked_ = 0;
-  bool stdin_closed_ = false;
+  bool stdin_closed_ = false;  // to callers: no more may be written
+  std::string pending_stdin_;  // given at the start, not sent yet from pending_offset_ on
+  size_t pending_offset_ = 0;
+  bool close_after_pending_ = false;
   ExecOutcome outcome_;
   bool ended_ = false;
   std::optional<int64_t> ended_at_ms_;

@@ -66,11 +66,18 @@ void GuestMux::close_stream(uint32_t stream) {
 }
 
 void GuestMux::send(FrameType type, uint32_t stream, std::string_view payload) {
-  std::string frame = protocol::encode_frame(type, stream, payload);
+  send_encoded(protocol::encode_frame(type, stream, payload));
+}
+
+void GuestMux::send_encoded(std::string frames) {
   {
     std::lock_guard lock(mutex_);
     if (broken_) throw Error(ErrorCode::vm, *broken_);
-    outbox_ += frame;
+    if (outbox_.empty()) {
+      outbox_ = std::move(frames);
+    } else {
+      outbox_ += frames;
+    }
   }
   wake();
 }

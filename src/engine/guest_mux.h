@@ -57,6 +57,8 @@ class GuestMux {
   // and wait while a lot is queued already; control frames never wait.
   // Error(vm) once the mux is broken, or at the deadline (the guest stopped reading).
   void send(protocol::FrameType type, uint32_t stream, std::string_view payload = {});
+  // Frames encoded already (protocol::encode_frame), queued as one piece.
+  void send_encoded(std::string frames);
   void send_bulk(protocol::FrameType type, uint32_t stream, std::string_view payload,
                  SteadyClock::time_point deadline);
 

@@ -1,5 +1,11 @@
 #include "engine/live_sandbox.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <thread>
+
 #include "common/error.h"
 #include "engine/mux_files.h"
 
@@ -24,6 +30,71 @@ int64_t unix_ms(SystemClock::time_point at) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
 }
 
+// Streams a host fd into an exec's stdin as its program reads (the
+// window in ExecRecord::write_stdin holds the pace), on a thread of its own
+// until the fd ends, the exec ends, or the pump is destroyed.
+class StdinPump {
+ public:
+  StdinPump(int fd, std::shared_ptr<ExecRecord> record, std::shared_ptr<GuestMux> mux)
+      : fd_(fd), stop_(::eventfd(0, EFD_CLOEXEC)), record_(std::move(record)), mux_(std::move(mux)) {
+    if (!stop_) throw_errno("eventfd");
+    thread_ = std::thread([this] { pump(); });
+  }
+  ~StdinPump() {
+    uint64_t one = 1;
+    ssize_t ignored = ::write(stop_.get(), &one, sizeof one);
+    (void)ignored;
+    thread_.join();
+  }
+  StdinPump(const StdinPump&) = delete;
+  StdinPump& operator=(const StdinPump&) = delete;
+
+ private:
+  void pump() {
+    std::string chunk(protocol::kDataChunk, '\0');
+    try {
+      for (;;) {
+        pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+        if (::poll(fds, 2, -1) < 0) {
+          if (errno == EINTR) continue;
+          return;
+        }
+        if (fds[1].revents) return;
+        const ssize_t n = ::read(fd_, chunk.data(), chunk.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          record_->write_stdin(*mux_, {}, /*close=*/true, SteadyClock::now() + std::chrono::seconds(60));
+          return;
+        }
+        if (!hand_over(std::string_view(chunk.data(), static_cast<size_t>(n)))) return;
+      }
+    } catch (const Error&) {
+      // The exec ended, or its sandbox: nobody reads any more.
+    }
+  }
+
+  // Waits for the window in slices, so that a program that never reads
+  // holds the pump only until it is destroyed.
+  bool hand_over(std::string_view bytes) {
+    while (!record_->wait_for_stdin_room(SteadyClock::now() + std::chrono::milliseconds(200))) {
+      if (stopping()) return false;
+    }
+    record_->write_stdin(*mux_, bytes, false, SteadyClock::now() + std::chrono::seconds(60));
+    return true;
+  }
+
+  bool stopping() const {
+    pollfd stop{stop_.get(), POLLIN, 0};
+    return ::poll(&stop, 1, 0) > 0;
+  }
+
+  const int fd_;
+  UniqueFd stop_;
+  std::shared_ptr<ExecRecord> record_;
+  std::shared_ptr<GuestMux> mux_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 LiveSandbox::LiveSandbox(std::string id, SandboxSpec spec, AcquiredGuest acquired)
@@ -35,6 +106,7 @@ LiveSandbox::LiveSandbox(std::string id, SandboxSpec spec, AcquiredGuest acquire
       from_snapshot_(guest_->from_snapshot()),
       room_(std::move(acquired.room)),
       reserved_(std::move(acquired.reserved)) {
+  prestarted_waiting_ = guest_->has_prestarted();
   mux_ = guest_->multiplex();
 }
 
@@ -109,6 +181,7 @@ std::shared_ptr<ExecRecord> LiveSandbox::start_exec(const ExecRequest& request) 
   options.exec = program_exec(find_language(limits.language), limits, request.argv, request.env, request.cwd,
                               request.stdout_limit, request.stderr_limit, request.timeout_s);
   options.exec.tty = request.tty;
+  const bool endless_stdin = request.stdin_open || request.stdin_fd >= 0;
   options.exec.rows = static_cast<uint16_t>(request.rows);
   options.exec.cols = static_cast<uint16_t>(request.cols);
   options.argv = request.argv;
@@ -128,6 +201,10 @@ std::shared_ptr<ExecRecord> LiveSandbox::start_exec(const ExecRequest& request) 
       throw Error(ErrorCode::overloaded, "sandbox " + id_ + " runs " + std::to_string(running) +
                                              " execs, its most; wait for one to end");
     }
+    if (request.may_use_prestarted && prestarted_waiting_) {
+      options.exec.prestarted = true;
+      prestarted_waiting_ = false;
+    }
     const uint64_t number = next_exec_++;
     options.id = "ex-" + std::to_string(number);
     record = std::make_shared<ExecRecord>(std::move(options));
@@ -138,7 +215,8 @@ std::shared_ptr<ExecRecord> LiveSandbox::start_exec(const ExecRequest& request) 
     mux = mux_;
   }
   try {
-    record->start(mux, request.stdin_data, request.stdin_open);
+    record->start(mux, request.program_file ? &*request.program_file : nullptr, request.stdin_data,
+                  endless_stdin);
   } catch (const Error& e) {
     record->abandon(e.what());
     throw;
@@ -153,6 +231,8 @@ RunResult LiveSandbox::run_exec(const ExecRequest& request, OutputSink* sink, co
     std::lock_guard lock(mutex_);
     mux = mux_;
   }
+  std::optional<StdinPump> pump;
+  if (request.stdin_fd >= 0) pump.emplace(request.stdin_fd, record, mux);
   auto deadline = request.timeout_s > 0 ? record->started() + std::chrono::seconds(request.timeout_s)
                                         : SteadyClock::time_point::max();
   bool stopping = false;
@@ -350,15 +430,26 @@ void LiveSandbox::close_port(uint16_t guest_port) {
 }
 
 void LiveSandbox::stop(const std::string& reason) {
+  Remains remains = halt(reason);
+  // The VM, its network and its directory go now, then its room in the budgets.
+  remains.guest.reset();
+  remains.room.reset();
+  remains.reserved.reset();
+}
+
+std::optional<ReadyGuest> LiveSandbox::stop_keeping_vm(const std::string& reason) {
+  Remains remains = halt(reason);
+  return std::move(remains.guest);
+}
+
+LiveSandbox::Remains LiveSandbox::halt(const std::string& reason) {
   std::map<uint16_t, std::unique_ptr<PortForward>> ports;
   std::shared_ptr<GuestMux> mux;
   std::vector<std::shared_ptr<ExecRecord>> running;
-  std::optional<ReadyGuest> guest;
-  std::optional<VmBudget::Reservation> room;
-  std::shared_ptr<void> reserved;
+  Remains remains;
   {
     std::lock_guard lock(mutex_);
-    if (stopped_) return;
+    if (stopped_) return remains;
     stopped_ = true;
     stop_reason_ = reason;
     stopped_at_ = SystemClock::now();
@@ -367,10 +458,10 @@ void LiveSandbox::stop(const std::string& reason) {
     }
     mux = std::move(mux_);
     ports.swap(ports_);
-    guest = std::move(guest_);
+    remains.guest = std::move(guest_);
     guest_.reset();
-    room = std::move(room_);
-    reserved = std::move(reserved_);
+    remains.room = std::move(room_);
+    remains.reserved = std::move(reserved_);
   }
   ports.clear();  // the host ports close, and every connection through them
   // Every exec in progress ends as killed, with the reason, before the VM goes.
@@ -379,9 +470,7 @@ void LiveSandbox::stop(const std::string& reason) {
     exec->abandon("the sandbox stopped: " + reason);
   }
   if (mux) mux->shutdown("the sandbox stopped: " + reason);
-  guest.reset();  // the VM, its network and its directory go now, then its room in the budgets
-  room.reset();
-  reserved.reset();
+  return remains;
 }
 
 std::optional<std::string> LiveSandbox::due() {

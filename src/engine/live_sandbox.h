@@ -72,6 +72,9 @@ class LiveSandbox {
 
   // Stops it (every exec in progress is killed) and destroys its VM.
   void stop(const std::string& reason);
+  // The same, but hands its VM to the caller (to be destroyed off the
+  // caller's path) instead; nullopt if it had stopped already.
+  std::optional<ReadyGuest> stop_keeping_vm(const std::string& reason);
   // Why it must stop now, if it must (ttl, idle timeout, its VM ended); on
   // the way, ends background execs past their own timeout.
   std::optional<std::string> due();
@@ -79,6 +82,14 @@ class LiveSandbox {
   bool live() const;
 
  private:
+  // What a stopped sandbox leaves to destroy, in this order (the VM first,
+  // then its room in the budgets: members go in reverse order).
+  struct Remains {
+    std::shared_ptr<void> reserved;
+    std::optional<VmBudget::Reservation> room;
+    std::optional<ReadyGuest> guest;
+  };
+  Remains halt(const std::string& reason);
   std::string state_message() const;
   SandboxState state_locked() const;
   std::shared_ptr<GuestMux> live_mux() const;
@@ -101,6 +112,7 @@ class LiveSandbox {
   std::map<uint64_t, std::shared_ptr<ExecRecord>> execs_;  // by number, oldest first
   uint64_t next_exec_ = 1;
   std::optional<ReadyGuest> guest_;
+  bool prestarted_waiting_ = false;  // the guest still holds its prestarted interpreter
   const vmm::Accel accel_;
   const bool from_snapshot_;
   std::shared_ptr<GuestMux> mux_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/exec_record.h"
 #include "engine/mux_archive.h"
 #include "engine/mux_files.h"
 #include "engine/vm_budget.h"
@@ -70,6 +71,16 @@ struct ExecRequest {
   bool tty = false;
   int rows = 24;
   int cols = 80;
+
+  // What a one-shot run (Engine::run) adds; never set through the API.
+  // Its code, written on the exec's stream just before the exec itself.
+  std::optional<ExecFile> program_file;
+  // The program may go to the interpreter the guest holds prestarted (if it
+  // still holds one: the first such exec takes it).
+  bool may_use_prestarted = false;
+  // A host fd streamed to stdin, after stdin_data, as the program reads it
+  // (the CLI's own stdin); -1: none.
+  int stdin_fd = -1;
 };
 // Throws Error(invalid_argument) naming the first field that is wrong.
 void validate(const ExecRequest& request);

@@ -13,66 +13,14 @@
 #include "common/io.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "unit/fake_vm.h"
 
 namespace airlock::engine {
 namespace {
 
+using fakes::FakeVm;
+using fakes::raw_header;
 using protocol::FrameType;
-
-class FakeVm final : public vmm::Vm {
- public:
-  FakeVm() : stopped_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    auto [host, guest] = make_socket_pair();
-    host_ = std::move(host);
-    guest_ = std::move(guest);
-  }
-  int channel_fd() const override { return host_.get(); }
-  int exit_fd() const override { return stopped_.get(); }
-  int console_fd() const override { return -1; }
-  void drain_console() override {}
-  std::string console_tail() const override { return "fake console"; }
-  std::optional<std::string> exit_reason() override {
-    if (!stopped_flag_) return std::nullopt;
-    return "fake VM stopped";
-  }
-  void destroy() override { stop(); }
-  void restore_snapshot(const std::string&, std::chrono::milliseconds) override {
-    throw Error(ErrorCode::unavailable, "fake VMs have no snapshots");
-  }
-  void save_snapshot(const std::string&) override {
-    throw Error(ErrorCode::unavailable, "fake VMs have no snapshots");
-  }
-
-  // Test side: what the guest writes, and what it reads.
-  int guest_fd() const { return guest_.get(); }
-  void send(FrameType type, uint32_t stream, std::string_view payload) {
-    write_all(guest_.get(), protocol::encode_frame(type, stream, payload));
-  }
-  void send_raw(std::string_view bytes) { write_all(guest_.get(), bytes); }
-  void hang_up() { guest_.reset(); }
-  void stop() {
-    stopped_flag_ = true;
-    uint64_t one = 1;
-    ssize_t ignored = ::write(stopped_.get(), &one, sizeof one);
-    (void)ignored;
-  }
-  std::vector<protocol::Frame> frames_from_host() {
-    set_nonblocking(guest_.get());
-    char buffer[65536];
-    while (auto n = read_some(guest_.get(), buffer, sizeof buffer)) {
-      if (*n == 0) break;
-      decoder_.feed(std::string_view(buffer, *n));
-    }
-    std::vector<protocol::Frame> frames;
-    while (auto frame = decoder_.next()) frames.push_back(*frame);
-    return frames;
-  }
-
- private:
-  UniqueFd host_, guest_, stopped_;
-  bool stopped_flag_ = false;
-  protocol::FrameDecoder decoder_;
-};
 
 protocol::Exec small_exec(uint64_t stdout_limit = 1 << 20) {
   protocol::Exec exec;
@@ -156,13 +104,6 @@ TEST_P(HostileGuest, EndsTheRunWithAClassifiedFailure) {
   EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(4)) << "the host must not wait for the deadline";
   EXPECT_FALSE(outcome.report);
   EXPECT_NE(outcome.failure.find(GetParam().expected_failure), std::string::npos) << outcome.failure;
-}
-
-std::string raw_header(uint32_t length, uint8_t type) {
-  std::string bytes = protocol::encode_frame(FrameType::stdout_data, 1, "");
-  for (int i = 0; i < 4; ++i) bytes[i] = static_cast<char>((length >> (8 * i)) & 0xff);
-  bytes[4] = static_cast<char>(type);
-  return bytes;
 }
 
 INSTANTIATE_TEST_SUITE_P(
