@@ -1,5 +1,6 @@
 // airlock ls: a directory of a sandbox, one entry a line (mode, size,
-// modification time, name; a / after a directory, @ after a symlink).
+// modification time, name; a / after a directory, a symlink's target
+// after " -> " as `ls -l` shows it).
 #include <ctime>
 #include <iostream>
 
@@ -55,11 +56,10 @@ void add_ls(CLI::App& app, Action& action) {
         const std::string type = entry.at("type").get<std::string>();
         std::cout << mode_text(type, entry.at("mode").get<unsigned>()) << " "
                   << entry.at("size").get<uint64_t>() << " " << time_text(entry.at("mtime_ms").get<int64_t>())
-                  << " " << entry.at("name").get<std::string>()
-                  << (type == "directory" ? "/"
-                      : type == "symlink" ? "@"
-                                          : "")
-                  << "\n";
+                  << " " << entry.at("name").get<std::string>();
+        if (type == "directory") std::cout << "/";
+        if (type == "symlink") std::cout << " -> " << entry.value("target", std::string());
+        std::cout << "\n";
       }
       if (listing.at("truncated").get<bool>()) std::cerr << "airlock: (more entries than shown)\n";
       return 0;
