@@ -90,7 +90,7 @@ protocol::Exec own_exec(const Language& language, const std::vector<std::string>
 
 void run_warmup(GuestSession& session, const Language& language) {
   ExecOutcome outcome =
-      session.execute(own_exec(language, language.warmup), StdinSource{}, nullptr, std::chrono::seconds(60));
+      session.execute(own_exec(language, language.warmup), "", nullptr, std::chrono::seconds(60));
   if (!outcome.report || outcome.report->exit_code != 0) {
     throw Error(ErrorCode::vm, "the " + language.name + " warm-up failed: " +
                                    (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));

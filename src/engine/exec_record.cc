@@ -52,34 +52,46 @@ void ExecRecord::start(const std::shared_ptr<GuestMux>& mux, const ExecFile* fil
     std::lock_guard lock(mutex_);
     // What the window takes now goes with the exec; the rest follows as the
     // guest acknowledges (on_frame), so starting never waits for a reader.
-    pending_stdin_ = stdin_data;
     if (!keep_stdin_open) {
       stdin_closed_ = true;
       close_after_pending_ = true;
     }
-    batch += next_stdin_locked();
+    const size_t taken = append_stdin_frames_locked(stdin_data, batch);
+    // Only what waits for room is kept (most stdin fits and is never copied).
+    pending_stdin_.assign(stdin_data, taken);
+    append_close_if_due_locked(batch);
     mux->send_encoded(std::move(batch));
   }
 }
 
-std::string ExecRecord::next_stdin_locked() {
-  std::string frames;
-  while (pending_offset_ < pending_stdin_.size() && stdin_sent_ - stdin_acked_ < kStdinWindow) {
-    const size_t size = std::min(protocol::kDataChunk, pending_stdin_.size() - pending_offset_);
-    frames += protocol::encode_frame(FrameType::stdin_data, stream_,
-                                     std::string_view(pending_stdin_).substr(pending_offset_, size));
+size_t ExecRecord::append_stdin_frames_locked(std::string_view data, std::string& frames) {
+  size_t offset = 0;
+  while (offset < data.size() && stdin_sent_ - stdin_acked_ < kStdinWindow) {
+    const size_t size = std::min(protocol::kDataChunk, data.size() - offset);
+    frames += protocol::encode_frame(FrameType::stdin_data, stream_, data.substr(offset, size));
     // Counted before the guest can see it, so its acknowledgement never outruns the count.
     stdin_sent_ += size;
-    pending_offset_ += size;
+    offset += size;
   }
+  return offset;
+}
+
+void ExecRecord::append_close_if_due_locked(std::string& frames) {
+  if (!pending_stdin_.empty() || !close_after_pending_) return;
+  frames += protocol::encode_frame(FrameType::stdin_close, stream_, {});
+  close_after_pending_ = false;
+}
+
+std::string ExecRecord::next_stdin_locked() {
+  std::string frames;
+  if (pending_stdin_.empty()) return frames;
+  pending_offset_ +=
+      append_stdin_frames_locked(std::string_view(pending_stdin_).substr(pending_offset_), frames);
   if (pending_offset_ == pending_stdin_.size()) {
     pending_stdin_ = std::string();
     pending_offset_ = 0;
-    if (close_after_pending_) {
-      frames += protocol::encode_frame(FrameType::stdin_close, stream_, {});
-      close_after_pending_ = false;
-    }
   }
+  append_close_if_due_locked(frames);
   return frames;
 }
 

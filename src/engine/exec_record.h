@@ -115,7 +115,11 @@ class ExecRecord : public StreamHandler, public std::enable_shared_from_this<Exe
   void close_stream();
   void end_locked();
   void drop_front_locked();
-  // Frames of the given stdin that the window has room for now (and its close, after the last).
+  // Frames of `data` the stdin window has room for now; returns how much of it they carry.
+  size_t append_stdin_frames_locked(std::string_view data, std::string& frames);
+  // The close, once nothing given at the start waits any more and it was asked for.
+  void append_close_if_due_locked(std::string& frames);
+  // Frames of the stdin given at the start that the window has room for now (and then its close).
   std::string next_stdin_locked();
   void send_more_stdin_locked();
   bool stdin_has_room_locked() const;
@@ -138,7 +142,7 @@ class ExecRecord : public StreamHandler, public std::enable_shared_from_this<Exe
   uint64_t stdin_sent_ = 0;
   uint64_t stdin_acked_ = 0;
   bool stdin_closed_ = false;  // to callers: no more may be written
-  std::string pending_stdin_;  // given at the start, not sent yet from pending_offset_ on
+  std::string pending_stdin_;  // given at the start and not sent yet, from pending_offset_ on
   size_t pending_offset_ = 0;
   bool close_after_pending_ = false;
   ExecOutcome outcome_;

@@ -19,11 +19,8 @@ using protocol::FrameType;
 namespace {
 
 constexpr uint32_t kExecStream = 1;
-// Stdin bytes in flight before the guest acknowledges them.
-constexpr uint64_t kStdinWindow = 1 << 20;
 // A guest that was told to stop gets this long to report before we stop listening.
 constexpr auto kStopGrace = std::chrono::milliseconds(1000);
-constexpr size_t kMaxOutbox = 256 * 1024;
 
 std::string last_lines(const std::string& text, size_t max_bytes) {
   std::string tail = text.size() > max_bytes ? text.substr(text.size() - max_bytes) : text;
@@ -92,7 +89,7 @@ bool GuestSession::read_channel() {
   return true;
 }
 
-GuestSession::Wakeup GuestSession::wait(SteadyClock::time_point deadline, int stdin_fd) {
+GuestSession::Wakeup GuestSession::wait(SteadyClock::time_point deadline) {
   flush();
   // A VM already reaped (an earlier step saw it stop) has no exit fd left to
   // wake us: say so now rather than at the deadline.
@@ -101,24 +98,22 @@ GuestSession::Wakeup GuestSession::wait(SteadyClock::time_point deadline, int st
     stopped.vm_stopped = true;
     return stopped;
   }
-  pollfd fds[5] = {
+  pollfd fds[4] = {
       {channel_open_ ? vm_.channel_fd() : -1, static_cast<short>(POLLIN | (outbox_.empty() ? 0 : POLLOUT)),
        0},
       {vm_.exit_fd(), POLLIN, 0},
       {vm_.console_fd(), POLLIN, 0},
       {cancel_ ? cancel_->fd() : -1, POLLIN, 0},
-      {stdin_fd, POLLIN, 0},
   };
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
   int timeout = static_cast<int>(std::clamp<int64_t>(left.count(), 0, 60'000));
-  int ready = ::poll(fds, 5, timeout);
+  int ready = ::poll(fds, 4, timeout);
   if (ready < 0 && errno != EINTR) throw_errno("poll");
   Wakeup wakeup;
   if (fds[2].revents) vm_.drain_console();
   wakeup.channel_readable = fds[0].revents & (POLLIN | POLLHUP | POLLERR);
   wakeup.vm_stopped = fds[1].revents != 0;
   wakeup.cancel = fds[3].revents != 0;
-  wakeup.stdin_readable = fds[4].revents != 0;
   return wakeup;
 }
 
@@ -145,7 +140,7 @@ protocol::Frame GuestSession::await_frame(SteadyClock::time_point deadline, cons
       throw Error(ErrorCode::vm, std::string("the guest did not ") + waiting_for + " in time" +
                                      (tail.empty() ? "" : "; console: " + tail));
     }
-    Wakeup wakeup = wait(deadline, -1);
+    Wakeup wakeup = wait(deadline);
     if (wakeup.cancel) throw Error(ErrorCode::cancelled, "cancelled while the VM was starting");
     if (wakeup.channel_readable && !read_channel()) throw Error(ErrorCode::vm, describe_stop());
     if (wakeup.vm_stopped) throw Error(ErrorCode::vm, describe_stop());
@@ -230,24 +225,18 @@ protocol::FrameDecoder GuestSession::hand_over() {
   return std::move(decoder_);
 }
 
-ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource& stdin_source,
-                                  OutputSink* sink, std::chrono::milliseconds timeout) {
+ExecOutcome GuestSession::execute(const protocol::Exec& exec, std::string_view stdin_data, OutputSink* sink,
+                                  std::chrono::milliseconds timeout) {
   ExecOutcome outcome;
   queue(FrameType::exec, kExecStream, exec.to_payload());
-
-  // Stdin: bytes given up front are queued now (acknowledgements will
-  // follow); an fd is read only while the window has room.
-  int stdin_fd = stdin_source.fd;
-  uint64_t stdin_sent = 0;
-  uint64_t stdin_acked = 0;
-  if (stdin_fd < 0) {
-    for (size_t offset = 0; offset < stdin_source.data.size(); offset += protocol::kDataChunk) {
-      queue(FrameType::stdin_data, kExecStream,
-            std::string_view(stdin_source.data).substr(offset, protocol::kDataChunk));
-    }
-    queue(FrameType::stdin_close, kExecStream, {});
-    stdin_sent = stdin_source.data.size();
+  // Stdin is queued whole (our own programs take little or none);
+  // acknowledgements follow.
+  for (size_t offset = 0; offset < stdin_data.size(); offset += protocol::kDataChunk) {
+    queue(FrameType::stdin_data, kExecStream, stdin_data.substr(offset, protocol::kDataChunk));
   }
+  queue(FrameType::stdin_close, kExecStream, {});
+  const uint64_t stdin_sent = stdin_data.size();
+  uint64_t stdin_acked = 0;
 
   outcome.started = SteadyClock::now();
   auto deadline = outcome.started + timeout;
@@ -257,7 +246,6 @@ ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource&
     stopping = true;
     queue(FrameType::cancel, kExecStream, {});
     deadline = now + kStopGrace;
-    stdin_fd = -1;
   };
 
   auto take_output = [&](bool is_stdout, std::string_view bytes) {
@@ -324,28 +312,10 @@ ExecOutcome GuestSession::execute(const protocol::Exec& exec, const StdinSource&
         stop(now);
         continue;
       }
-      const bool window_open = stdin_sent - stdin_acked < kStdinWindow && outbox_.size() < kMaxOutbox;
-      Wakeup wakeup = wait(deadline, window_open ? stdin_fd : -1);
+      Wakeup wakeup = wait(deadline);
       if (wakeup.cancel && !stopping) {
         outcome.cancelled = true;
         stop(SteadyClock::now());
-      }
-      if (wakeup.stdin_readable && stdin_fd >= 0) {
-        const uint64_t room =
-            std::min<uint64_t>(protocol::kDataChunk, kStdinWindow - (stdin_sent - stdin_acked));
-        std::string chunk(room, '\0');
-        ssize_t n;
-        do {
-          n = ::read(stdin_fd, chunk.data(), chunk.size());
-        } while (n < 0 && errno == EINTR);
-        if (n > 0) {
-          chunk.resize(static_cast<size_t>(n));
-          queue(FrameType::stdin_data, kExecStream, chunk);
-          stdin_sent += static_cast<uint64_t>(n);
-        } else {
-          queue(FrameType::stdin_close, kExecStream, {});
-          stdin_fd = -1;
-        }
       }
       if (wakeup.channel_readable && !read_channel()) {
         outcome.failure = describe_stop();

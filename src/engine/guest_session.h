@@ -97,9 +97,11 @@ class GuestSession {
   // queued is sent.
   protocol::FrameDecoder hand_over();
 
-  // Runs the program and streams its output to `sink` (may be null); output
-  // is also kept in the outcome, up to the limits in `exec`.
-  ExecOutcome execute(const protocol::Exec& exec, const StdinSource& stdin_source, OutputSink* sink,
+  // Runs one of our own programs (a warm-up) before the guest serves
+  // anyone, with `stdin_data` as its whole stdin, and streams its output to
+  // `sink` (may be null); output is also kept in the outcome, up to the
+  // limits in `exec`. What callers run goes through a GuestMux instead.
+  ExecOutcome execute(const protocol::Exec& exec, std::string_view stdin_data, OutputSink* sink,
                       std::chrono::milliseconds timeout);
 
  private:
@@ -107,9 +109,8 @@ class GuestSession {
     bool channel_readable = false;
     bool vm_stopped = false;
     bool cancel = false;
-    bool stdin_readable = false;
   };
-  Wakeup wait(SteadyClock::time_point deadline, int stdin_fd);
+  Wakeup wait(SteadyClock::time_point deadline);
   // Reads what the channel has into the decoder; false at end of stream.
   bool read_channel();
   void flush();

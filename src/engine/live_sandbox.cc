@@ -102,11 +102,11 @@ LiveSandbox::LiveSandbox(std::string id, SandboxSpec spec, AcquiredGuest acquire
       spec_(std::move(spec)),
       pool_hit_(acquired.pool_hit),
       guest_(std::move(acquired.guest)),
+      prestarted_waiting_(guest_->has_prestarted()),
       accel_(guest_->accel()),
       from_snapshot_(guest_->from_snapshot()),
       room_(std::move(acquired.room)),
       reserved_(std::move(acquired.reserved)) {
-  prestarted_waiting_ = guest_->has_prestarted();
   mux_ = guest_->multiplex();
 }
 
@@ -181,7 +181,6 @@ std::shared_ptr<ExecRecord> LiveSandbox::start_exec(const ExecRequest& request) 
   options.exec = program_exec(find_language(limits.language), limits, request.argv, request.env, request.cwd,
                               request.stdout_limit, request.stderr_limit, request.timeout_s);
   options.exec.tty = request.tty;
-  const bool endless_stdin = request.stdin_open || request.stdin_fd >= 0;
   options.exec.rows = static_cast<uint16_t>(request.rows);
   options.exec.cols = static_cast<uint16_t>(request.cols);
   options.argv = request.argv;
@@ -215,8 +214,10 @@ std::shared_ptr<ExecRecord> LiveSandbox::start_exec(const ExecRequest& request) 
     mux = mux_;
   }
   try {
+    // A stdin fed from an fd stays open for the pump (run_exec).
+    const bool keep_stdin_open = request.stdin_open || request.stdin_fd >= 0;
     record->start(mux, request.program_file ? &*request.program_file : nullptr, request.stdin_data,
-                  endless_stdin);
+                  keep_stdin_open);
   } catch (const Error& e) {
     record->abandon(e.what());
     throw;

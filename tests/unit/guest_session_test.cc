@@ -48,7 +48,7 @@ TEST(GuestSession, HappyPathStreamsOutputAndReportsExit) {
   vm.send(FrameType::stderr_data, 1, "err");
   vm.send(FrameType::exit, 1, exit_payload(4));
   session.queue_file("/home/sandbox/main.py", "print(1)", 0644);
-  auto outcome = session.execute(small_exec(), StdinSource{-1, "input"}, nullptr, kSoon);
+  auto outcome = session.execute(small_exec(), "input", nullptr, kSoon);
   ASSERT_TRUE(outcome.report);
   EXPECT_EQ(outcome.report->exit_code, 4);
   EXPECT_EQ(outcome.stdout_data, "out");
@@ -100,7 +100,7 @@ TEST_P(HostileGuest, EndsTheRunWithAClassifiedFailure) {
   session.await_hello(SteadyClock::now() + kSoon);
   GetParam().misbehave(vm);
   auto start = SteadyClock::now();
-  auto outcome = session.execute(small_exec(), StdinSource{}, nullptr, kSoon);
+  auto outcome = session.execute(small_exec(), "", nullptr, kSoon);
   EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(4)) << "the host must not wait for the deadline";
   EXPECT_FALSE(outcome.report);
   EXPECT_NE(outcome.failure.find(GetParam().expected_failure), std::string::npos) << outcome.failure;
@@ -154,7 +154,7 @@ TEST(GuestSession, FloodBeyondTheLimitIsCappedOnTheHost) {
     }
     vm.send(FrameType::exit, 1, exit_payload(0));
   });
-  auto outcome = session.execute(small_exec(100000), StdinSource{}, nullptr, kSoon);
+  auto outcome = session.execute(small_exec(100000), "", nullptr, kSoon);
   EXPECT_EQ(outcome.stdout_data.size(), 100000u);
   EXPECT_TRUE(outcome.stdout_truncated);
   EXPECT_TRUE(outcome.host_output_limit);
@@ -168,7 +168,7 @@ TEST(GuestSession, GuestThatNeverAnswersHitsTheDeadline) {
   GuestSession session(vm, nullptr);
   session.await_hello(SteadyClock::now() + kSoon);
   auto start = SteadyClock::now();
-  auto outcome = session.execute(small_exec(), StdinSource{}, nullptr, std::chrono::milliseconds(300));
+  auto outcome = session.execute(small_exec(), "", nullptr, std::chrono::milliseconds(300));
   auto took = SteadyClock::now() - start;
   EXPECT_TRUE(outcome.host_timeout);
   EXPECT_GE(took, std::chrono::milliseconds(300));
@@ -186,7 +186,7 @@ TEST(GuestSession, CancelStopsTheRun) {
   GuestSession session(vm, &cancel);
   session.await_hello(SteadyClock::now() + kSoon);
   cancel.cancel();
-  auto outcome = session.execute(small_exec(), StdinSource{}, nullptr, kSoon);
+  auto outcome = session.execute(small_exec(), "", nullptr, kSoon);
   EXPECT_TRUE(outcome.cancelled);
 }
 
