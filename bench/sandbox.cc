@@ -23,6 +23,7 @@
 #include "support.h"
 
 using airlock::SteadyClock;
+using airlock::bench::call;
 using airlock::bench::http;
 using airlock::bench::ms_since;
 using airlock::bench::percentile;
@@ -30,27 +31,11 @@ using nlohmann::json;
 
 namespace {
 
-json call(const std::string& socket, const std::string& method, const std::string& path,
-          const std::string& body = "") {
-  json reply = json::parse(http(socket, method, path, body), nullptr, false);
-  if (reply.is_discarded() || (reply.contains("error") && reply["error"].is_object())) {
-    throw airlock::Error(airlock::ErrorCode::internal, method + " " + path + ": " + reply.dump());
-  }
-  return reply;
-}
-
 int run_benchmark(int rounds) {
   airlock::TempDir runtime = airlock::TempDir::create(airlock::engine::default_runtime_dir(), "run-bench-");
   const std::string socket = runtime.file("airlockd.sock");
   airlock::ChildProcess daemon = airlock::bench::start_daemon(runtime, {"--pool-size", "0"});
-  for (int i = 0; i < 400; ++i) {
-    try {
-      http(socket, "GET", "/v1/health");
-      break;
-    } catch (const std::exception&) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-  }
+  airlock::bench::wait_for_daemon(socket);
   call(socket, "PUT", "/v1/pools/shell-256m", R"({"target":1})");
   auto wait_ready = [&] {
     for (int i = 0; i < 4000 && airlock::bench::ready_vms(socket, "shell-256m") < 1; ++i) {

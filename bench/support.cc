@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -20,6 +21,26 @@ using nlohmann::json;
 
 double ms_since(SteadyClock::time_point start) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
+}
+
+json call(const std::string& socket_path, const std::string& method, const std::string& path,
+          const std::string& body) {
+  json reply = json::parse(http(socket_path, method, path, body), nullptr, false);
+  if (reply.is_discarded() || (reply.contains("error") && reply["error"].is_object())) {
+    throw Error(ErrorCode::internal, method + " " + path + ": " + reply.dump());
+  }
+  return reply;
+}
+
+void wait_for_daemon(const std::string& socket_path) {
+  for (int i = 0; i < 400; ++i) {
+    try {
+      http(socket_path, "GET", "/v1/health");
+      return;
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
 }
 
 double percentile(std::vector<double> values, double p) {

@@ -2,6 +2,7 @@
 
 // What the benchmarks that speak to a real airlockd share.
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,11 @@ double percentile(std::vector<double> values, double p);
 // One HTTP exchange on a fresh Unix-socket connection; returns the body.
 std::string http(const std::string& socket_path, const std::string& method, const std::string& path,
                  const std::string& body = "");
+// The same for a JSON answer; Error(internal) naming the request for an error answer.
+nlohmann::json call(const std::string& socket_path, const std::string& method, const std::string& path,
+                    const std::string& body = "");
+// Waits (up to 10 s) until airlockd answers on `socket_path`.
+void wait_for_daemon(const std::string& socket_path);
 // Ready VMs of the named pool.
 int ready_vms(const std::string& socket_path, const std::string& pool);
 // airlockd from beside this benchmark, on <runtime>/airlockd.sock with that

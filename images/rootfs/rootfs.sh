@@ -77,6 +77,23 @@ rootfs_trim() {
   fi
 }
 
+# rootfs_reseed_hooks ROOT: what makes the generators inside running Python
+# and Node processes reseed in a copy of a live sandbox (hooks/; the agent
+# sends SIGURG, docs/snapshots.md). Python loads sitecustomize at start
+# (Debian's links to an apport hook we do not ship); Node loads reseed.js
+# through NODE_OPTIONS, which the engine sets for javascript.
+rootfs_reseed_hooks() {
+  local root=$1 dir
+  dir=$(find "$root/usr/lib" -maxdepth 1 -type d -name 'python3.*' | sort | tail -n1)
+  if [[ -n $dir ]]; then
+    rm -f "$dir/sitecustomize.py"
+    install -m 0644 "$IMAGES_DIR/rootfs/hooks/sitecustomize.py" "$dir/sitecustomize.py"
+  fi
+  if [[ -e $root/usr/bin/node ]]; then
+    install -D -m 0644 "$IMAGES_DIR/rootfs/hooks/reseed.js" "$root/usr/lib/airlock/reseed.js"
+  fi
+}
+
 # rootfs_compile_python ROOT: byte-compile the staged stdlib with the host's
 # Debian python3 when it is the same X.Y (same .pyc magic), so the guest
 # never compiles on import (slow under TCG, and its root is read-only).
@@ -147,6 +164,7 @@ rootfs_build() {
   done <<<"$resolved"
   rootfs_trim "$root"
   rootfs_skeleton "$root"
+  rootfs_reseed_hooks "$root"
   rootfs_compile_python "$root"
 
   # Size: the content, ~10% for ext4 metadata, the promised free space.

@@ -280,6 +280,8 @@ int main(int argc, char** argv) {
   airlock::cli::add_logs(app, sandbox_action);
   airlock::cli::add_ls(app, sandbox_action);
   airlock::cli::add_port(app, sandbox_action);
+  airlock::cli::add_snapshot_verbs(app, sandbox_action);
+  airlock::cli::add_pause_verbs(app, sandbox_action);
 
   try {
     app.parse(argc, argv);

@@ -473,6 +473,48 @@ std::shared_ptr<GuestMux> ReadyGuest::multiplex() {
   return std::make_shared<GuestMux>(*vm_, session_->hand_over());
 }
 
+std::string Engine::snapshot_dir() const {
+  return options_.snapshot_dir.empty() ? options_.cache_dir + "/snapshots" : options_.snapshot_dir;
+}
+
+ReadyGuest Engine::start_copy(const Profile& profile, const CopySource& source, const CancelToken* cancel) {
+  return lasting_->run<ReadyGuest>([&] {
+    const auto accepted = SteadyClock::now();
+    const Resolved resolved = resolve(profile);
+    ReadyGuest guest;
+    guest.language_ = resolved.language;
+    guest.run_dir_ = TempDir::create(options_.runtime_dir, "run-");
+    guest.accel_ = resolved.accel.accel;
+    vmm::VmConfig config;
+    config.name = "airlock-" + guest.run_dir_.path().substr(guest.run_dir_.path().rfind('/') + 1);
+    config.accel = resolved.accel.accel;
+    config.kernel = resolved.kernel;
+    config.rootfs = source.disk;
+    config.rootfs_format = "qcow2";
+    config.rootfs_empty_layer = source.empty_layer;
+    vmm::make_empty_layer(config.rootfs, config.rootfs_format, config.rootfs_empty_layer);
+    config.memory_mb = profile.memory_mb;
+    config.named_memory = source.named_memory;
+    config.restore = true;
+    config.vcpus = profile.cpus;
+    config.work_dir = guest.run_dir_.path();
+    config.skipped_layers = skipped_layers_;
+    // A network of its own: the source's connections are not the copy's.
+    guest.network_ = make_network(profile.network, options_.test_resolver, config);
+    if (guest.network_) config.network_fd = guest.network_->vm_fd();
+    guest.vm_ = backend_->start(config);
+    if (guest.network_) guest.network_->close_vm_fd();
+    const auto spawned = SteadyClock::now();
+    guest.timing_.setup_ms = elapsed_ms(accepted, spawned);
+    guest.session_ = std::make_unique<GuestSession>(*guest.vm_, cancel);
+    guest.vm_->restore_snapshot(source.state, kRestoreTimeout, /*shared_memory_skipped=*/false);
+    guest.session_->resume_clone(spawned + kBootTimeout, /*new_identity=*/true);
+    guest.timing_.boot_ms = elapsed_ms(spawned, SteadyClock::now());
+    guest.from_snapshot_ = true;
+    return guest;
+  });
+}
+
 ReadyGuest Engine::start_lasting_guest(const Profile& profile, const CancelToken* cancel) {
   return lasting_->run<ReadyGuest>([&] { return start_guest(profile, cancel); });
 }

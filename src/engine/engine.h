@@ -32,6 +32,7 @@ struct EngineOptions {
   std::string manifest_path;  // empty: find_manifest's search
   std::string cache_dir;      // empty: default_cache_dir()
   std::string runtime_dir;    // empty: default_runtime_dir()
+  std::string snapshot_dir;   // user snapshots; empty: <cache_dir>/snapshots
   // One-line notices for the user (e.g. falling back from KVM to TCG).
   std::function<void(const std::string&)> notice;
   // Run even if this host cannot apply every confinement layer to QEMU
@@ -115,6 +116,7 @@ class ReadyGuest {
   ~ReadyGuest();
 
   GuestSession& session() { return *session_; }
+  vmm::Vm& vm() { return *vm_; }
   // Hands the guest's channel over from its session to a mux that serves
   // many streams at once (a sandbox's); the session is not used again. The
   // mux must be shut down before this guest is destroyed.
@@ -146,6 +148,14 @@ class ReadyGuest {
   const Language* language_ = nullptr;
   vmm::Accel accel_ = vmm::Accel::tcg;
   RunTiming timing_;
+};
+
+// Where a copy of a live sandbox comes from: a user snapshot's files.
+struct CopySource {
+  std::string state;         // RAM and devices (a migration stream)
+  std::string disk;          // its disk layer, a qcow2 over the layers below
+  std::string empty_layer;   // an empty qcow2 over `disk`, made once beside it
+  bool named_memory = true;  // SnapshotMeta::named_memory
 };
 
 // Runs requests, each in a fresh VM that is destroyed afterwards with all it
@@ -199,6 +209,15 @@ class Engine {
   // The same on one of the engine's own threads, for a guest that outlives
   // the caller's thread (a pool's, a sandbox's).
   ReadyGuest start_lasting_guest(const Profile& profile, const CancelToken* cancel = nullptr);
+
+  // A VM that goes on from a user snapshot, on the engine's own threads (as
+  // start_lasting_guest): the guest runs again as it was when the snapshot
+  // was taken, with a fresh clock, RNG and identity (protocol::Resume).
+  // Throws Error(vm) naming what failed.
+  ReadyGuest start_copy(const Profile& profile, const CopySource& source,
+                        const CancelToken* cancel = nullptr);
+  // Where user snapshots are kept (SnapshotStore).
+  std::string snapshot_dir() const;
 
   // The template snapshots' RAM: how many, how much, the budget, evictions.
   TemplateStore::Stats template_stats() const { return templates_->stats(); }

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "engine/guest_session.h"
+#include "protocol/messages.h"
 
 namespace airlock::engine {
 
@@ -96,6 +97,99 @@ void GuestMux::send_bulk(FrameType type, uint32_t stream, std::string_view paylo
   wake();
 }
 
+namespace {
+
+// Waits for the guest's one answer on a stream of its own.
+class OneReply : public StreamHandler {
+ public:
+  OneReply(FrameType expected, std::string doing) : expected_(expected), doing_(std::move(doing)) {}
+  void on_frame(const protocol::Frame& frame) override {
+    std::lock_guard lock(mutex_);
+    if (answer_ || broken_) return;
+    if (frame.type == expected_) {
+      answer_ = frame;
+    } else if (frame.type == FrameType::error) {
+      broken_ = "the guest could not " + doing_ + ": " + protocol::ErrorReport::parse(frame.payload).message;
+    } else {
+      broken_ =
+          "the guest answered " + std::string(protocol::to_string(frame.type)) + " when asked to " + doing_;
+    }
+    changed_.notify_all();
+  }
+  void on_broken(const std::string& reason) override {
+    std::lock_guard lock(mutex_);
+    broken_ = reason;
+    changed_.notify_all();
+  }
+  protocol::Frame wait(SteadyClock::time_point deadline) {
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_until(lock, deadline, [&] { return answer_ || broken_; })) {
+      throw Error(ErrorCode::vm, "the guest did not " + doing_ + " in time");
+    }
+    if (!answer_) throw Error(ErrorCode::vm, *broken_);
+    return *answer_;
+  }
+
+ private:
+  const FrameType expected_;
+  const std::string doing_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::optional<protocol::Frame> answer_;
+  std::optional<std::string> broken_;
+};
+
+}  // namespace
+
+protocol::Frame GuestMux::ask(FrameType type, std::string_view payload, FrameType answer,
+                              const std::string& doing, SteadyClock::time_point deadline) {
+  auto reply = std::make_shared<OneReply>(answer, doing);
+  const uint32_t stream = open_stream(reply);
+  try {
+    send(type, stream, payload);
+    protocol::Frame frame = reply->wait(deadline);
+    close_stream(stream);
+    return frame;
+  } catch (const Error&) {
+    close_stream(stream);
+    throw;
+  }
+}
+
+void GuestMux::quiesce(SteadyClock::time_point deadline) {
+  auto reply = std::make_shared<OneReply>(FrameType::quiesced, "quiesce for the snapshot");
+  const uint32_t stream = open_stream(reply);
+  {
+    std::lock_guard lock(mutex_);
+    if (broken_) {
+      handlers_.erase(stream);
+      throw Error(ErrorCode::vm, *broken_);
+    }
+    if (sendable_) throw Error(ErrorCode::internal, "the guest is quiesced already");
+    outbox_ += protocol::encode_frame(FrameType::quiesce, stream, {});
+    sendable_ = outbox_.size();
+  }
+  wake();
+  try {
+    reply->wait(deadline);
+  } catch (const Error&) {
+    close_stream(stream);
+    thaw();
+    throw;
+  }
+  close_stream(stream);
+}
+
+void GuestMux::thaw() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!sendable_) return;
+    outbox_.insert(*sendable_, protocol::encode_frame(FrameType::thaw, 0, {}));
+    sendable_.reset();
+  }
+  wake();
+}
+
 std::optional<std::string> GuestMux::broken() const {
   std::lock_guard lock(mutex_);
   return broken_;
@@ -108,6 +202,7 @@ void GuestMux::break_with(const std::string& reason) {
     if (!broken_) broken_ = reason;
     handlers.swap(handlers_);
     outbox_.clear();
+    if (sendable_) sendable_ = 0;
   }
   room_.notify_all();
   for (auto& [stream, handler] : handlers) handler->on_broken(*broken());
@@ -132,7 +227,7 @@ void GuestMux::pump() {
       {
         std::lock_guard lock(mutex_);
         if (stopping_) return;
-        want_write = !outbox_.empty();
+        want_write = sendable_ ? *sendable_ > 0 : !outbox_.empty();
       }
       pollfd fds[4] = {
           {channel, static_cast<short>(POLLIN | (want_write ? POLLOUT : 0)), 0},
@@ -150,12 +245,15 @@ void GuestMux::pump() {
       if (fds[0].revents & POLLOUT) {
         std::lock_guard lock(mutex_);
         // MSG_NOSIGNAL: a VM that died must not take this process down with SIGPIPE.
-        ssize_t n = ::send(channel, outbox_.data(), outbox_.size(), MSG_NOSIGNAL);
+        const size_t size = sendable_ ? *sendable_ : outbox_.size();
+        ssize_t n = size == 0 ? 0 : ::send(channel, outbox_.data(), size, MSG_NOSIGNAL);
         if (n > 0) {
           outbox_.erase(0, static_cast<size_t>(n));
+          if (sendable_) *sendable_ -= static_cast<size_t>(n);
           if (outbox_.size() < kOutboxBound) room_.notify_all();
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
           outbox_.clear();  // QEMU is gone; the exit fd tells the rest
+          if (sendable_) sendable_ = 0;
         }
       }
       if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {

@@ -62,6 +62,20 @@ class GuestMux {
   void send_bulk(protocol::FrameType type, uint32_t stream, std::string_view payload,
                  SteadyClock::time_point deadline);
 
+  // Sends one request on a stream of its own and waits for its `answer`
+  // (Error(vm) naming `doing` for an error frame, another frame, or none by `deadline`).
+  protocol::Frame ask(protocol::FrameType type, std::string_view payload, protocol::FrameType answer,
+                      const std::string& doing, SteadyClock::time_point deadline);
+
+  // For a snapshot: tells the guest to quiesce and returns once it has
+  // (everything it sent before is delivered, and it sends nothing more);
+  // from then on what callers queue waits on the host, so the guest never
+  // holds half a frame. Error(vm) if it does not answer by `deadline` (the
+  // hold is lifted then). Every quiesce ends with thaw().
+  void quiesce(SteadyClock::time_point deadline);
+  // Tells the guest to go on (`thaw` goes first), then what waited.
+  void thaw();
+
   // Why it broke (the VM stopped, ...), once it has.
   std::optional<std::string> broken() const;
 
@@ -76,6 +90,9 @@ class GuestMux {
   mutable std::mutex mutex_;
   std::condition_variable room_;  // the outbox drained below its bound
   std::string outbox_;
+  // While quiesced: how much of outbox_ may still go to the guest (the
+  // bytes up to the quiesce frame); the rest waits for thaw().
+  std::optional<size_t> sendable_;
   std::map<uint32_t, std::shared_ptr<StreamHandler>> handlers_;
   uint32_t next_stream_ = 16;  // below: the single-caller GuestSession's
   std::optional<std::string> broken_;

@@ -164,14 +164,19 @@ protocol::Hello GuestSession::await_hello(SteadyClock::time_point deadline) {
   return hello;
 }
 
-void GuestSession::resume_clone(SteadyClock::time_point deadline) {
+protocol::Resume resume_message(bool new_identity) {
   protocol::Resume resume;
   resume.realtime_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
                            .count();
   resume.entropy.resize(64);
   if (::getrandom(resume.entropy.data(), resume.entropy.size(), 0) != 64) throw_errno("getrandom");
-  queue(FrameType::resume, 0, resume.to_payload());
+  resume.new_identity = new_identity;
+  return resume;
+}
+
+void GuestSession::resume_clone(SteadyClock::time_point deadline, bool new_identity) {
+  queue(FrameType::resume, 0, resume_message(new_identity).to_payload());
   protocol::Frame frame = await_frame(deadline, "resume");
   if (frame.type != FrameType::resumed) {
     throw Error(ErrorCode::protocol,

@@ -57,6 +57,10 @@ RunResult exec_result(ExecOutcome& outcome, const protocol::Exec& exec);
 // console's last words, once QEMU is reaped (waited for briefly).
 std::string describe_vm_stop(vmm::Vm& vm);
 
+// What a guest is told when it runs again after a snapshot (a clone, a copy)
+// or a pause: the host's clock and fresh entropy.
+protocol::Resume resume_message(bool new_identity);
+
 // The host's side of the conversation with one guest agent. Every byte from
 // the guest is untrusted: frames are decoded with bounded memory, output is
 // capped on the host whatever the guest claims, and a guest that stops
@@ -74,7 +78,8 @@ class GuestSession {
 
   // For a VM restored from a snapshot: hands the guest fresh entropy and the
   // time, and waits for its confirmation. Throws like await_hello.
-  void resume_clone(SteadyClock::time_point deadline);
+  // `new_identity`: a copy of a live sandbox (protocol::Resume).
+  void resume_clone(SteadyClock::time_point deadline, bool new_identity = false);
 
   // Starts `exec` in the guest as a prestarted interpreter and waits until it
   // is ready (it is then part of any snapshot taken of this VM).

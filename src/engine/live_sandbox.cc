@@ -106,7 +106,9 @@ LiveSandbox::LiveSandbox(std::string id, SandboxSpec spec, AcquiredGuest acquire
       accel_(guest_->accel()),
       from_snapshot_(guest_->from_snapshot()),
       room_(std::move(acquired.room)),
-      reserved_(std::move(acquired.reserved)) {
+      reserved_(std::move(acquired.reserved)),
+      origin_(std::move(acquired.origin)),
+      origin_id_(origin_ ? origin_->meta().id : "") {
   mux_ = guest_->multiplex();
 }
 
@@ -114,6 +116,7 @@ LiveSandbox::~LiveSandbox() { stop("destroyed"); }
 
 SandboxState LiveSandbox::state_locked() const {
   if (stopped_) return SandboxState::stopped;
+  if (paused_) return SandboxState::paused;
   if (file_operations_ > 0) return SandboxState::busy;
   for (const auto& [number, exec] : execs_) {
     if (exec->state() == ExecState::running) return SandboxState::busy;
@@ -134,6 +137,7 @@ SandboxInfo LiveSandbox::info() const {
   info.expires_at_ms = unix_ms(created_ + std::chrono::seconds(spec_.ttl_s));
   info.idle_since_ms = unix_ms(idle_since_);
   info.execs = exec_count_;
+  info.origin_snapshot = origin_id_;
   info.pool_hit = pool_hit_;
   for (const auto& [number, exec] : execs_) info.running_execs += exec->state() == ExecState::running ? 1 : 0;
   return info;
@@ -147,7 +151,7 @@ std::string LiveSandbox::state_message() const {
 
 void LiveSandbox::expect_live() const {
   std::lock_guard lock(mutex_);
-  if (stopped_) throw Error(ErrorCode::conflict, state_message());
+  if (stopped_ || paused_) throw Error(ErrorCode::conflict, state_message());
 }
 
 void LiveSandbox::touch() {
@@ -158,7 +162,7 @@ void LiveSandbox::touch() {
 
 std::shared_ptr<GuestMux> LiveSandbox::live_mux() const {
   std::lock_guard lock(mutex_);
-  if (stopped_ || !mux_) throw Error(ErrorCode::conflict, state_message());
+  if (stopped_ || paused_ || !mux_) throw Error(ErrorCode::conflict, state_message());
   return mux_;
 }
 
@@ -193,7 +197,7 @@ std::shared_ptr<ExecRecord> LiveSandbox::start_exec(const ExecRequest& request) 
   std::shared_ptr<ExecRecord> record;
   {
     std::lock_guard lock(mutex_);
-    if (stopped_ || !mux_) throw Error(ErrorCode::conflict, state_message());
+    if (stopped_ || paused_ || !mux_) throw Error(ErrorCode::conflict, state_message());
     int running = 0;
     for (const auto& [number, exec] : execs_) running += exec->state() == ExecState::running ? 1 : 0;
     if (running >= kMaxRunningExecs) {
@@ -238,6 +242,7 @@ RunResult LiveSandbox::run_exec(const ExecRequest& request, OutputSink* sink, co
                                         : SteadyClock::time_point::max();
   bool stopping = false;
   uint64_t next = 0;
+  auto looked = SteadyClock::now();
   for (;;) {
     ExecRecord::Update update = record->read(next, kCancelPoll);
     next = update.next;
@@ -248,6 +253,12 @@ RunResult LiveSandbox::run_exec(const ExecRequest& request, OutputSink* sink, co
     }
     if (update.ended) break;
     const auto now = SteadyClock::now();
+    {
+      // A paused exec's time stands still, as its guest's clock does.
+      std::lock_guard lock(mutex_);
+      if (paused_ && deadline != SteadyClock::time_point::max()) deadline += now - looked;
+    }
+    looked = now;
     if (!stopping && cancel && cancel->cancelled()) {
       record->stop(*mux, ExecRecord::StopCause::cancelled);
       stopping = true;
@@ -331,7 +342,7 @@ auto LiveSandbox::file_operation(Operation&& operation) {
   std::shared_ptr<GuestMux> mux;
   {
     std::lock_guard lock(mutex_);
-    if (stopped_ || !mux_) throw Error(ErrorCode::conflict, state_message());
+    if (stopped_ || paused_ || !mux_) throw Error(ErrorCode::conflict, state_message());
     ++file_operations_;
     idle_since_ = SystemClock::now();
     mux = mux_;
@@ -390,7 +401,7 @@ void LiveSandbox::remove(const std::string& path) {
 
 PortInfo LiveSandbox::forward_port(uint16_t guest_port) {
   std::lock_guard lock(mutex_);
-  if (stopped_ || !mux_) throw Error(ErrorCode::conflict, state_message());
+  if (stopped_ || paused_ || !mux_) throw Error(ErrorCode::conflict, state_message());
   if (auto it = ports_.find(guest_port); it != ports_.end()) {
     throw Error(ErrorCode::conflict,
                 "port " + std::to_string(guest_port) + " of sandbox " + id_ +
@@ -436,6 +447,7 @@ void LiveSandbox::stop(const std::string& reason) {
   remains.guest.reset();
   remains.room.reset();
   remains.reserved.reset();
+  remains.origin.reset();
 }
 
 std::optional<ReadyGuest> LiveSandbox::stop_keeping_vm(const std::string& reason) {
@@ -444,6 +456,7 @@ std::optional<ReadyGuest> LiveSandbox::stop_keeping_vm(const std::string& reason
 }
 
 LiveSandbox::Remains LiveSandbox::halt(const std::string& reason) {
+  std::lock_guard control(control_mutex_);
   std::map<uint16_t, std::unique_ptr<PortForward>> ports;
   std::shared_ptr<GuestMux> mux;
   std::vector<std::shared_ptr<ExecRecord>> running;
@@ -463,6 +476,7 @@ LiveSandbox::Remains LiveSandbox::halt(const std::string& reason) {
     guest_.reset();
     remains.room = std::move(room_);
     remains.reserved = std::move(reserved_);
+    remains.origin = std::move(origin_);
   }
   ports.clear();  // the host ports close, and every connection through them
   // Every exec in progress ends as killed, with the reason, before the VM goes.
@@ -488,6 +502,8 @@ std::optional<std::string> LiveSandbox::due() {
       if (auto broken = mux_->broken()) return "its VM stopped: " + *broken;
     }
     const SandboxState state = state_locked();
+    // Its execs' clocks stand still with the guest's.
+    if (state == SandboxState::paused) return std::nullopt;
     // A sandbox with an exec in progress is not idle, whatever its caller does.
     if (state == SandboxState::busy) idle_since_ = now;
     if (state == SandboxState::ready && now >= idle_since_ + std::chrono::seconds(spec_.idle_timeout_s)) {
@@ -498,7 +514,8 @@ std::optional<std::string> LiveSandbox::due() {
     for (const auto& [number, exec] : execs_) {
       const uint64_t timeout_ms = exec->exec().timeout_ms;
       if (exec->background() && timeout_ms > 0 && exec->state() == ExecState::running &&
-          steady_now >= exec->started() + std::chrono::milliseconds(timeout_ms) + 2 * kStopGrace) {
+          steady_now >=
+              exec->started() + std::chrono::milliseconds(timeout_ms) + 2 * kStopGrace + paused_total_) {
         overdue.push_back(exec);
       }
     }
@@ -511,6 +528,11 @@ std::optional<std::string> LiveSandbox::due() {
     }
   }
   return std::nullopt;
+}
+
+std::shared_ptr<SnapshotStore::Use> LiveSandbox::origin() const {
+  std::lock_guard lock(mutex_);
+  return origin_;
 }
 
 bool LiveSandbox::forgettable() const {

@@ -70,6 +70,26 @@ class LiveSandbox {
   void close_port(uint16_t guest_port);
   void remove(const std::string& path);
 
+  // Stops its vCPUs, its memory kept (Error(conflict) once stopped); a
+  // paused one answers only info, touch, resume and destroy. Idempotent.
+  void pause();
+  // Lets it run again (its clock is set: it stood still meanwhile).
+  void resume();
+  // What snapshot_into made.
+  struct TakenSnapshot {
+    vmm::LiveSnapshotTiming timing;
+    bool named_memory = true;  // SnapshotMeta::named_memory
+    std::string disk_backing;  // the file the copied disk layer names as its backing
+  };
+  // Saves its RAM, devices and disk, consistent with each other, to
+  // `state_path` and `disk_path` while it runs (quiesced: paused only for
+  // the last pages); its execs go on. Error(conflict) when paused, stopped,
+  // or with mounts (a mounted 9p share does not migrate).
+  TakenSnapshot snapshot_into(const std::string& state_path, const std::string& disk_path);
+  // The user snapshot it was restored from, if it was.
+  std::shared_ptr<SnapshotStore::Use> origin() const;
+  const SandboxSpec& spec() const { return spec_; }
+
   // Stops it (every exec in progress is killed) and destroys its VM.
   void stop(const std::string& reason);
   // The same, but hands its VM to the caller (to be destroyed off the
@@ -85,6 +105,7 @@ class LiveSandbox {
   // What a stopped sandbox leaves to destroy, in this order (the VM first,
   // then its room in the budgets: members go in reverse order).
   struct Remains {
+    std::shared_ptr<SnapshotStore::Use> origin;
     std::shared_ptr<void> reserved;
     std::optional<VmBudget::Reservation> room;
     std::optional<ReadyGuest> guest;
@@ -119,6 +140,15 @@ class LiveSandbox {
   std::map<uint16_t, std::unique_ptr<PortForward>> ports_;
   std::optional<VmBudget::Reservation> room_;
   std::shared_ptr<void> reserved_;
+  // Held until it stops (a stopped sandbox stays listed, not using it).
+  std::shared_ptr<SnapshotStore::Use> origin_;
+  const std::string origin_id_;
+  // Held by pause, resume and snapshots, and by halt(): the VM is not
+  // destroyed while one of them talks to it.
+  std::mutex control_mutex_;
+  bool paused_ = false;
+  std::chrono::system_clock::time_point paused_at_;
+  SteadyClock::duration paused_total_{};  // over its life so far, the current pause excluded
 };
 
 }  // namespace airlock::engine

@@ -21,6 +21,7 @@ std::string_view to_string(SandboxState state) {
     case SandboxState::creating: return "creating";
     case SandboxState::ready: return "ready";
     case SandboxState::busy: return "busy";
+    case SandboxState::paused: return "paused";
     case SandboxState::stopped: return "stopped";
   }
   return "unknown";
@@ -104,8 +105,9 @@ std::string new_sandbox_id() {
   return id;
 }
 
-SandboxRegistry::SandboxRegistry(Engine& engine, GuestSource source, int max_sandboxes)
-    : engine_(engine), source_(std::move(source)), max_sandboxes_(max_sandboxes) {
+SandboxRegistry::SandboxRegistry(Engine& engine, GuestSource source, int max_sandboxes,
+                                 const std::string& snapshot_dir)
+    : engine_(engine), source_(std::move(source)), max_sandboxes_(max_sandboxes), snapshots_(snapshot_dir) {
   reaper_ = std::thread([this] { reap_loop(); });
 }
 
@@ -125,6 +127,11 @@ SandboxRegistry::~SandboxRegistry() {
 }
 
 SandboxInfo SandboxRegistry::create(SandboxSpec spec) {
+  return admit(std::move(spec), [this](const SandboxSpec& admitted) { return source_(admitted, nullptr); });
+}
+
+SandboxInfo SandboxRegistry::admit(SandboxSpec spec,
+                                   const std::function<AcquiredGuest(const SandboxSpec&)>& acquire) {
   validate(spec);
   // Seen as `creating` while its VM is found or started.
   SandboxInfo creating;
@@ -156,7 +163,7 @@ SandboxInfo SandboxRegistry::create(SandboxSpec spec) {
       registry.creating_.erase(id);
     }
   } admitted{*this, creating.id};
-  AcquiredGuest acquired = source_(spec);
+  AcquiredGuest acquired = acquire(spec);
   auto sandbox = std::make_shared<LiveSandbox>(creating.id, std::move(spec), std::move(acquired));
   SandboxInfo info = sandbox->info();
   std::lock_guard lock(mutex_);

@@ -16,6 +16,7 @@
 #include "engine/exec_record.h"
 #include "engine/mux_archive.h"
 #include "engine/mux_files.h"
+#include "engine/snapshot_store.h"
 #include "engine/vm_budget.h"
 
 namespace airlock::engine {
@@ -23,12 +24,15 @@ namespace airlock::engine {
 // A sandbox lives from create to destroy and serves many execs, several at
 // once. It is busy while an exec or a file transfer is in progress, else
 // ready. Its states, and what each operation accepts:
-//   creating -> ready <-> busy -> stopped
-//   exec, files, signal, stdin, touch: ready, busy (409 once stopped)
-//   destroy: any    info, list, logs: any, and never extend its life
+//   creating -> ready <-> busy -> stopped;  ready/busy <-> paused -> stopped
+//   exec, files, signal, stdin, ports: ready, busy (409 when paused or stopped)
+//   snapshot, fork, pause: ready, busy    resume: paused (and, doing nothing, ready, busy)
+//   touch: ready, busy, paused    destroy: any
+//   info, list, logs: any, and never extend its life
 // A sandbox whose VM dies, or whose ttl or idle timeout passes, is stopped
-// with the reason, and its operations fail with it.
-enum class SandboxState { creating, ready, busy, stopped };
+// with the reason, and its operations fail with it. Paused time counts
+// toward the ttl, not toward the idle timeout.
+enum class SandboxState { creating, ready, busy, paused, stopped };
 std::string_view to_string(SandboxState state);
 
 struct SandboxLimits {
@@ -96,11 +100,12 @@ struct SandboxInfo {
   Profile profile;
   int ttl_s = 0;
   int idle_timeout_s = 0;
-  int64_t created_at_ms = 0;  // Unix time
-  int64_t expires_at_ms = 0;  // created + ttl
-  int64_t idle_since_ms = 0;  // the last exec, touch or file operation (Unix time)
-  int execs = 0;              // started so far
-  int running_execs = 0;      // in progress now
+  int64_t created_at_ms = 0;    // Unix time
+  int64_t expires_at_ms = 0;    // created + ttl
+  int64_t idle_since_ms = 0;    // the last exec, touch or file operation (Unix time)
+  std::string origin_snapshot;  // the user snapshot it was restored from, or empty
+  int execs = 0;                // started so far
+  int running_execs = 0;        // in progress now
   bool pool_hit = false;
 };
 
@@ -138,6 +143,8 @@ struct AcquiredGuest {
   // Whatever else the front end reserved for the sandbox's life (its disk
   // budget): released when the sandbox stops.
   std::shared_ptr<void> reserved;
+  // The user snapshot it was restored from (held: not deletable meanwhile).
+  std::shared_ptr<SnapshotStore::Use> origin;
   bool pool_hit = false;
 };
 
@@ -150,9 +157,14 @@ class LiveSandbox;
 // destroyed. Destroying the registry destroys every sandbox.
 class SandboxRegistry {
  public:
-  using GuestSource = std::function<AcquiredGuest(const SandboxSpec&)>;
+  // A guest for a new sandbox, with its room in the budgets: taken from a
+  // pool or started for `spec`, or, given `start`, made by it (a copy of a
+  // snapshot) once the room is there.
+  using GuestSource =
+      std::function<AcquiredGuest(const SandboxSpec& spec, const std::function<ReadyGuest()>* start)>;
 
-  SandboxRegistry(Engine& engine, GuestSource source, int max_sandboxes);
+  // User snapshots live in `snapshot_dir` (SnapshotStore).
+  SandboxRegistry(Engine& engine, GuestSource source, int max_sandboxes, const std::string& snapshot_dir);
   ~SandboxRegistry();
   SandboxRegistry(const SandboxRegistry&) = delete;
   SandboxRegistry& operator=(const SandboxRegistry&) = delete;
@@ -211,6 +223,29 @@ class SandboxRegistry {
   ArchiveCounts download_archive(const std::string& id, const std::string& path,
                                  const std::function<bool(std::string_view)>& on_data);
 
+  // Pause and resume (LiveSandbox::pause): the sandbox as it is then.
+  SandboxInfo pause(const std::string& id);
+  SandboxInfo resume(const std::string& id);
+  // A user snapshot of a live sandbox (sandbox_snapshots.cc); `name` empty:
+  // its id. Error(conflict) for a paused or stopped sandbox or a name taken,
+  // Error(no_space) when the store's disk cannot hold it (nothing is left).
+  SnapshotMeta snapshot(const std::string& id, const std::string& name,
+                        const std::map<std::string, std::string>& labels);
+  std::vector<SnapshotMeta> snapshots();
+  SnapshotMeta snapshot_info(const std::string& id_or_name);
+  // Error(conflict) while a sandbox made from it lives.
+  SnapshotMeta remove_snapshot(const std::string& id_or_name);
+  // A new sandbox that goes on from a snapshot; ttl_s, idle_timeout_s 0: the source's.
+  SandboxInfo restore(const std::string& snapshot, int ttl_s, int idle_timeout_s);
+  static constexpr int kMaxForks = 64;
+  // `count` (1-kMaxForks) new sandboxes, each a copy of the live sandbox
+  // `id` as it is now: one answer per copy, its sandbox or its own error.
+  struct ForkCopy {
+    std::optional<SandboxInfo> sandbox;
+    std::optional<Error> error;
+  };
+  std::vector<ForkCopy> fork(const std::string& id, int count);
+
   struct Counts {
     int live = 0;
     int max = 0;
@@ -219,6 +254,11 @@ class SandboxRegistry {
 
  private:
   std::shared_ptr<LiveSandbox> find(const std::string& id);
+  // Admits a new sandbox (within max_sandboxes, listed as creating meanwhile) and makes it.
+  SandboxInfo admit(SandboxSpec spec, const std::function<AcquiredGuest(const SandboxSpec&)>& acquire);
+  SnapshotMeta take_snapshot(const std::string& id, const std::string& name,
+                             const std::map<std::string, std::string>& labels, bool ephemeral);
+  SandboxInfo restore_from(const std::shared_ptr<SnapshotStore::Use>& use, int ttl_s, int idle_timeout_s);
   void reap_loop();
 
   Engine& engine_;
@@ -229,6 +269,7 @@ class SandboxRegistry {
   // Under mutex_: creates admitted and not done yet, listed as `creating`;
   // any operation on one but a read of its state is a 409 until it is ready.
   std::map<std::string, SandboxInfo> creating_;
+  SnapshotStore snapshots_;
   std::condition_variable stop_wake_;
   bool stopping_ = false;
   std::thread reaper_;

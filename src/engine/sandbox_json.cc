@@ -190,17 +190,57 @@ json to_json(const SandboxInfo& info) {
           {"created_at_ms", info.created_at_ms},
           {"expires_at_ms", info.expires_at_ms},
           {"idle_since_ms", info.idle_since_ms},
+          {"origin_snapshot", info.origin_snapshot.empty() ? json(nullptr) : json(info.origin_snapshot)},
           {"execs", info.execs},
           {"running_execs", info.running_execs},
           {"pool_hit", info.pool_hit}};
+}
+
+json snapshot_json(const SnapshotMeta& meta) {
+  return {{"id", meta.id},
+          {"name", meta.name},
+          {"labels", meta.labels},
+          {"parent", meta.parent.empty() ? json(nullptr) : json(meta.parent)},
+          {"source_sandbox", meta.source_sandbox},
+          {"language", meta.sandbox.value("language", "")},
+          {"memory_mb", meta.sandbox.value("memory_mb", 0)},
+          {"created_at_ms", meta.created_at_ms},
+          {"paused_ms", meta.paused_ms},
+          {"total_ms", meta.total_ms},
+          {"depth", meta.depth},
+          {"size_bytes", meta.total_bytes()},
+          {"files", to_json(meta.files)},
+          {"digest", meta.digest}};
+}
+
+SnapshotRequest snapshot_request_from_json(const json& document) {
+  if (!document.is_object()) reject("request body is not a JSON object");
+  SnapshotRequest request;
+  for (const auto& [key, value] : document.items()) {
+    if (key == "name") {
+      if (!value.is_string()) reject("field 'name' must be a string");
+      request.name = value.get<std::string>();
+      validate_snapshot_name(request.name);
+    } else if (key == "labels") {
+      if (!value.is_object()) reject("field 'labels' must be an object of strings");
+      for (const auto& [label, text] : value.items()) {
+        if (!text.is_string()) reject("label '" + label + "' must be a string");
+        request.labels[label] = text.get<std::string>();
+      }
+      validate_labels(request.labels);
+    } else {
+      reject("unknown field '" + key + "' (a snapshot takes name, labels)");
+    }
+  }
+  return request;
 }
 
 SandboxInfo sandbox_info_from_json(const json& document) {
   SandboxInfo info;
   info.id = document.at("id").get<std::string>();
   const std::string state = document.at("state").get<std::string>();
-  for (SandboxState candidate :
-       {SandboxState::creating, SandboxState::ready, SandboxState::busy, SandboxState::stopped}) {
+  for (SandboxState candidate : {SandboxState::creating, SandboxState::ready, SandboxState::busy,
+                                 SandboxState::paused, SandboxState::stopped}) {
     if (to_string(candidate) == state) info.state = candidate;
   }
   if (document.at("stop_reason").is_string()) info.stop_reason = document["stop_reason"].get<std::string>();
@@ -215,6 +255,8 @@ SandboxInfo sandbox_info_from_json(const json& document) {
   info.created_at_ms = document.at("created_at_ms").get<int64_t>();
   info.expires_at_ms = document.at("expires_at_ms").get<int64_t>();
   info.idle_since_ms = document.at("idle_since_ms").get<int64_t>();
+  if (document.at("origin_snapshot").is_string())
+    info.origin_snapshot = document["origin_snapshot"].get<std::string>();
   info.execs = document.at("execs").get<int>();
   info.running_execs = document.at("running_execs").get<int>();
   info.pool_hit = document.at("pool_hit").get<bool>();

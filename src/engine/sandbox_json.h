@@ -22,6 +22,14 @@ struct SandboxRequest {
 nlohmann::json to_json(const SandboxRequest& request);
 SandboxRequest sandbox_request_from_json(const nlohmann::json& document);
 
+// A user snapshot as the API shows it (docs/api.yaml, Snapshot).
+nlohmann::json snapshot_json(const SnapshotMeta& meta);
+struct SnapshotRequest {
+  std::string name;  // empty: its id
+  std::map<std::string, std::string> labels;
+};
+SnapshotRequest snapshot_request_from_json(const nlohmann::json& document);
+
 nlohmann::json to_json(const ExecRequest& request);
 ExecRequest exec_request_from_json(const nlohmann::json& document);
 

@@ -43,11 +43,19 @@ bool set_up_exec_cgroups() {
   return true;
 }
 
-ExecCgroup ExecCgroup::create(const std::string& name) {
+ExecCgroup ExecCgroup::create(const std::string& prefix) {
+  // Named by a count of this agent's, never by stream: in a copy of a
+  // sandbox the new host's streams start afresh while the source's execs
+  // still run in their groups, and ending an exec kills its whole group.
+  static uint64_t created = 0;
   ExecCgroup group;
   if (!cgroups_ready) return group;
-  std::string path = std::string(kCgroupRoot) + "/" + name;
-  if (::mkdir(path.c_str(), 0755) < 0 && errno != EEXIST) throw_errno("mkdir", path);
+  std::string path;
+  for (;;) {
+    path = std::string(kCgroupRoot) + "/" + prefix + "-" + std::to_string(++created);
+    if (::mkdir(path.c_str(), 0755) == 0) break;
+    if (errno != EEXIST) throw_errno("mkdir", path);
+  }
   group.path_ = path;
   group.dir_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!group.dir_) throw_errno("open", path);

@@ -22,9 +22,9 @@ class ExecCgroup {
   ExecCgroup(const ExecCgroup&) = delete;
   ExecCgroup& operator=(const ExecCgroup&) = delete;
   ExecCgroup() = default;
-  // Makes /sys/fs/cgroup/<name>. Throws if cgroups are set up but the
+  // Makes a new /sys/fs/cgroup/<prefix>-<n>, n counted by this agent. Throws if cgroups are set up but the
   // group cannot be made. Without cgroups: an invalid one.
-  static ExecCgroup create(const std::string& name);
+  static ExecCgroup create(const std::string& prefix);
   ExecCgroup(ExecCgroup&& other) noexcept;
   ExecCgroup& operator=(ExecCgroup&& other) noexcept;
   ~ExecCgroup();

@@ -31,6 +31,7 @@
 #include "guest/exec_cgroup.h"
 #include "guest/file_transfer.h"
 #include "guest/file_writer.h"
+#include "guest/identity.h"
 #include "guest/network_setup.h"
 #include "guest/port_relay.h"
 #include "guest/program_runner.h"
@@ -86,11 +87,11 @@ void harden_kernel() {
   }
 }
 
-// A clone wakes up with the template's RNG state and clock. Mix in the
-// host's fresh entropy and force a CRNG reseed so no two clones (or a clone
-// and its template) ever hand out the same random bytes, then set the clock.
-void resume_as_clone(Channel& channel, const protocol::Frame& frame) {
-  auto resume = protocol::Resume::parse(frame.payload);
+// A clone wakes up with the template's RNG state and clock (and a guest
+// that was paused, with its clock behind). Mix in the host's fresh entropy
+// and force a CRNG reseed so no two clones (or a clone and its template) ever
+// hand out the same random bytes, then set the clock.
+void refresh_clock_and_entropy(const protocol::Resume& resume) {
   timespec now{static_cast<time_t>(resume.realtime_ns / 1'000'000'000),
                static_cast<long>(resume.realtime_ns % 1'000'000'000)};
   if (::clock_settime(CLOCK_REALTIME, &now) < 0) throw_errno("clock_settime");
@@ -103,7 +104,6 @@ void resume_as_clone(Channel& channel, const protocol::Frame& frame) {
   std::memcpy(pool->buf, resume.entropy.data(), resume.entropy.size());
   if (::ioctl(random.get(), RNDADDENTROPY, pool) < 0) throw_errno("ioctl(RNDADDENTROPY)");
   if (::ioctl(random.get(), RNDRESEEDCRNG) < 0) throw_errno("ioctl(RNDRESEEDCRNG)");
-  channel.send(FrameType::resumed, frame.stream, protocol::Resumed{uptime_ms()}.to_payload());
 }
 
 // Reads one line (without its newline) from a prestarted interpreter's
@@ -150,8 +150,7 @@ void fail_prestarted(Channel& channel, uint32_t stream, Program& program, const 
 void prestart(Channel& channel, const protocol::Frame& frame, std::optional<Program>& slot) {
   auto request = protocol::Exec::parse(frame.payload);
   // Born in a cgroup of its own, which goes with it to the exec that takes it.
-  Program program = start_program(request, /*with_control=*/true,
-                                  ExecCgroup::create("prestarted-" + std::to_string(frame.stream)));
+  Program program = start_program(request, /*with_control=*/true, ExecCgroup::create("prestarted"));
   // "ready" once it has imported what it imports and blocks waiting for a job.
   if (read_control_line(program.control.get(), 60'000) != "ready") {
     fail_prestarted(channel, frame.stream, program, "the prestarted interpreter did not become ready");
@@ -340,7 +339,8 @@ class Agent {
         if (it != downloads_.end()) it->second.on_ack(protocol::FileAck::parse(frame.payload).bytes);
         break;  // or late: the download already ended
       }
-      case FrameType::resume: resume_as_clone(channel_, frame); break;
+      case FrameType::resume: resume(frame); break;
+      case FrameType::quiesce: hold_for_snapshot(frame); break;
       case FrameType::mount:
         set_up(channel_, frame, FrameType::mounted,
                [&] { mount_shares(protocol::MountShares::parse(frame.payload)); });
@@ -397,6 +397,53 @@ class Agent {
     }
   }
 
+  void resume(const protocol::Frame& frame) {
+    auto request = protocol::Resume::parse(frame.payload);
+    refresh_clock_and_entropy(request);
+    if (request.new_identity) become_copy();
+    channel_.send(FrameType::resumed, frame.stream, protocol::Resumed{uptime_ms()}.to_payload());
+  }
+
+  // The host takes a snapshot of this VM: from `quiesced` on, nothing
+  // crosses the channel either way until it says go on (thaw), so the
+  // snapshot never holds half a frame. In a copy made from it the host
+  // that answers is a new one, and the first thing it says is `resume`.
+  // Programs run on meanwhile; their output waits in their pipes.
+  void hold_for_snapshot(const protocol::Frame& frame) {
+    channel_.send(FrameType::quiesced, frame.stream);
+    for (;;) {
+      auto next = channel_.receive();
+      if (!next || next->type == FrameType::thaw) return;  // gone: serve() notices
+      if (next->type != FrameType::resume) {
+        throw Error(ErrorCode::protocol,
+                    "unexpected frame " + std::string(protocol::to_string(next->type)) + " while quiesced");
+      }
+      resume(*next);
+      return;
+    }
+  }
+
+  // This VM is a copy of a live sandbox. The streams of the source's host
+  // mean nothing to the new one: transfers and connections end; execs run
+  // on, unheard, under stream numbers no host uses; the new host's own
+  // streams start afresh.
+  void become_copy() {
+    std::map<uint32_t, std::unique_ptr<RunningExec>> detached;
+    for (auto& [stream, exec] : execs_) {
+      exec->detach();
+      detached.emplace(kFirstDetachedStream + detached_count_++, std::move(exec));
+    }
+    execs_.swap(detached);
+    uploads_.clear();
+    downloads_.clear();
+    ports_.clear();
+    take_new_identity();
+    // Every process but PID 1 (this agent): interpreters whose generators
+    // were seeded once reseed from the CRNG, fresh by now (the image's
+    // hooks; SIGURG is ignored by any other program).
+    ::kill(-1, SIGURG);
+  }
+
   void start_exec(const protocol::Frame& frame) {
     auto request = protocol::Exec::parse(frame.payload);
     if (execs_.count(frame.stream)) {
@@ -412,10 +459,8 @@ class Agent {
         limit_writable_space(root_device_, request.disk_limit_bytes);
         disk_limit_applied_ = request.disk_limit_bytes;
       }
-      Program program =
-          request.prestarted
-              ? take_prestarted(prestarted_, request)
-              : start_program(request, false, ExecCgroup::create("exec-" + std::to_string(frame.stream)));
+      Program program = request.prestarted ? take_prestarted(prestarted_, request)
+                                           : start_program(request, false, ExecCgroup::create("exec"));
       execs_.emplace(frame.stream, std::make_unique<RunningExec>(channel_, frame.stream, std::move(request),
                                                                  std::move(program)));
     } catch (const Error& e) {
@@ -433,6 +478,9 @@ class Agent {
   std::map<uint32_t, Download> downloads_;
   std::map<uint32_t, std::unique_ptr<PortRelay>> ports_;
   uint64_t disk_limit_applied_ = 0;
+  // Execs of a snapshot's source, running on in a copy (become_copy).
+  static constexpr uint32_t kFirstDetachedStream = 0x80000000u;
+  uint32_t detached_count_ = 0;
 };
 
 int serve() {

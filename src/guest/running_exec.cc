@@ -107,7 +107,7 @@ void RunningExec::kill_everything() {
 }
 
 void RunningExec::ack_stdin() {
-  if (stdin_unacked_ == 0 || host_gone_) return;
+  if (stdin_unacked_ == 0 || host_gone_ || detached_) return;
   channel_.send(FrameType::stdin_ack, stream_, protocol::StdinAck{stdin_unacked_}.to_payload());
   stdin_unacked_ = 0;
 }
@@ -191,7 +191,8 @@ void RunningExec::forward_output(Output& out) {
     // The caps are exact: what passes the limit is never sent.
     uint64_t room = out.limit > out.sent ? out.limit - out.sent : 0;
     size_t forward = static_cast<size_t>(std::min<uint64_t>(room, *n));
-    if (forward > 0 && !host_gone_) channel_.send(out.type, stream_, std::string_view(buffer, forward));
+    if (forward > 0 && !host_gone_ && !detached_)
+      channel_.send(out.type, stream_, std::string_view(buffer, forward));
     out.sent += forward;
     if (forward < *n && !out.truncated) {
       out.truncated = true;
@@ -248,6 +249,12 @@ void RunningExec::on_time(Clock::time_point now) {
   }
 }
 
+void RunningExec::detach() {
+  detached_ = true;
+  stdin_write_.reset();
+  stdin_pending_.clear();
+}
+
 void RunningExec::abandon() {
   host_gone_ = true;
   kill_everything();
@@ -272,7 +279,7 @@ bool RunningExec::finish_if_done() {
   report_.duration_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count());
   ack_stdin();
-  channel_.send(FrameType::exit, stream_, report_.to_payload());
+  if (!detached_) channel_.send(FrameType::exit, stream_, report_.to_payload());
   return finished_ = true;
 }
 

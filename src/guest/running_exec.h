@@ -57,6 +57,10 @@ class RunningExec {
   void on_time(Clock::time_point now);
   // The host is gone: end everything, send nothing.
   void abandon();
+  // The host is a new one that never asked for this exec (a copy of a
+  // sandbox): it runs on to its end, its output is read and dropped, its
+  // stdin ends, and nothing is sent for it.
+  void detach();
   // Sends the exit report once the program is done; true when nothing is left of it to serve.
   bool finish_if_done();
 
@@ -94,6 +98,7 @@ class RunningExec {
   std::optional<int> child_status_;
   bool killed_ = false;
   bool host_gone_ = false;
+  bool detached_ = false;
   bool finished_ = false;
   protocol::ExitReport report_;
   size_t poll_index_ = 0;

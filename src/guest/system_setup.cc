@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "common/unique_fd.h"
+#include "guest/identity.h"
 
 namespace airlock::guest {
 
@@ -90,6 +91,7 @@ void mount_root(const std::string& device, int timeout_ms) {
     ::nanosleep(&pause, nullptr);
   }
   mount_or_throw("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2");
+  bind_boot_id();
   mount_or_throw("devtmpfs", root + "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
   mount_or_throw("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   // Terminals for tty execs; without devpts a tty exec fails, nothing else does.

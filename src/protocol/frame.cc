@@ -67,6 +67,9 @@ std::string_view to_string(FrameType type) {
     case FrameType::resize: return "resize";
     case FrameType::stat: return "stat";
     case FrameType::make_node: return "make_node";
+    case FrameType::quiesce: return "quiesce";
+    case FrameType::quiesced: return "quiesced";
+    case FrameType::thaw: return "thaw";
   }
   return "unknown";
 }

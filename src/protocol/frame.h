@@ -61,9 +61,12 @@ enum class FrameType : uint8_t {
   resize = 38,         // host -> guest, JSON {rows, cols}: a tty exec's terminal size
   stat = 39,           // host -> guest, JSON {path}: describe a path as the sandbox user (a listing)
   make_node = 40,      // host -> guest, JSON {path, kind, mode, target}: mkdir or symlink (a listing)
+  quiesce = 41,        // host -> guest, empty: a snapshot follows; send nothing until thaw or resume
+  quiesced = 42,       // guest -> host, empty: nothing more comes until then
+  thaw = 43,           // host -> guest, empty: the snapshot is taken; go on as before
 };
 
-inline constexpr uint8_t kMaxFrameType = 40;
+inline constexpr uint8_t kMaxFrameType = 43;
 // Bytes of port_data either side may send ahead of the other's port_ack.
 inline constexpr uint64_t kPortWindow = 1 << 20;
 

@@ -392,7 +392,8 @@ std::string from_hex(const std::string& hex, std::string_view message_name) {
 }  // namespace
 
 std::string Resume::to_payload() const {
-  return serialize(json{{"realtime_ns", realtime_ns}, {"entropy_hex", to_hex(entropy)}});
+  return serialize(
+      json{{"realtime_ns", realtime_ns}, {"entropy_hex", to_hex(entropy)}, {"new_identity", new_identity}});
 }
 
 Resume Resume::parse(std::string_view payload) {
@@ -400,6 +401,7 @@ Resume Resume::parse(std::string_view payload) {
   Resume resume;
   resume.realtime_ns = static_cast<int64_t>(get_unsigned(object, "realtime_ns", "resume", 1ULL << 62));
   resume.entropy = from_hex(get_string(object, "entropy_hex", "resume"), "resume");
+  resume.new_identity = get_bool(object, "new_identity", "resume");
   return resume;
 }
 

@@ -10,7 +10,7 @@
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 9;
+inline constexpr int kProtocolVersion = 10;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw
@@ -111,10 +111,16 @@ struct ExitReport {
 };
 
 // Sent to every clone right after it is restored: clones of one snapshot
-// start with identical RNG state and a clock frozen at snapshot time.
+// start with identical RNG state and a clock frozen at snapshot time. Also
+// to a guest that was paused (its clock stood still meanwhile).
 struct Resume {
   int64_t realtime_ns = 0;  // host CLOCK_REALTIME now
   std::string entropy;      // fresh host random bytes to mix into the guest CRNG
+  // A copy of a live sandbox (a user snapshot restored, a fork): the guest
+  // takes a new identity (hostname, machine-id, boot id), tells running
+  // interpreters to reseed, and forgets the streams of its source's host
+  // (their programs run on, unheard).
+  bool new_identity = false;
   std::string to_payload() const;
   static Resume parse(std::string_view payload);
 };

@@ -49,8 +49,11 @@ Api::Api(engine::Engine& engine, Admission& admission, Budgets budgets, Metrics&
       accel_(accel),
       pool_limits_(pool_limits) {
   sandboxes_ = std::make_unique<engine::SandboxRegistry>(
-      engine_, [this](const engine::SandboxSpec& spec) { return acquire_for_sandbox(spec); },
-      pool_limits_.max_sandboxes);
+      engine_,
+      [this](const engine::SandboxSpec& spec, const std::function<engine::ReadyGuest()>* start) {
+        return acquire_for_sandbox(spec, start);
+      },
+      pool_limits_.max_sandboxes, engine_.snapshot_dir());
   expiry_ = std::thread([this] {
     pollfd stop{stop_expiry_.fd(), POLLIN, 0};
     while (::poll(&stop, 1, 1000) == 0) expire_idle_pools();
@@ -100,12 +103,13 @@ void Api::expire_idle_pools() {
   // Destroyed outside the lock: their ready VMs go, and their room in the budget.
 }
 
-std::optional<engine::VmBudget::Reservation> Api::room_for_run(const engine::Profile& profile) {
+std::optional<engine::VmBudget::Reservation> Api::room_for_run(
+    const engine::Profile& profile, std::optional<std::chrono::milliseconds> wait) {
   if (auto room = vm_budget_.try_reserve(profile.memory_mb, profile.cpus)) return room;
   // Room freed from here on is this run's, not a pool refill's.
   engine::VmBudget::Claim claim(vm_budget_);
   // VMs a pool is starting right now become ready (or fail) within seconds.
-  const auto deadline = SteadyClock::now() + pool_limits_.room_wait;
+  const auto deadline = SteadyClock::now() + wait.value_or(pool_limits_.room_wait);
   for (;;) {
     // A request is worth more than a VM waiting for one: take a ready one's room.
     bool shed = false;
@@ -153,6 +157,9 @@ void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
     }
     if (request.target == "/v1/sandboxes" || request.target.rfind("/v1/sandboxes/", 0) == 0) {
       return handle_sandboxes(request, writer);
+    }
+    if (request.target == "/v1/snapshots" || request.target.rfind("/v1/snapshots/", 0) == 0) {
+      return handle_snapshots(request, writer);
     }
     if (request.target == "/v1/pools" && request.method == "GET") return list_pools(writer);
     if (request.target == "/v1/pools" && request.method == "POST") return create_pool(request, writer);

@@ -72,11 +72,18 @@ class Api {
   void delete_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);
   // Room in the VM budget for a run that found no ready guest: ready pooled
   // guests are destroyed for it if needed. nullopt: the budget is full of runs.
-  std::optional<engine::VmBudget::Reservation> room_for_run(const engine::Profile& profile);
+  // `wait`: how long to wait for room (default PoolLimits::room_wait).
+  std::optional<engine::VmBudget::Reservation> room_for_run(
+      const engine::Profile& profile, std::optional<std::chrono::milliseconds> wait = std::nullopt);
   void expire_idle_pools();
   // /v1/sandboxes and below (sandbox_api.cc).
   void handle_sandboxes(const HttpRequest& request, ResponseWriter& writer);
   void exec_in_sandbox(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
+  // POST /v1/sandboxes/{id}/pause|resume|snapshots|fork (snapshot_api.cc); false: not one of them.
+  bool handle_sandbox_lifecycle(const std::string& id, const std::string& verb, const HttpRequest& request,
+                                ResponseWriter& writer);
+  // /v1/snapshots[/{snapshot}[/restore]].
+  void handle_snapshots(const HttpRequest& request, ResponseWriter& writer);
   // /v1/sandboxes/{id}/execs/{eid}[/logs|/signal|/stdin] (exec_api.cc).
   void handle_exec(const std::string& id, const std::string& exec_path, const HttpRequest& request,
                    ResponseWriter& writer);
@@ -94,7 +101,9 @@ class Api {
   void list_directory(const std::string& id, const HttpRequest& request, ResponseWriter& writer);
   static constexpr uint64_t kMaxDownloadBytes = 1ULL << 30;
   // A new sandbox's guest: from its profile's pool if one is ready, else started; with its room.
-  engine::AcquiredGuest acquire_for_sandbox(const engine::SandboxSpec& spec);
+  // With `start`: made by it (a copy of a snapshot), never from a pool.
+  engine::AcquiredGuest acquire_for_sandbox(const engine::SandboxSpec& spec,
+                                            const std::function<engine::ReadyGuest()>* start = nullptr);
   // Beside what the program writes, an overlay holds the warm-up's pages and qcow2 metadata.
   static constexpr uint64_t kOverlayOverheadMb = 32;
   // A new pool for `profile`, or null if it has one; pools_mutex_ held.

@@ -32,6 +32,7 @@ using namespace airlock;
 struct Options {
   std::string socket;
   std::string images;
+  std::string snapshot_dir;
   int pool_size = 1;
   int max_concurrent = 4;
   int max_queued = 16;
@@ -116,6 +117,7 @@ int serve(const Options& options) {
 
   engine::EngineOptions engine_options;
   engine_options.manifest_path = options.images;
+  engine_options.snapshot_dir = options.snapshot_dir;
   engine_options.notice = [](const std::string& text) { spdlog::info("{}", text); };
   engine_options.allow_weak_isolation = options.allow_weak_isolation;
   engine_options.allow_full_network = options.allow_full_network;
@@ -205,6 +207,8 @@ int main(int argc, char** argv) {
   app.add_option("--socket", options.socket,
                  "Unix socket to serve on (default $AIRLOCK_SOCKET, else <runtime dir>/airlockd.sock)");
   app.add_option("--images", options.images, "Image manifest (default: beside the binary)");
+  app.add_option("--snapshot-dir", options.snapshot_dir,
+                 "Where user snapshots are kept (default: <cache dir>/snapshots); they outlive airlockd");
   app.add_option("--listen", options.listen, "Also serve TCP on loopback, host:port (needs --token-file)");
   app.add_option("--token-file", options.token_file, "File holding the bearer token for --listen (mode 600)");
   app.add_flag("--allow-weak-isolation", options.allow_weak_isolation,

@@ -66,6 +66,11 @@ void send_error(ResponseWriter& writer, const Error& error) {
   send_error(writer, mapped.status, mapped.code, error.what(), mapped.retryable);
 }
 
+json error_json(const Error& error) {
+  HttpError mapped = http_error_for(error.code());
+  return {{"code", mapped.code}, {"message", error.what()}, {"retryable", mapped.retryable}};
+}
+
 json only_field(const std::string& body, const std::string& name, const std::string& what) {
   const json document = engine::parse_json_object(body);
   for (const auto& [key, value] : document.items()) {

@@ -29,6 +29,8 @@ nlohmann::json only_field(const std::string& body, const std::string& name, cons
 void send_error(ResponseWriter& writer, int status, const std::string& code, const std::string& message,
                 bool retryable);
 void send_error(ResponseWriter& writer, const Error& error);
+// An error as the API's Error schema has it (for answers that carry several).
+nlohmann::json error_json(const Error& error);
 
 // Cancels a run when its client hangs up, until it goes out of scope.
 class HangupWatch {

@@ -74,7 +74,8 @@ bool Api::streams_body(const std::string& method, const std::string& target) {
          verb.compare(verb.size() - 6, 6, "/stdin") == 0;
 }
 
-engine::AcquiredGuest Api::acquire_for_sandbox(const engine::SandboxSpec& spec) {
+engine::AcquiredGuest Api::acquire_for_sandbox(const engine::SandboxSpec& spec,
+                                               const std::function<engine::ReadyGuest()>* start) {
   const engine::Profile& profile = spec.plan.profile;
   // What its execs write lands in its overlay, for its whole life.
   auto disk =
@@ -86,7 +87,7 @@ engine::AcquiredGuest Api::acquire_for_sandbox(const engine::SandboxSpec& spec) 
   }
   auto reserved = std::make_shared<ByteBudget::Reservation>(std::move(*disk));
   engine::WarmPool* pool = nullptr;
-  {
+  if (!start) {
     std::lock_guard lock(pools_mutex_);
     auto it = pools_.find(profile.name());
     if (it != pools_.end()) pool = it->second.get();
@@ -102,12 +103,14 @@ engine::AcquiredGuest Api::acquire_for_sandbox(const engine::SandboxSpec& spec) 
       return acquired;
     }
   }
-  acquired.room = room_for_run(profile);
+  // A copy of a snapshot (a fork may ask for 64) takes the room there is,
+  // and answers at once when there is none.
+  acquired.room = room_for_run(profile, start ? std::optional(std::chrono::milliseconds(0)) : std::nullopt);
   if (!acquired.room) {
     throw Error(ErrorCode::overloaded, "this airlockd's VM budget is full; try again, or destroy a sandbox");
   }
   // Started on the engine's own threads: the sandbox outlives this request's thread.
-  acquired.guest = engine_.start_lasting_guest(profile);
+  acquired.guest = start ? (*start)() : engine_.start_lasting_guest(profile);
   acquired.reserved = std::move(reserved);
   return acquired;
 }
@@ -135,6 +138,7 @@ void Api::handle_sandboxes(const HttpRequest& request, ResponseWriter& writer) {
   if (verb.empty() && request.method == "GET") return send_sandbox(writer, 200, sandboxes_->info(id));
   if (verb.empty() && request.method == "DELETE") return send_sandbox(writer, 200, sandboxes_->destroy(id));
   if (verb == "touch" && request.method == "POST") return send_sandbox(writer, 200, sandboxes_->touch(id));
+  if (handle_sandbox_lifecycle(id, verb, request, writer)) return;
   if (verb == "execs" && request.method == "POST") return exec_in_sandbox(id, request, writer);
   if (verb == "execs" && request.method == "GET") {
     json list = json::array();

@@ -65,6 +65,8 @@ std::vector<std::string> backing_chain(const std::string& path) {
   return chain;
 }
 
+bool is_qcow2(const std::string& path) { return read_header(path).is_qcow2; }
+
 uint64_t virtual_disk_size(const std::string& path) {
   Qcow2Header header = read_header(path);
   if (header.is_qcow2) return header.size;

@@ -11,6 +11,9 @@ namespace airlock::vmm {
 // must make every one of them visible at the path the header names.
 std::vector<std::string> backing_chain(const std::string& path);
 
+// Whether the image is a qcow2 (else raw).
+bool is_qcow2(const std::string& path);
+
 // The size the guest sees: a raw image's length, or a qcow2's virtual size.
 uint64_t virtual_disk_size(const std::string& path);
 

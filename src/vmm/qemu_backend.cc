@@ -177,6 +177,7 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   spec.initramfs = config.kernel.initramfs;
   spec.kernel_cmdline = guest_cmdline(config);
   spec.memory_file = config.memory_file;
+  spec.named_memory = config.named_memory;
   spec.incoming = config.restore;
   spec.shared_dirs = config.shared_dirs;
   std::string overlay;
@@ -227,6 +228,7 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   ChildProcess process = ChildProcess::spawn(spec.to_argv(), options);
   auto vm = std::make_unique<QemuVm>(std::move(jail), std::move(process), std::move(agent_host),
                                      std::move(console_host), std::move(qmp_host));
+  vm->disk_layer_ = overlay;
   return vm;
 }
 
@@ -234,10 +236,10 @@ namespace {
 
 // Only RAM in a named shared file is left out of the stream (x-ignore-shared):
 // the template's memory file already holds it, and clones map that file.
-void ignore_shared_memory(QmpClient& qmp) {
+void ignore_shared_memory(QmpClient& qmp, bool ignore = true) {
   qmp.execute(
       "migrate-set-capabilities",
-      {{"capabilities", nlohmann::json::array({{{"capability", "x-ignore-shared"}, {"state", true}}})}});
+      {{"capabilities", nlohmann::json::array({{{"capability", "x-ignore-shared"}, {"state", ignore}}})}});
 }
 
 }  // namespace
@@ -265,12 +267,14 @@ void QemuVm::save_snapshot(const std::string& state_path) {
   if (::fsync(state.get()) < 0) throw_errno("fsync", state_path);
 }
 
-void QemuVm::restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout) {
+void QemuVm::restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout,
+                              bool shared_memory_skipped) {
   UniqueFd state(::open(state_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!state) throw_errno("open", state_path);
   try {
     QmpClient& monitor = qmp();
-    ignore_shared_memory(monitor);
+    // Both sides of a stream must agree: x-ignore-shared adds fields to it.
+    ignore_shared_memory(monitor, shared_memory_skipped);
     monitor.pass_fd("state", state.get());
     monitor.execute("migrate-incoming", {{"uri", "fd:state"}});
     const auto deadline = std::chrono::steady_clock::now() + timeout;

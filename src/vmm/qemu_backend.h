@@ -31,7 +31,14 @@ class QemuVm final : public Vm {
   std::optional<std::string> exit_reason() override;
   void destroy() override;
   void save_snapshot(const std::string& state_path) override;
-  void restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout) override;
+  void restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout,
+                        bool shared_memory_skipped = true) override;
+
+  void pause() override;
+  void resume() override;
+  LiveSnapshotTiming save_live_snapshot(const std::string& state_path,
+                                        const std::function<void()>& while_stopped) override;
+  std::string disk_layer() const override { return disk_layer_; }
 
   QmpClient& qmp(std::chrono::milliseconds timeout = std::chrono::seconds(5));
   pid_t pid() const { return process_.pid(); }
@@ -44,6 +51,8 @@ class QemuVm final : public Vm {
   UniqueFd qmp_socket_;
   std::unique_ptr<QmpClient> qmp_;
   std::string console_tail_;
+  std::string disk_layer_;
+  friend class QemuBackend;
 };
 
 class QemuBackend final : public VmBackend {

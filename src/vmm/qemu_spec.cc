@@ -38,7 +38,7 @@ std::vector<std::string> QemuSpec::to_argv() const {
       "-name",
       escape_option_value(name),
       "-M",
-      memory_file ? machine + ",memory-backend=mem" : machine,
+      memory_file || named_memory ? machine + ",memory-backend=mem" : machine,
       "-accel",
       // TCG's translation cache is 1 GiB by default, and its pages count
       // once touched: a sandbox that lives through hundreds of execs grows
@@ -83,6 +83,10 @@ std::vector<std::string> QemuSpec::to_argv() const {
     argv.push_back("memory-backend-file,id=mem,size=" + std::to_string(memory_mb) +
                    "M,mem-path=" + escape_option_value(memory_file->path) +
                    (memory_file->shared ? ",share=on" : ",share=off"));
+  }
+  if (!memory_file && named_memory) {
+    argv.push_back("-object");
+    argv.push_back("memory-backend-ram,id=mem,size=" + std::to_string(memory_mb) + "M");
   }
   if (!sandbox.empty()) {
     argv.push_back("-sandbox");

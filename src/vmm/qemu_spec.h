@@ -52,6 +52,7 @@ struct QemuSpec {
   std::string initramfs;
   std::string kernel_cmdline;
   std::optional<MemoryFileSpec> memory_file;
+  bool named_memory = false;      // anonymous RAM as backend "mem" (VmConfig::named_memory)
   bool incoming = false;          // wait for a migration stream (restore) instead of booting
   std::vector<DriveSpec> drives;  // attached as virtio-blk in this order: vda, vdb, ...
   std::vector<SharedDirectory> shared_dirs;

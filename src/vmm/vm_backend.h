@@ -1,11 +1,13 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 
+#include "common/error.h"
 #include "vmm/qemu_spec.h"
 
 namespace airlock::vmm {
@@ -33,6 +35,9 @@ struct VmConfig {
   uint64_t disk_room_bytes = 0;
   // Guest RAM in this file instead of anonymous memory (templates and clones).
   std::optional<MemoryFileSpec> memory_file;
+  // Without a memory_file: anonymous RAM all the same, but as a backend named
+  // as a clone's is, so that a clone's saved state (a user snapshot) loads.
+  bool named_memory = false;
   // Start paused, waiting for restore_snapshot() instead of booting.
   bool restore = false;
   int memory_mb = 256;
@@ -53,6 +58,13 @@ struct VmConfig {
 // if it is not there yet; atomic (built aside, then renamed). Throws Error(vm).
 void make_empty_layer(const std::string& base, const std::string& base_format, const std::string& layer);
 
+// What a live snapshot cost (Vm::save_live_snapshot).
+struct LiveSnapshotTiming {
+  int64_t paused_ms = 0;  // the guest did not run for this long
+  int64_t total_ms = 0;   // from the first RAM page sent to the guest running again
+  uint64_t state_bytes = 0;
+};
+
 // A running VM as the engine sees it: a channel to the agent, a way to notice
 // that the VM is gone, and a destructor that leaves nothing behind.
 class Vm {
@@ -72,8 +84,28 @@ class Vm {
   // and leaves the VM paused, never to run again: a template.
   virtual void save_snapshot(const std::string& state_path) = 0;
   // For a VM started with `restore`: loads the saved state and waits until
-  // the guest runs again.
-  virtual void restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout) = 0;
+  // the guest runs again. `shared_memory_skipped`: the state was saved
+  // without the shared RAM file (a template's), as save_snapshot does; a
+  // live snapshot's holds all of its RAM.
+  virtual void restore_snapshot(const std::string& state_path, std::chrono::milliseconds timeout,
+                                bool shared_memory_skipped = true) = 0;
+
+  // Stops and restarts the guest's vCPUs; its memory stays as it is.
+  virtual void pause() { throw Error(ErrorCode::unavailable, "this VM cannot be paused"); }
+  virtual void resume() { throw Error(ErrorCode::unavailable, "this VM cannot be resumed"); }
+  // Saves RAM and device state to `state_path` while the guest runs (its
+  // RAM is copied ahead, then again what it changed), stops it for the last
+  // pages, calls `while_stopped` (to copy its disk: RAM and disk then agree),
+  // finishes, and lets it run on. Throws Error(vm) and leaves the guest
+  // running if any step fails.
+  virtual LiveSnapshotTiming save_live_snapshot(const std::string& state_path,
+                                                const std::function<void()>& while_stopped) {
+    (void)state_path;
+    (void)while_stopped;
+    throw Error(ErrorCode::unavailable, "this VM cannot be snapshotted while it runs");
+  }
+  // The writable disk layer of this VM (a qcow2 file), or empty.
+  virtual std::string disk_layer() const { return {}; }
 };
 
 class VmBackend {

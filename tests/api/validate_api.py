@@ -83,7 +83,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="airlock-api-") as runtime:
         sock = os.path.join(runtime, "airlockd.sock")
         env = dict(os.environ, AIRLOCK_RUNTIME_DIR=runtime)
-        daemon = subprocess.Popen([daemon_binary, "--socket", sock, "--pool-size", "1"], env=env)
+        daemon = subprocess.Popen([daemon_binary, "--socket", sock, "--pool-size", "1",
+                                   "--snapshot-dir", os.path.join(runtime, "snapshots")], env=env)
         try:
             for _ in range(600):
                 try:
@@ -320,6 +321,46 @@ def main():
             status, _, body = call(sock, "POST", sandbox + "/touch", "")
             check("POST /v1/sandboxes/{id}/touch", "/v1/sandboxes/{id}/touch", "post", status, "application/json",
                   json.loads(body))
+            def checked(label, method, path, spec_path, spec_method, expected, body=None):
+                status, _, answer = call(sock, method, path, body)
+                assert status == expected, f"{label}: {status} {answer}"
+                document = json.loads(answer)
+                check(label, spec_path, spec_method, status, "application/json", document)
+                return document
+
+            paused = checked("POST /v1/sandboxes/{id}/pause", "POST", sandbox + "/pause", "/v1/sandboxes/{id}/pause",
+                             "post", 200, "")
+            assert paused["state"] == "paused", paused
+            checked("POST /v1/sandboxes/{id}/snapshots paused", "POST", sandbox + "/snapshots",
+                    "/v1/sandboxes/{id}/snapshots", "post", 409, {})
+            checked("POST /v1/sandboxes/{id}/resume", "POST", sandbox + "/resume", "/v1/sandboxes/{id}/resume",
+                    "post", 200, "")
+            snapshot = checked("POST /v1/sandboxes/{id}/snapshots", "POST", sandbox + "/snapshots",
+                               "/v1/sandboxes/{id}/snapshots", "post", 201, {"name": "contract", "labels": {"a": "b"}})
+            checked("POST /v1/sandboxes/{id}/snapshots bad name", "POST", sandbox + "/snapshots",
+                    "/v1/sandboxes/{id}/snapshots", "post", 400, {"name": "a b"})
+            checked("GET /v1/snapshots", "GET", "/v1/snapshots", "/v1/snapshots", "get", 200)
+            checked("GET /v1/snapshots/{snapshot}", "GET", "/v1/snapshots/contract", "/v1/snapshots/{snapshot}",
+                    "get", 200)
+            checked("GET /v1/snapshots/{snapshot} missing", "GET", "/v1/snapshots/none", "/v1/snapshots/{snapshot}",
+                    "get", 404)
+            copy = checked("POST /v1/snapshots/{snapshot}/restore", "POST", "/v1/snapshots/contract/restore",
+                           "/v1/snapshots/{snapshot}/restore", "post", 201, {"ttl_s": 60})
+            assert copy["origin_snapshot"] == snapshot["id"], copy
+            checked("POST /v1/snapshots/{snapshot}/restore missing", "POST", "/v1/snapshots/none/restore",
+                    "/v1/snapshots/{snapshot}/restore", "post", 404, {})
+            checked("DELETE /v1/snapshots/{snapshot} in use", "DELETE", "/v1/snapshots/contract",
+                    "/v1/snapshots/{snapshot}", "delete", 409)
+            forked = checked("POST /v1/sandboxes/{id}/fork", "POST", sandbox + "/fork", "/v1/sandboxes/{id}/fork",
+                             "post", 200, {"count": 1})
+            assert len(forked["copies"]) == 1 and "sandbox" in forked["copies"][0], forked
+            checked("POST /v1/sandboxes/{id}/fork bad count", "POST", sandbox + "/fork", "/v1/sandboxes/{id}/fork",
+                    "post", 400, {"count": 0})
+            for made in [copy["id"], forked["copies"][0]["sandbox"]["id"]]:
+                assert call(sock, "DELETE", "/v1/sandboxes/" + made)[0] == 200
+            checked("DELETE /v1/snapshots/{snapshot}", "DELETE", "/v1/snapshots/contract", "/v1/snapshots/{snapshot}",
+                    "delete", 200)
+
             status, _, body = call(sock, "DELETE", sandbox)
             assert status == 200 and json.loads(body)["state"] == "stopped", body
             check("DELETE /v1/sandboxes/{id}", "/v1/sandboxes/{id}", "delete", status, "application/json",

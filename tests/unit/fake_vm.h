@@ -36,7 +36,7 @@ class FakeVm final : public vmm::Vm {
     return "fake VM stopped";
   }
   void destroy() override { stop(); }
-  void restore_snapshot(const std::string&, std::chrono::milliseconds) override {
+  void restore_snapshot(const std::string&, std::chrono::milliseconds, bool) override {
     throw Error(ErrorCode::unavailable, "fake VMs have no snapshots");
   }
   void save_snapshot(const std::string&) override {
