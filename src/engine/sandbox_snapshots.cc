@@ -88,6 +88,8 @@ SnapshotMeta SandboxRegistry::take_snapshot(const std::string& id, const std::st
   const SandboxSpec& spec = sandbox->spec();
   check_room(draft.dir(), (static_cast<uint64_t>(spec.plan.profile.memory_mb) << 20) +
                               (static_cast<uint64_t>(spec.plan.request.disk_mb) << 20));
+  // Taken first: a sandbox destroyed once its snapshot is taken gives its origin up.
+  const std::shared_ptr<SnapshotStore::Use> origin = sandbox->origin();
   const auto taken = sandbox->snapshot_into(draft.file("state"), draft.file("disk.qcow2"));
 
   SnapshotMeta meta;
@@ -107,7 +109,7 @@ SnapshotMeta SandboxRegistry::take_snapshot(const std::string& id, const std::st
   std::string backing;
   std::string backing_format = "qcow2";
   std::string base_format = "qcow2";
-  if (const auto origin = sandbox->origin()) {
+  if (origin) {
     const SnapshotMeta& parent = origin->meta();
     for (const auto& file : parent.files) {
       if (file.name == "state") continue;

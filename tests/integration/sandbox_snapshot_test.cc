@@ -320,6 +320,34 @@ TEST_F(SandboxSnapshots, AForkPastTheVmBudgetAnswersForEachCopy) {
   EXPECT_TRUE(fs::is_empty(dir_ / "snapshots")) << "the fork's snapshot went with its last copy";
 }
 
+TEST_F(SandboxSnapshots, AForkRacingTheDeleteOfItsSourceAnswersCleanly) {
+  ASSERT_TRUE(start_daemon());
+  for (int delay_ms : {0, 150}) {
+    const std::string id = create({{"language", "shell"}})["id"];
+    auto forked = std::async(
+        std::launch::async, [&] { return daemon_->post("/v1/sandboxes/" + id + "/fork", R"({"count":2})"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    EXPECT_EQ(daemon_->request({"-X", "DELETE", "http://airlockd/v1/sandboxes/" + id}).status, 200);
+    const HttpReply reply = forked.get();
+    const json answer = json::parse(reply.body, nullptr, false);
+    if (reply.status == 200) {
+      // The snapshot was taken first: the copies go on without their source.
+      for (const auto& copy : answer["copies"]) {
+        ASSERT_TRUE(copy.contains("sandbox")) << answer.dump();
+        EXPECT_EQ(sh(copy["sandbox"]["id"], "echo alive"), "alive\n");
+        destroy(copy["sandbox"]["id"]);
+      }
+    } else {
+      EXPECT_TRUE(reply.status == 404 || reply.status == 409) << reply.status << " " << reply.body;
+    }
+  }
+  EXPECT_TRUE(fs::is_empty(dir_ / "snapshots")) << "no fork's snapshot is left";
+  for (int i = 0; i < 50 && !qemu_processes(dir_.string() + "/").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(qemu_processes(dir_.string() + "/").empty());
+}
+
 TEST_F(SandboxSnapshots, BadRequestsAreRefusedNamingWhatIsWrong) {
   ASSERT_TRUE(start_daemon());
   const std::string id = create({{"language", "shell"}})["id"];
