@@ -42,16 +42,19 @@ void LiveSandbox::resume() {
     mux = mux_;
   }
   vm->resume();
+  {
+    // It runs from here on, whatever the guest answers below.
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::system_clock::now();
+    paused_ = false;
+    // Paused time is not idle time.
+    idle_since_ += now - paused_at_;
+    paused_total_ += std::chrono::duration_cast<SteadyClock::duration>(now - paused_at_);
+  }
   // Its clock stood still while it was paused (TCG's virtual clock and
   // kvmclock both stop with the vCPUs): the agent sets it again.
   mux->ask(protocol::FrameType::resume, resume_message(false).to_payload(), protocol::FrameType::resumed,
            "resume", SteadyClock::now() + kGuestAnswer);
-  std::lock_guard lock(mutex_);
-  const auto now = std::chrono::system_clock::now();
-  paused_ = false;
-  // Paused time is not idle time.
-  idle_since_ += now - paused_at_;
-  paused_total_ += std::chrono::duration_cast<SteadyClock::duration>(now - paused_at_);
 }
 
 LiveSandbox::TakenSnapshot LiveSandbox::snapshot_into(const std::string& state_path,
