@@ -282,6 +282,7 @@ int main(int argc, char** argv) {
   airlock::cli::add_port(app, sandbox_action);
   airlock::cli::add_snapshot_verbs(app, sandbox_action);
   airlock::cli::add_pause_verbs(app, sandbox_action);
+  airlock::cli::add_code_verbs(app, sandbox_action);
 
   try {
     app.parse(argc, argv);

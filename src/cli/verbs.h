@@ -29,6 +29,8 @@ void add_touch(CLI::App& app, Action& action);
 // snapshot, snapshots, restore, fork, rm-snapshot (snapshot.cc); pause, resume (snapshot.cc).
 void add_snapshot_verbs(CLI::App& app, Action& action);
 void add_pause_verbs(CLI::App& app, Action& action);
+// code, contexts (code.cc).
+void add_code_verbs(CLI::App& app, Action& action);
 
 // airlockd's socket: `option` (--socket), else $AIRLOCK_SOCKET, else <runtime dir>/airlockd.sock.
 std::string daemon_socket_path(const std::string& option);

@@ -117,7 +117,7 @@ LiveSandbox::~LiveSandbox() { stop("destroyed"); }
 SandboxState LiveSandbox::state_locked() const {
   if (stopped_) return SandboxState::stopped;
   if (paused_) return SandboxState::paused;
-  if (file_operations_ > 0) return SandboxState::busy;
+  if (operations_ > 0) return SandboxState::busy;
   for (const auto& [number, exec] : execs_) {
     if (exec->state() == ExecState::running) return SandboxState::busy;
   }
@@ -337,29 +337,8 @@ void LiveSandbox::write_exec_stdin(const std::string& exec_id, std::string_view 
   touch();
 }
 
-template <typename Operation>
-auto LiveSandbox::file_operation(Operation&& operation) {
-  std::shared_ptr<GuestMux> mux;
-  {
-    std::lock_guard lock(mutex_);
-    if (stopped_ || paused_ || !mux_) throw Error(ErrorCode::conflict, state_message());
-    ++file_operations_;
-    idle_since_ = SystemClock::now();
-    mux = mux_;
-  }
-  struct Done {
-    LiveSandbox& sandbox;
-    ~Done() {
-      std::lock_guard lock(sandbox.mutex_);
-      --sandbox.file_operations_;
-      sandbox.idle_since_ = SystemClock::now();
-    }
-  } done{*this};
-  return operation(*mux);
-}
-
 void LiveSandbox::upload(const std::string& path, uint64_t size, uint32_t mode, const ContentReader& read) {
-  file_operation([&](GuestMux& mux) {
+  operation([&](GuestMux& mux) {
     upload_file(mux, path, size, mode, read, kFileStall);
     return true;
   });
@@ -367,33 +346,33 @@ void LiveSandbox::upload(const std::string& path, uint64_t size, uint32_t mode, 
 
 protocol::FileEnd LiveSandbox::download(const std::string& path, uint64_t max_bytes,
                                         const std::function<bool(std::string_view)>& on_data) {
-  return file_operation([&](GuestMux& mux) {
+  return operation([&](GuestMux& mux) {
     return download_file(mux, path, max_bytes, on_data, SteadyClock::now() + kFileTimeout);
   });
 }
 
 DirectoryListing LiveSandbox::list(const std::string& path, uint64_t max_entries) {
-  return file_operation([&](GuestMux& mux) {
+  return operation([&](GuestMux& mux) {
     return list_directory(mux, path, max_entries, SteadyClock::now() + std::chrono::seconds(60));
   });
 }
 
 protocol::DirEntry LiveSandbox::stat(const std::string& path) {
-  return file_operation(
+  return operation(
       [&](GuestMux& mux) { return describe_path(mux, path, SteadyClock::now() + std::chrono::seconds(60)); });
 }
 
 ArchiveCounts LiveSandbox::upload_archive(const std::string& directory, const ContentReader& read) {
-  return file_operation([&](GuestMux& mux) { return unpack_archive(mux, directory, read, kFileStall); });
+  return operation([&](GuestMux& mux) { return unpack_archive(mux, directory, read, kFileStall); });
 }
 
 ArchiveCounts LiveSandbox::download_archive(const std::string& path,
                                             const std::function<bool(std::string_view)>& on_data) {
-  return file_operation([&](GuestMux& mux) { return pack_archive(mux, path, on_data, kFileTimeout); });
+  return operation([&](GuestMux& mux) { return pack_archive(mux, path, on_data, kFileTimeout); });
 }
 
 void LiveSandbox::remove(const std::string& path) {
-  file_operation([&](GuestMux& mux) {
+  operation([&](GuestMux& mux) {
     remove_path(mux, path, SteadyClock::now() + std::chrono::seconds(60));
     return true;
   });

@@ -8,8 +8,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "common/error.h"
+#include "engine/code_context.h"
 #include "engine/exec_record.h"
 #include "engine/guest_mux.h"
 #include "engine/mux_archive.h"
@@ -70,6 +73,17 @@ class LiveSandbox {
   void close_port(uint16_t guest_port);
   void remove(const std::string& path);
 
+  // Its code contexts (live_contexts.cc): the guest holds them; each call
+  // asks it, while the sandbox runs (Error(conflict) otherwise), and counts
+  // as activity (a cell in progress makes the sandbox busy).
+  ContextInfo open_context(const ContextRequest& request);
+  std::vector<ContextInfo> contexts();
+  ContextInfo context(const std::string& name);  // Error(not_found) for none
+  // interrupt, restart or stop.
+  ContextInfo control_context(const std::string& name, const std::string& action);
+  CodeResult run_code(const std::string& name, const CodeRequest& request, CodeEventSink* sink,
+                      const CancelToken* cancel);
+
   // Stops its vCPUs, its memory kept (Error(conflict) once stopped); a
   // paused one answers only info, touch, resume and destroy. Idempotent.
   void pause();
@@ -116,8 +130,10 @@ class LiveSandbox {
   std::shared_ptr<GuestMux> live_mux() const;
   // Keeps the newest kKeptEndedExecs ended ones.
   void forget_old_execs_locked();
-  template <typename Operation>
-  auto file_operation(Operation&& operation);
+  // Runs `step` with the mux of a running sandbox (Error(conflict)
+  // otherwise), which is busy meanwhile (a file transfer, a cell).
+  template <typename Step>
+  auto operation(Step&& step);
 
   const std::string id_;
   const SandboxSpec spec_;
@@ -129,7 +145,7 @@ class LiveSandbox {
   std::chrono::system_clock::time_point idle_since_ = std::chrono::system_clock::now();
   std::chrono::system_clock::time_point stopped_at_;
   int exec_count_ = 0;
-  int file_operations_ = 0;
+  int operations_ = 0;                                     // file transfers and cells in progress
   std::map<uint64_t, std::shared_ptr<ExecRecord>> execs_;  // by number, oldest first
   uint64_t next_exec_ = 1;
   std::optional<ReadyGuest> guest_;
@@ -150,5 +166,30 @@ class LiveSandbox {
   std::chrono::system_clock::time_point paused_at_;
   SteadyClock::duration paused_total_{};  // over its life so far, the current pause excluded
 };
+
+template <typename Step>
+auto LiveSandbox::operation(Step&& step) {
+  std::shared_ptr<GuestMux> mux;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_ || paused_ || !mux_) throw Error(ErrorCode::conflict, state_message());
+    ++operations_;
+    idle_since_ = std::chrono::system_clock::now();
+    mux = mux_;
+  }
+  struct Done {
+    LiveSandbox& sandbox;
+    ~Done() {
+      std::lock_guard lock(sandbox.mutex_);
+      --sandbox.operations_;
+      sandbox.idle_since_ = std::chrono::system_clock::now();
+    }
+  } done{*this};
+  if constexpr (std::is_invocable_v<Step, GuestMux&>) {
+    return step(*mux);
+  } else {
+    return step(mux);
+  }
+}
 
 }  // namespace airlock::engine

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/code_context.h"
 #include "engine/engine.h"
 #include "engine/exec_record.h"
 #include "engine/mux_archive.h"
@@ -222,6 +223,15 @@ class SandboxRegistry {
                                const ContentReader& read);
   ArchiveCounts download_archive(const std::string& id, const std::string& path,
                                  const std::function<bool(std::string_view)>& on_data);
+
+  // Code contexts of a running sandbox (LiveSandbox::open_context): its
+  // guest answers; Error(not_found) for a name that names none.
+  ContextInfo open_context(const std::string& id, const ContextRequest& request);
+  std::vector<ContextInfo> contexts(const std::string& id);
+  ContextInfo context(const std::string& id, const std::string& name);
+  ContextInfo control_context(const std::string& id, const std::string& name, const std::string& action);
+  CodeResult run_code(const std::string& id, const std::string& name, const CodeRequest& request,
+                      CodeEventSink* sink, const CancelToken* cancel);
 
   // Pause and resume (LiveSandbox::pause): the sandbox as it is then.
   SandboxInfo pause(const std::string& id);

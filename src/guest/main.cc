@@ -28,6 +28,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "guest/channel.h"
+#include "guest/code_context.h"
 #include "guest/exec_cgroup.h"
 #include "guest/file_transfer.h"
 #include "guest/file_writer.h"
@@ -227,7 +228,10 @@ void set_up(Channel& channel, const protocol::Frame& frame, FrameType done, Step
 // come before any exec, so they are served in line.
 class Agent {
  public:
-  Agent(Channel& channel, std::string root_device) : channel_(channel), root_device_(std::move(root_device)) {
+  Agent(Channel& channel, std::string root_device)
+      : channel_(channel),
+        root_device_(std::move(root_device)),
+        contexts_(channel, [this](const protocol::Exec& exec) { apply_disk_limit(exec); }) {
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
@@ -258,6 +262,8 @@ class Agent {
         wake = std::min(wake, exec->wake_at());
       }
       for (auto& [stream, port] : ports_) port->add_to_poll(fds);
+      contexts_.add_to_poll(fds);
+      wake = std::min(wake, contexts_.wake_at());
       bool downloads_ready = false;
       for (auto& [stream, download] : downloads_) downloads_ready = downloads_ready || download.can_send();
       int timeout = -1;
@@ -275,6 +281,7 @@ class Agent {
       }
       for (auto& [stream, exec] : execs_) exec->handle_poll(fds);
       for (auto& [stream, port] : ports_) port->handle_poll(fds);
+      contexts_.handle_poll(fds);
       for (auto it = ports_.begin(); it != ports_.end();)
         it = it->second->done() ? ports_.erase(it) : std::next(it);
       if (fds[1].revents & POLLIN) {
@@ -284,6 +291,7 @@ class Agent {
       }
       reap_children();
       const auto now = RunningExec::Clock::now();
+      contexts_.on_time(now);
       for (auto it = execs_.begin(); it != execs_.end();) {
         it->second->on_time(now);
         it = it->second->finish_if_done() ? execs_.erase(it) : std::next(it);
@@ -304,6 +312,7 @@ class Agent {
       pid_t pid = ::waitpid(-1, &status, WNOHANG);
       if (pid <= 0) break;
       reaped = true;
+      if (contexts_.reap(pid, status)) continue;
       for (auto& [stream, exec] : execs_) {
         if (exec->reap(pid, status)) break;
       }
@@ -366,6 +375,9 @@ class Agent {
         }
         break;
       case FrameType::exec: start_exec(frame); break;
+      case FrameType::context_start:
+      case FrameType::context_run:
+      case FrameType::context_control: contexts_.on_frame(frame); break;
       case FrameType::port_open: {
         auto relay = std::make_unique<PortRelay>(channel_, frame);
         if (!relay->done()) ports_[frame.stream] = std::move(relay);
@@ -383,6 +395,7 @@ class Agent {
         uploads_.erase(frame.stream);
         downloads_.erase(frame.stream);
         ports_.erase(frame.stream);
+        if (contexts_.on_cancel(frame.stream)) break;
         [[fallthrough]];
       case FrameType::stdin_data:
       case FrameType::stdin_close:
@@ -437,6 +450,7 @@ class Agent {
     uploads_.clear();
     downloads_.clear();
     ports_.clear();
+    contexts_.become_copy();
     take_new_identity();
     // Every process but PID 1 (this agent): interpreters whose generators
     // were seeded once reseed from the CRNG, fresh by now (the image's
@@ -453,12 +467,7 @@ class Agent {
       return;
     }
     try {
-      // The disk budget is the VM's, for its whole life: set once, so the
-      // files earlier execs wrote count against it.
-      if (request.disk_limit_bytes != 0 && request.disk_limit_bytes != disk_limit_applied_) {
-        limit_writable_space(root_device_, request.disk_limit_bytes);
-        disk_limit_applied_ = request.disk_limit_bytes;
-      }
+      apply_disk_limit(request);
       Program program = request.prestarted ? take_prestarted(prestarted_, request)
                                            : start_program(request, false, ExecCgroup::create("exec"));
       execs_.emplace(frame.stream, std::make_unique<RunningExec>(channel_, frame.stream, std::move(request),
@@ -466,6 +475,15 @@ class Agent {
     } catch (const Error& e) {
       if (e.code() == ErrorCode::protocol) throw;
       channel_.send(FrameType::error, frame.stream, protocol::ErrorReport{e.what()}.to_payload());
+    }
+  }
+
+  // The disk budget is the VM's, for its whole life: set once, by its first
+  // exec or context, so the files earlier ones wrote count against it.
+  void apply_disk_limit(const protocol::Exec& request) {
+    if (request.disk_limit_bytes != 0 && request.disk_limit_bytes != disk_limit_applied_) {
+      limit_writable_space(root_device_, request.disk_limit_bytes);
+      disk_limit_applied_ = request.disk_limit_bytes;
     }
   }
 
@@ -481,6 +499,7 @@ class Agent {
   // Execs of a snapshot's source, running on in a copy (become_copy).
   static constexpr uint32_t kFirstDetachedStream = 0x80000000u;
   uint32_t detached_count_ = 0;
+  CodeContexts contexts_;  // last: destroyed (its interpreters killed) first
 };
 
 int serve() {

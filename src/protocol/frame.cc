@@ -70,6 +70,12 @@ std::string_view to_string(FrameType type) {
     case FrameType::quiesce: return "quiesce";
     case FrameType::quiesced: return "quiesced";
     case FrameType::thaw: return "thaw";
+    case FrameType::context_start: return "context_start";
+    case FrameType::context_info: return "context_info";
+    case FrameType::context_run: return "context_run";
+    case FrameType::context_event: return "context_event";
+    case FrameType::context_done: return "context_done";
+    case FrameType::context_control: return "context_control";
   }
   return "unknown";
 }

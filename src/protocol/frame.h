@@ -64,9 +64,15 @@ enum class FrameType : uint8_t {
   quiesce = 41,        // host -> guest, empty: a snapshot follows; send nothing until thaw or resume
   quiesced = 42,       // guest -> host, empty: nothing more comes until then
   thaw = 43,           // host -> guest, empty: the snapshot is taken; go on as before
+  context_start = 44,  // host -> guest, JSON {context, language, exec}: start a code context
+  context_info = 45,   // guest -> host, JSON {contexts}: the contexts a start or control is about
+  context_run = 46,    // host -> guest, JSON {context, code, ...}: run one cell in a context
+  context_event = 47,  // guest -> host, raw bytes: pieces of the interpreter's JSON event lines
+  context_done = 48,   // guest -> host, JSON {status, execution_count, ...}: the cell ended
+  context_control = 49,  // host -> guest, JSON {context, action}: interrupt, restart, stop, list
 };
 
-inline constexpr uint8_t kMaxFrameType = 43;
+inline constexpr uint8_t kMaxFrameType = 49;
 // Bytes of port_data either side may send ahead of the other's port_ack.
 inline constexpr uint64_t kPortWindow = 1 << 20;
 

@@ -10,7 +10,7 @@
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 10;
+inline constexpr int kProtocolVersion = 11;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw

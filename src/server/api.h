@@ -82,6 +82,12 @@ class Api {
   // POST /v1/sandboxes/{id}/pause|resume|snapshots|fork (snapshot_api.cc); false: not one of them.
   bool handle_sandbox_lifecycle(const std::string& id, const std::string& verb, const HttpRequest& request,
                                 ResponseWriter& writer);
+  // /v1/sandboxes/{id}/contexts[/{name}[/run|interrupt|restart]] (context_api.cc);
+  // `path`: what follows "contexts/" (empty for the list).
+  void handle_contexts(const std::string& id, const std::string& path, const HttpRequest& request,
+                       ResponseWriter& writer);
+  void run_cell(const std::string& id, const std::string& name, const HttpRequest& request,
+                ResponseWriter& writer);
   // /v1/snapshots[/{snapshot}[/restore]].
   void handle_snapshots(const HttpRequest& request, ResponseWriter& writer);
   // /v1/sandboxes/{id}/execs/{eid}[/logs|/signal|/stdin] (exec_api.cc).

@@ -159,6 +159,8 @@ void Api::handle_sandboxes(const HttpRequest& request, ResponseWriter& writer) {
                        dump(entry_json(sandboxes_->stat(id, file_path_of(request)))));
   }
   if (verb == "ports" || verb.rfind("ports/", 0) == 0) return handle_ports(id, verb, request, writer);
+  if (verb == "contexts") return handle_contexts(id, "", request, writer);
+  if (verb.rfind("contexts/", 0) == 0) return handle_contexts(id, verb.substr(9), request, writer);
   send_error(writer, 404, "not_found", "no endpoint " + request.method + " " + target, false);
 }
 

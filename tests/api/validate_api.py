@@ -361,6 +361,54 @@ def main():
             checked("DELETE /v1/snapshots/{snapshot}", "DELETE", "/v1/snapshots/contract", "/v1/snapshots/{snapshot}",
                     "delete", 200)
 
+            # Code contexts, in a python sandbox (the shell image has no interpreter for one).
+            status, _, body = call(sock, "POST", "/v1/sandboxes", {"language": "python", "ttl_s": 600})
+            assert status == 201, body
+            notebook = "/v1/sandboxes/" + json.loads(body)["id"]
+            contexts = notebook + "/contexts"
+            checked("POST /v1/sandboxes/{id}/contexts", "POST", contexts, "/v1/sandboxes/{id}/contexts", "post",
+                    201, {"name": "c", "language": "python"})
+            checked("POST /v1/sandboxes/{id}/contexts taken", "POST", contexts, "/v1/sandboxes/{id}/contexts",
+                    "post", 409, {"name": "c"})
+            checked("POST /v1/sandboxes/{id}/contexts bad language", "POST", contexts,
+                    "/v1/sandboxes/{id}/contexts", "post", 400, {"language": "cobol"})
+            checked("POST /v1/sandboxes/{id}/contexts no node", "POST", contexts, "/v1/sandboxes/{id}/contexts",
+                    "post", 409, {"language": "javascript"})
+            checked("GET /v1/sandboxes/{id}/contexts", "GET", contexts, "/v1/sandboxes/{id}/contexts", "get", 200)
+            run = "/v1/sandboxes/{id}/contexts/{name}/run"
+            cell = checked("POST .../contexts/{name}/run", "POST", contexts + "/c/run", run, "post", 200,
+                           {"code": "print('p')\n{'a': 1}"})
+            assert cell["text"] == "{'a': 1}" and cell["result"]["application/json"] == {"a": 1}, cell
+            failed = checked("POST .../contexts/{name}/run error", "POST", contexts + "/c/run", run, "post", 200,
+                             {"code": "1/0"})
+            assert failed["status"] == "error" and failed["error"]["name"] == "ZeroDivisionError", failed
+            checked("POST .../contexts/{name}/run timeout", "POST", contexts + "/c/run", run, "post", 200,
+                    {"code": "import time; time.sleep(5)", "timeout_s": 1})
+            checked("POST .../contexts/{name}/run bad", "POST", contexts + "/c/run", run, "post", 400, {"code": 1})
+            checked("POST .../contexts/{name}/run missing", "POST", contexts + "/none/run", run, "post", 404,
+                    {"code": "1"})
+            status, content_type, body = call(sock, "POST", contexts + "/c/run",
+                                              {"code": "print(1)\ndisplay(2)\nraise ValueError('v')"},
+                                              accept="application/x-ndjson")
+            assert status == 200 and content_type.startswith("application/x-ndjson"), (status, body)
+            lines = [json.loads(line) for line in body.splitlines() if line]
+            assert [line["type"] for line in lines] == ["stdout", "display", "error", "done"], lines
+            for number, line in enumerate(lines):
+                check(f"POST .../contexts/{{name}}/run ndjson event {number}", run, "post", 200,
+                      "application/x-ndjson", line)
+            checked("GET /v1/sandboxes/{id}/contexts/{name}", "GET", contexts + "/c",
+                    "/v1/sandboxes/{id}/contexts/{name}", "get", 200)
+            checked("POST .../contexts/{name}/interrupt", "POST", contexts + "/c/interrupt",
+                    "/v1/sandboxes/{id}/contexts/{name}/interrupt", "post", 200, "")
+            restarted = checked("POST .../contexts/{name}/restart", "POST", contexts + "/c/restart",
+                                "/v1/sandboxes/{id}/contexts/{name}/restart", "post", 200, "")
+            assert restarted["execution_count"] == 0, restarted
+            checked("DELETE /v1/sandboxes/{id}/contexts/{name}", "DELETE", contexts + "/c",
+                    "/v1/sandboxes/{id}/contexts/{name}", "delete", 200)
+            checked("GET /v1/sandboxes/{id}/contexts/{name} gone", "GET", contexts + "/c",
+                    "/v1/sandboxes/{id}/contexts/{name}", "get", 404)
+            assert call(sock, "DELETE", notebook)[0] == 200
+
             status, _, body = call(sock, "DELETE", sandbox)
             assert status == 200 and json.loads(body)["state"] == "stopped", body
             check("DELETE /v1/sandboxes/{id}", "/v1/sandboxes/{id}", "delete", status, "application/json",

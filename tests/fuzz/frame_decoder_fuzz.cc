@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "common/error.h"
+#include "protocol/context_messages.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 
@@ -29,6 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             case FrameType::exit: ExitReport::parse(frame->payload); break;
             case FrameType::stdin_ack: StdinAck::parse(frame->payload); break;
             case FrameType::error: ErrorReport::parse(frame->payload); break;
+            case FrameType::context_info: ContextList::parse(frame->payload); break;
+            case FrameType::context_done: ContextDone::parse(frame->payload); break;
             default: break;
           }
         } catch (const airlock::Error&) {
