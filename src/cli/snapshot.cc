@@ -5,6 +5,7 @@
 
 #include "cli/daemon_client.h"
 #include "cli/verbs.h"
+#include "common/error.h"
 
 namespace airlock::cli {
 
@@ -71,16 +72,36 @@ void add_take(CLI::App& app, Action& action) {
 void add_list(CLI::App& app, Action& action) {
   struct Options {
     bool json = false;
+    bool verify = false;
     std::string socket;
   };
   auto options = std::make_shared<Options>();
   CLI::App* verb =
       app.add_subcommand("snapshots", "List snapshots: name, id, parent, language, size, created, digest");
   verb->add_flag("--json", options->json, "Print the list as JSON");
+  verb->add_flag(
+      "--verify", options->verify,
+      "Digest every file of each snapshot again and say whether it is whole (exit 1 if one is not)");
   add_socket_option(*verb, options->socket);
   verb->callback([&action, options] {
     action = [options] {
-      const nlohmann::json list = call_daemon(daemon_socket_path(options->socket), "GET", "/v1/snapshots");
+      const std::string socket = daemon_socket_path(options->socket);
+      const nlohmann::json list = call_daemon(socket, "GET", "/v1/snapshots");
+      if (options->verify) {
+        int broken = 0;
+        for (const auto& snapshot : list.at("snapshots")) {
+          const std::string id = snapshot.at("id");
+          try {
+            call_daemon(socket, "POST", "/v1/snapshots/" + id + "/verify");
+            std::printf("%-20s %-29s ok\n", snapshot.at("name").get<std::string>().c_str(), id.c_str());
+          } catch (const Error& e) {
+            ++broken;
+            std::printf("%-20s %-29s %s\n", snapshot.at("name").get<std::string>().c_str(), id.c_str(),
+                        e.what());
+          }
+        }
+        return broken == 0 ? 0 : 1;
+      }
       if (options->json) {
         std::cout << list.dump() << "\n";
         return 0;

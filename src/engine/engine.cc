@@ -1,11 +1,13 @@
 #include "engine/engine.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <vector>
 
 #include "common/child_process.h"
 #include "common/error.h"
@@ -477,6 +479,25 @@ std::string Engine::snapshot_dir() const {
   return options_.snapshot_dir.empty() ? options_.cache_dir + "/snapshots" : options_.snapshot_dir;
 }
 
+vmm::VmConfig Engine::copy_config(const Resolved& resolved, const Profile& profile, const CopySource& source,
+                                  const std::string& work_dir) const {
+  vmm::VmConfig config;
+  config.name = "airlock-" + work_dir.substr(work_dir.rfind('/') + 1);
+  config.accel = resolved.accel.accel;
+  config.kernel = resolved.kernel;
+  config.rootfs = source.disk;
+  config.rootfs_format = "qcow2";
+  config.rootfs_empty_layer = source.empty_layer;
+  vmm::make_empty_layer(config.rootfs, config.rootfs_format, config.rootfs_empty_layer);
+  config.memory_mb = profile.memory_mb;
+  config.named_memory = source.named_memory;
+  config.restore = true;
+  config.vcpus = profile.cpus;
+  config.work_dir = work_dir;
+  config.skipped_layers = skipped_layers_;
+  return config;
+}
+
 ReadyGuest Engine::start_copy(const Profile& profile, const CopySource& source, const CancelToken* cancel) {
   return lasting_->run<ReadyGuest>([&] {
     const auto accepted = SteadyClock::now();
@@ -485,20 +506,13 @@ ReadyGuest Engine::start_copy(const Profile& profile, const CopySource& source, 
     guest.language_ = resolved.language;
     guest.run_dir_ = TempDir::create(options_.runtime_dir, "run-");
     guest.accel_ = resolved.accel.accel;
-    vmm::VmConfig config;
-    config.name = "airlock-" + guest.run_dir_.path().substr(guest.run_dir_.path().rfind('/') + 1);
-    config.accel = resolved.accel.accel;
-    config.kernel = resolved.kernel;
-    config.rootfs = source.disk;
-    config.rootfs_format = "qcow2";
-    config.rootfs_empty_layer = source.empty_layer;
-    vmm::make_empty_layer(config.rootfs, config.rootfs_format, config.rootfs_empty_layer);
-    config.memory_mb = profile.memory_mb;
-    config.named_memory = source.named_memory;
-    config.restore = true;
-    config.vcpus = profile.cpus;
-    config.work_dir = guest.run_dir_.path();
-    config.skipped_layers = skipped_layers_;
+    vmm::VmConfig config = copy_config(resolved, profile, source, guest.run_dir_.path());
+    if (!source.memory.empty()) {
+      // Mapped copy-on-write: the file never changes (the snapshot is whole and read-only).
+      guest.template_memory_ = UniqueFd(::open(source.memory.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (!guest.template_memory_) throw_errno("open", source.memory);
+      config.memory_file = vmm::MemoryFileSpec{source.memory, false, guest.template_memory_.get()};
+    }
     // A network of its own: the source's connections are not the copy's.
     guest.network_ = make_network(profile.network, options_.test_resolver, config);
     if (guest.network_) config.network_fd = guest.network_->vm_fd();
@@ -507,11 +521,92 @@ ReadyGuest Engine::start_copy(const Profile& profile, const CopySource& source, 
     const auto spawned = SteadyClock::now();
     guest.timing_.setup_ms = elapsed_ms(accepted, spawned);
     guest.session_ = std::make_unique<GuestSession>(*guest.vm_, cancel);
-    guest.vm_->restore_snapshot(source.state, kRestoreTimeout, /*shared_memory_skipped=*/false);
+    guest.vm_->restore_snapshot(source.state, kRestoreTimeout,
+                                /*shared_memory_skipped=*/!source.memory.empty());
     guest.session_->resume_clone(spawned + kBootTimeout, /*new_identity=*/true);
     guest.timing_.boot_ms = elapsed_ms(spawned, SteadyClock::now());
     guest.from_snapshot_ = true;
     return guest;
+  });
+}
+
+namespace {
+
+// Copies `from` into a new file `to` of the same size, owned by `owner`;
+// what is zero in it (holes, and pages of zeros) is left a hole.
+void copy_sparse(int from, const std::string& from_path, const std::string& to, uid_t owner, gid_t group) {
+  UniqueFd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!out) throw_errno("open", to);
+  struct stat info {};
+  if (::fstat(from, &info) < 0) throw_errno("fstat", from_path);
+  if (::ftruncate(out.get(), info.st_size) < 0) throw_errno("ftruncate", to);
+  if (::fchown(out.get(), owner, group) < 0) throw_errno("fchown", to);
+  std::vector<char> buffer(1 << 20);
+  static const char kZeroPage[4096] = {};
+  for (off_t at = 0; at < info.st_size;) {
+    const off_t data = ::lseek(from, at, SEEK_DATA);
+    if (data < 0) break;  // only a hole is left
+    off_t hole = ::lseek(from, data, SEEK_HOLE);
+    if (hole < 0) hole = info.st_size;
+    for (at = data; at < hole;) {
+      const ssize_t n =
+          ::pread(from, buffer.data(), static_cast<size_t>(std::min<off_t>(hole - at, buffer.size())), at);
+      if (n <= 0) throw_errno("read", from_path);
+      for (ssize_t page = 0; page < n; page += sizeof kZeroPage) {
+        const size_t length = std::min<size_t>(sizeof kZeroPage, static_cast<size_t>(n - page));
+        if (std::memcmp(buffer.data() + page, kZeroPage, length) == 0) continue;
+        for (size_t written = 0; written < length;) {
+          const ssize_t w = ::pwrite(out.get(), buffer.data() + page + written, length - written,
+                                     at + page + static_cast<off_t>(written));
+          if (w < 0 && errno == EINTR) continue;
+          if (w <= 0) throw_errno("write", to);
+          written += static_cast<size_t>(w);
+        }
+      }
+      at += n;
+    }
+  }
+}
+
+}  // namespace
+
+void Engine::bake_memory(const Profile& profile, const CopySource& source, const std::string& memory_path,
+                         const std::string& state_path) {
+  lasting_->run<bool>([&] {
+    const Resolved resolved = resolve(profile);
+    TempDir work = TempDir::create(options_.runtime_dir, "bake-");
+    CopySource local = source;
+    local.empty_layer = work.file("empty-layer.qcow2");  // over a draft's disk: not kept
+    vmm::VmConfig config = copy_config(resolved, profile, local, work.path());
+    config.stay_stopped = true;
+    // Loaded through a shared mapping of tmpfs (a disk file's would cost a
+    // block allocation per page: seconds), then copied beside the snapshot.
+    TempDir memory_dir = TempDir::create("/dev/shm", "airlock-bake-");
+    const std::string loaded = memory_dir.file("memory");
+    UniqueFd memory(::open(loaded.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!memory) throw_errno("open", loaded);
+    // Allocated ahead: the load then finds every page there, instead of
+    // faulting one in per 4 KiB page written (tmpfs has no huge pages here),
+    // seconds under a jailed QEMU.
+    if (::posix_fallocate(memory.get(), 0, static_cast<off_t>(profile.memory_mb) << 20) != 0) {
+      throw Error(ErrorCode::no_space, "/dev/shm has no room for a " + std::to_string(profile.memory_mb) +
+                                           " MiB RAM file to rewrite the snapshot with");
+    }
+    config.memory_file = vmm::MemoryFileSpec{loaded, true, memory.get()};
+    // The same devices as the source: a network device if it had one (its
+    // stack never carries a packet: the guest does not run).
+    std::unique_ptr<network::GuestNetwork> network =
+        make_network(profile.network, options_.test_resolver, config);
+    if (network) config.network_fd = network->vm_fd();
+    std::unique_ptr<vmm::Vm> vm = backend_->start(config);
+    if (network) network->close_vm_fd();
+    vm->restore_snapshot(source.state, kRestoreTimeout, /*shared_memory_skipped=*/false);
+    vm->save_snapshot(state_path);
+    vm->destroy();
+    struct stat owner {};
+    if (::fstat(memory.get(), &owner) < 0) throw_errno("fstat", loaded);  // the VMM's user, now
+    copy_sparse(memory.get(), loaded, memory_path, owner.st_uid, owner.st_gid);
+    return true;
   });
 }
 

@@ -156,6 +156,9 @@ struct CopySource {
   std::string disk;          // its disk layer, a qcow2 over the layers below
   std::string empty_layer;   // an empty qcow2 over `disk`, made once beside it
   bool named_memory = true;  // SnapshotMeta::named_memory
+  // Its RAM as a file, mapped copy-on-write as a template's is (the state
+  // then holds only the devices); empty: the RAM is in the state.
+  std::string memory;
 };
 
 // Runs requests, each in a fresh VM that is destroyed afterwards with all it
@@ -216,6 +219,14 @@ class Engine {
   // Throws Error(vm) naming what failed.
   ReadyGuest start_copy(const Profile& profile, const CopySource& source,
                         const CancelToken* cancel = nullptr);
+  // Rewrites a snapshot whose RAM is in its state (`source`, memory empty)
+  // into `memory_path` (the RAM, a file a copy maps copy-on-write) and
+  // `state_path` (the devices only): a VM loads the state, never runs, and
+  // saves it again without its RAM. Copies then start as clones of a
+  // template do. Throws Error(vm) naming what failed (nothing is left then
+  // but what the caller's paths hold).
+  void bake_memory(const Profile& profile, const CopySource& source, const std::string& memory_path,
+                   const std::string& state_path);
   // Where user snapshots are kept (SnapshotStore).
   std::string snapshot_dir() const;
 
@@ -240,6 +251,9 @@ class Engine {
     vmm::AccelDecision accel;
   };
   Resolved resolve(const Profile& profile);
+  // The VM of a copy of `source` (start_copy, bake_memory), in `work_dir`.
+  vmm::VmConfig copy_config(const Resolved& resolved, const Profile& profile, const CopySource& source,
+                            const std::string& work_dir) const;
 
   EngineOptions options_;
   std::mutex state_mutex_;  // guards the lazily loaded catalog and accelerator verdict

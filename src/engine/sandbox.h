@@ -243,6 +243,8 @@ class SandboxRegistry {
                         const std::map<std::string, std::string>& labels);
   std::vector<SnapshotMeta> snapshots();
   SnapshotMeta snapshot_info(const std::string& id_or_name);
+  // Every file digested again (SnapshotStore::check): Error(conflict) naming what is wrong.
+  SnapshotMeta verify_snapshot(const std::string& id_or_name);
   // Error(conflict) while a sandbox made from it lives.
   SnapshotMeta remove_snapshot(const std::string& id_or_name);
   // A new sandbox that goes on from a snapshot; ttl_s, idle_timeout_s 0: the source's.
@@ -269,6 +271,8 @@ class SandboxRegistry {
   SnapshotMeta take_snapshot(const std::string& id, const std::string& name,
                              const std::map<std::string, std::string>& labels, bool ephemeral);
   SandboxInfo restore_from(const std::shared_ptr<SnapshotStore::Use>& use, int ttl_s, int idle_timeout_s);
+  // Rewrites a draft's RAM into a file copies map (Engine::bake_memory), if it can.
+  void bake_memory(const SandboxSpec& spec, SnapshotStore::Draft& draft, SnapshotMeta& meta);
   void reap_loop();
 
   Engine& engine_;

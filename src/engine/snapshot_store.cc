@@ -70,6 +70,7 @@ SnapshotMeta meta_from_json(const json& document) {
   meta.total_ms = document.at("total_ms").get<int64_t>();
   meta.depth = document.at("depth").get<int>();
   meta.named_memory = document.at("named_memory").get<bool>();
+  meta.memory_file = document.value("memory_file", false);
   meta.ephemeral = document.value("ephemeral", false);
   for (const auto& file : document.at("files")) {
     meta.files.push_back({file.at("name").get<std::string>(), file.at("bytes").get<uint64_t>(),
@@ -113,11 +114,15 @@ json to_json(const SnapshotMeta& meta) {
           {"total_ms", meta.total_ms},
           {"depth", meta.depth},
           {"named_memory", meta.named_memory},
+          {"memory_file", meta.memory_file},
           {"ephemeral", meta.ephemeral},
           {"files", to_json(meta.files)},
           {"digest", meta.digest}};
 }
 
+// SHA-256 of a file's bytes. Holes (a RAM file is mostly holes) are fed as
+// zeros without reading them: the same digest, without the kernel zeroing
+// every page of them for read().
 std::string sha256_file(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) throw_errno("open", path);
@@ -125,13 +130,32 @@ std::string sha256_file(const std::string& path) {
   if (!context || !EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr)) {
     throw Error(ErrorCode::internal, "SHA-256 is not available");
   }
+  struct stat info {};
+  if (::fstat(fd.get(), &info) < 0) throw_errno("fstat", path);
+  const off_t size = info.st_size;
   std::vector<char> buffer(1 << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("read", path);
-    if (n == 0) break;
-    EVP_DigestUpdate(context.get(), buffer.data(), static_cast<size_t>(n));
+  const std::vector<char> zeros(1 << 20, 0);
+  off_t at = 0;
+  while (at < size) {
+    off_t data = ::lseek(fd.get(), at, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) data = size;  // a hole to the end
+    if (data < 0) data = at;                      // no SEEK_DATA here: read it all
+    for (; at < data; at += std::min<off_t>(data - at, static_cast<off_t>(zeros.size()))) {
+      EVP_DigestUpdate(context.get(), zeros.data(),
+                       static_cast<size_t>(std::min<off_t>(data - at, zeros.size())));
+    }
+    if (at >= size) break;
+    off_t hole = ::lseek(fd.get(), at, SEEK_HOLE);
+    if (hole < 0) hole = size;
+    while (at < hole) {
+      const ssize_t n = ::pread(fd.get(), buffer.data(),
+                                static_cast<size_t>(std::min<off_t>(hole - at, buffer.size())), at);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw_errno("read", path);
+      if (n == 0) throw Error(ErrorCode::conflict, path + " changed while it was digested");
+      EVP_DigestUpdate(context.get(), buffer.data(), static_cast<size_t>(n));
+      at += n;
+    }
   }
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
@@ -227,8 +251,11 @@ SnapshotMeta SnapshotStore::commit(Draft draft, SnapshotMeta meta) {
     // A layer linked from a parent keeps the digest the parent recorded.
     if (file.sha256.empty()) {
       file.sha256 = digest_of_file(path);
-      // QEMU opens disk layers by path, as its own (unprivileged) user.
-      ::chmod(path.c_str(), file.name == "state" ? 0400 : 0444);
+      // QEMU opens disk layers by path, as its own (unprivileged) user. The
+      // RAM file stays its user's, 0600, as a template's: QEMU opens it for
+      // writing even to map it copy-on-write (a write to the file itself
+      // would show as a digest that no longer matches).
+      if (file.name != "memory") ::chmod(path.c_str(), file.name == "state" ? 0400 : 0444);
     }
   }
   meta.digest = digest_of(meta.files);
@@ -237,7 +264,11 @@ SnapshotMeta SnapshotStore::commit(Draft draft, SnapshotMeta meta) {
   const std::string meta_path = draft.file("meta.json");
   write_file(meta_path, to_json(meta).dump(2) + "\n", 0400);
   fsync_path(meta_path, O_RDONLY);
-  for (const auto& file : meta.files) fsync_path(draft.file(file.name), O_RDONLY);
+  // A fork's snapshot is gone by the next start whatever happens: it need
+  // not reach the disk (its RAM file alone is tens of MiB to write).
+  if (!meta.ephemeral) {
+    for (const auto& file : meta.files) fsync_path(draft.file(file.name), O_RDONLY);
+  }
   ::unlink(draft.file(".lock").c_str());
   std::lock_guard lock(mutex_);
   if (meta.name != meta.id) check_name_locked(meta.name);
@@ -272,7 +303,7 @@ SnapshotMeta SnapshotStore::find(const std::string& id_or_name) const {
   return find_locked(id_or_name);
 }
 
-void SnapshotStore::verify(const SnapshotMeta& meta, const std::string& dir) {
+void SnapshotStore::verify(const SnapshotMeta& meta, const std::string& dir, bool fresh) {
   for (const auto& file : meta.files) {
     const std::string path = dir + "/" + file.name;
     struct stat info {};
@@ -286,11 +317,17 @@ void SnapshotStore::verify(const SnapshotMeta& meta, const std::string& dir) {
                                            std::to_string(file.bytes));
     }
     // Digested again whenever the file changed since (its mtime moves).
-    if (digest_of_file(path) != file.sha256) {
+    if (digest_of_file(path, fresh) != file.sha256) {
       throw Error(ErrorCode::conflict,
                   "snapshot " + meta.name + " is corrupt: " + file.name + " does not match its digest");
     }
   }
+}
+
+SnapshotMeta SnapshotStore::check(const std::string& id_or_name) {
+  const std::shared_ptr<Use> held = use(id_or_name);  // checked as a restore checks it, and kept
+  verify(held->meta(), dir_of(held->meta().id), /*fresh=*/true);
+  return held->meta();
 }
 
 std::shared_ptr<SnapshotStore::Use> SnapshotStore::use(const std::string& id_or_name) {
@@ -346,13 +383,13 @@ void SnapshotStore::remove_dir(const std::string& id) {
   }
 }
 
-std::string SnapshotStore::digest_of_file(const std::string& path) {
+std::string SnapshotStore::digest_of_file(const std::string& path, bool fresh) {
   struct stat info {};
   if (::stat(path.c_str(), &info) < 0) throw_errno("stat", path);
   const std::string key = std::to_string(info.st_dev) + ":" + std::to_string(info.st_ino) + ":" +
                           std::to_string(info.st_size) + ":" + std::to_string(info.st_mtim.tv_sec) + "." +
                           std::to_string(info.st_mtim.tv_nsec);
-  {
+  if (!fresh) {
     std::lock_guard lock(mutex_);
     if (auto it = digest_cache_.find(key); it != digest_cache_.end()) return it->second;
   }

@@ -37,6 +37,9 @@ struct SnapshotMeta {
   int depth = 0;
   // The state's RAM was a named backend (the source was a clone): a copy's must be too.
   bool named_memory = true;
+  // Its RAM is the file `memory`, which copies map copy-on-write; the state
+  // holds only the devices. Without: the RAM is in the state.
+  bool memory_file = false;
   // Made for a fork: never listed, removed once no sandbox uses it (and at
   // the next start, whose sandboxes are gone).
   bool ephemeral = false;
@@ -111,15 +114,20 @@ class SnapshotStore {
   // is corrupt or truncated: sizes always, digests whenever a file changed
   // (by its inode and mtime) since this process last digested it.
   std::shared_ptr<Use> use(const std::string& id_or_name);
+  // Checks every file of a snapshot against its recorded size and digest,
+  // each digested now (none taken from the cache): Error(conflict) naming
+  // the first that is missing, truncated or altered. It cannot be deleted meanwhile.
+  SnapshotMeta check(const std::string& id_or_name);
   // Error(conflict) while a sandbox uses it.
   SnapshotMeta remove(const std::string& id_or_name);
 
  private:
   SnapshotMeta find_locked(const std::string& id_or_name) const;
   void check_name_locked(const std::string& name) const;
-  void verify(const SnapshotMeta& meta, const std::string& dir);
-  // A file's SHA-256, from digest_cache_ if this inode was digested as it is.
-  std::string digest_of_file(const std::string& path);
+  // `fresh`: every file digested now, the cache refreshed.
+  void verify(const SnapshotMeta& meta, const std::string& dir, bool fresh = false);
+  // A file's SHA-256, from digest_cache_ if this inode was digested as it is (unless `fresh`).
+  std::string digest_of_file(const std::string& path, bool fresh = false);
   // Renames a snapshot's directory aside and removes it.
   void remove_dir(const std::string& id);
 

@@ -72,6 +72,9 @@ void Api::handle_snapshots(const HttpRequest& request, ResponseWriter& writer) {
   if (verb.empty() && request.method == "DELETE") {
     return send_json(writer, 200, engine::snapshot_json(sandboxes_->remove_snapshot(snapshot)));
   }
+  if (verb == "verify" && request.method == "POST") {
+    return send_json(writer, 200, engine::snapshot_json(sandboxes_->verify_snapshot(snapshot)));
+  }
   if (verb == "restore" && request.method == "POST") {
     int ttl_s = 0;
     int idle_timeout_s = 0;

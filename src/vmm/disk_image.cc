@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/child_process.h"
 #include "common/error.h"
 #include "common/unique_fd.h"
 
@@ -73,6 +74,16 @@ uint64_t virtual_disk_size(const std::string& path) {
   struct stat info {};
   if (::stat(path.c_str(), &info) < 0) throw_errno("stat", path);
   return static_cast<uint64_t>(info.st_size);
+}
+
+void run_qemu_img(const std::vector<std::string>& arguments, const std::string& doing,
+                  std::chrono::seconds timeout) {
+  std::vector<std::string> argv = {"qemu-img"};
+  argv.insert(argv.end(), arguments.begin(), arguments.end());
+  auto result = run_command(argv, {"PATH=/usr/local/bin:/usr/bin:/bin"}, timeout);
+  if (result.status.exit_code != 0) {
+    throw Error(ErrorCode::vm, doing + ": qemu-img " + result.status.describe() + ": " + result.output);
+  }
 }
 
 }  // namespace airlock::vmm

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,5 +17,10 @@ bool is_qcow2(const std::string& path);
 
 // The size the guest sees: a raw image's length, or a qcow2's virtual size.
 uint64_t virtual_disk_size(const std::string& path);
+
+// Runs qemu-img with `arguments` (no shell) within `timeout`; Error(vm)
+// saying `doing`, qemu-img's exit and its output when it fails.
+void run_qemu_img(const std::vector<std::string>& arguments, const std::string& doing,
+                  std::chrono::seconds timeout = std::chrono::seconds(120));
 
 }  // namespace airlock::vmm

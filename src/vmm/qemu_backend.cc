@@ -27,14 +27,10 @@ constexpr int kNetworkFd = 6;
 // `size`: the overlay's virtual size in bytes; 0 keeps the base's.
 void create_overlay(const std::string& base, const std::string& base_format, const std::string& overlay,
                     uint64_t size) {
-  std::vector<std::string> argv = {"qemu-img", "create",    "-q", "-f", "qcow2",
-                                   "-F",       base_format, "-b", base, overlay};
-  if (size > 0) argv.push_back(std::to_string(size));
-  auto result = run_command(argv, {"PATH=/usr/local/bin:/usr/bin:/bin"}, std::chrono::seconds(10));
-  if (result.status.exit_code != 0) {
-    throw Error(ErrorCode::vm,
-                "qemu-img create overlay on " + base + " " + result.status.describe() + ": " + result.output);
-  }
+  std::vector<std::string> arguments = {"create",    "-q", "-f", "qcow2", "-F",
+                                        base_format, "-b", base, overlay};
+  if (size > 0) arguments.push_back(std::to_string(size));
+  run_qemu_img(arguments, "creating an overlay on " + base, std::chrono::seconds(10));
 }
 
 }  // namespace
@@ -179,6 +175,7 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   spec.memory_file = config.memory_file;
   spec.named_memory = config.named_memory;
   spec.incoming = config.restore;
+  spec.stopped = config.restore && config.stay_stopped;
   spec.shared_dirs = config.shared_dirs;
   std::string overlay;
   if (!config.rootfs.empty()) {
@@ -229,6 +226,7 @@ std::unique_ptr<QemuVm> QemuBackend::start_qemu(const VmConfig& config) {
   auto vm = std::make_unique<QemuVm>(std::move(jail), std::move(process), std::move(agent_host),
                                      std::move(console_host), std::move(qmp_host));
   vm->disk_layer_ = overlay;
+  vm->stays_stopped_ = config.restore && config.stay_stopped;
   return vm;
 }
 
@@ -280,8 +278,16 @@ void QemuVm::restore_snapshot(const std::string& state_path, std::chrono::millis
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       auto status = monitor.execute("query-status");
-      if (status.value("running", false)) return;
       const std::string phase = status.value("status", "");
+      if (status.value("running", false)) return;
+      if (phase == "paused") {
+        // Started with -S: loaded, and stopped as asked.
+        if (stays_stopped_) return;
+        // A state saved from a stopped VM (a snapshot rewritten by one
+        // that never ran) loads stopped: it goes on from here.
+        monitor.execute("cont");
+        continue;
+      }
       if (phase != "inmigrate" && phase != "prelaunch" && phase != "paused") {
         throw Error(ErrorCode::vm, "restoring the snapshot left the VM " + phase);
       }

@@ -52,6 +52,7 @@ class QemuVm final : public Vm {
   std::unique_ptr<QmpClient> qmp_;
   std::string console_tail_;
   std::string disk_layer_;
+  bool stays_stopped_ = false;  // VmConfig::stay_stopped
   friend class QemuBackend;
 };
 

@@ -96,6 +96,7 @@ std::vector<std::string> QemuSpec::to_argv() const {
     argv.push_back("-incoming");
     argv.push_back("defer");
   }
+  if (stopped) argv.push_back("-S");
   if (!initramfs.empty()) {
     argv.push_back("-initrd");
     argv.push_back(escape_option_value(initramfs));

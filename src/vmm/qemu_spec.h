@@ -54,6 +54,7 @@ struct QemuSpec {
   std::optional<MemoryFileSpec> memory_file;
   bool named_memory = false;      // anonymous RAM as backend "mem" (VmConfig::named_memory)
   bool incoming = false;          // wait for a migration stream (restore) instead of booting
+  bool stopped = false;           // -S: the guest does not run until told (after a restore too)
   std::vector<DriveSpec> drives;  // attached as virtio-blk in this order: vda, vdb, ...
   std::vector<SharedDirectory> shared_dirs;
   // File descriptors already open in the QEMU process (inherited at these

@@ -40,6 +40,10 @@ struct VmConfig {
   bool named_memory = false;
   // Start paused, waiting for restore_snapshot() instead of booting.
   bool restore = false;
+  // With `restore`: the guest stays stopped once its state is loaded
+  // (restore_snapshot returns then), never to run: a VM that only rewrites
+  // a snapshot (its RAM into memory_file).
+  bool stay_stopped = false;
   int memory_mb = 256;
   int vcpus = 1;
   std::string work_dir;  // private directory for this VM's files (overlay)

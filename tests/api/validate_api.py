@@ -344,6 +344,10 @@ def main():
                     "get", 200)
             checked("GET /v1/snapshots/{snapshot} missing", "GET", "/v1/snapshots/none", "/v1/snapshots/{snapshot}",
                     "get", 404)
+            checked("POST /v1/snapshots/{snapshot}/verify", "POST", "/v1/snapshots/contract/verify",
+                    "/v1/snapshots/{snapshot}/verify", "post", 200, "")
+            checked("POST /v1/snapshots/{snapshot}/verify missing", "POST", "/v1/snapshots/none/verify",
+                    "/v1/snapshots/{snapshot}/verify", "post", 404, "")
             copy = checked("POST /v1/snapshots/{snapshot}/restore", "POST", "/v1/snapshots/contract/restore",
                            "/v1/snapshots/{snapshot}/restore", "post", 201, {"ttl_s": 60})
             assert copy["origin_snapshot"] == snapshot["id"], copy

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -139,6 +140,11 @@ TEST_F(SandboxSnapshots, ARestoreBringsBackFilesProcessesAndTheirMemory) {
   EXPECT_GT(snapshot["paused_ms"].get<int>(), 0);
   EXPECT_LE(snapshot["paused_ms"].get<int>(), snapshot["total_ms"].get<int>());
   EXPECT_GT(snapshot["size_bytes"].get<uint64_t>(), 1u << 20);
+  // Its RAM is a file the copies map (the state holds only the devices).
+  std::map<std::string, uint64_t> sizes;
+  for (const auto& file : snapshot["files"]) sizes[file["name"]] = file["bytes"];
+  ASSERT_TRUE(sizes.count("memory")) << snapshot.dump();
+  EXPECT_LT(sizes["state"], 1u << 20) << snapshot.dump();
   const json listed = call("GET", "/v1/snapshots", "", 200);
   ASSERT_EQ(listed["snapshots"].size(), 1u);
   EXPECT_EQ(listed["snapshots"][0]["id"], snapshot["id"]);
@@ -190,12 +196,24 @@ TEST_F(SandboxSnapshots, SnapshotsOutliveTheDaemonAndADamagedOneIsRefused) {
   EXPECT_EQ(sh(copy, "cat /home/sandbox/f"), "kept\n");
   destroy(copy);
 
+  EXPECT_EQ(call("POST", "/v1/snapshots/keep/verify", "", 200)["digest"], snapshot["digest"]);
+
+  // Altered with its mtime put back, so that a restore's cached digest
+  // would not notice: a verify digests it again.
   const fs::path state = dir_ / "snapshots" / snapshot["id"].get<std::string>() / "state";
+  const auto mtime = fs::last_write_time(state);
   {
     std::fstream file(state, std::ios::in | std::ios::out | std::ios::binary);
     file.seekp(static_cast<std::streamoff>(fs::file_size(state) / 2));
-    file.put('\x5a');
+    const char was = static_cast<char>(file.peek());
+    file.put(static_cast<char>(was ^ 0x5a));
   }
+  fs::last_write_time(state, mtime);
+  const json verified = call("POST", "/v1/snapshots/keep/verify", "", 409);
+  EXPECT_NE(verified.dump().find("snapshot keep is corrupt: state does not match its digest"),
+            std::string::npos)
+      << verified.dump();
+  call("POST", "/v1/snapshots/nothing/verify", "", 404);
   const json corrupt = call("POST", "/v1/snapshots/keep/restore", "{}", 409);
   EXPECT_NE(corrupt.dump().find("snapshot keep is corrupt: state does not match its digest"),
             std::string::npos)
