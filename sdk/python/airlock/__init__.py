@@ -1,0 +1,18 @@
+"""Airlock's Python SDK: a client of airlockd's HTTP API (docs/sdk.md).
+
+    from airlock import run, Sandbox
+    run("print(6*7)").stdout                      # '42\\n'
+    with Sandbox.create(language="python") as sb:
+        sb.files.write("/home/sandbox/x", b"1")
+        sb.commands.run("cat x").stdout           # '1'
+        sb.run_code("1 + 1").text                 # '2'
+"""
+from ._client import Client
+from ._ops import Execution, ExecutionError, RunResult, SnapshotInfo
+from .errors import (AuthError, Capacity, Conflict, InvalidArgument, NotFound, OutcomeUnknown, SandboxError, Timeout,
+                     Transient)
+from .sandbox import AsyncSandbox, CommandHandle, Sandbox, arun, run
+
+__all__ = ["run", "arun", "Sandbox", "AsyncSandbox", "CommandHandle", "Client", "RunResult", "Execution",
+           "ExecutionError", "SnapshotInfo", "SandboxError", "InvalidArgument", "NotFound", "Conflict", "Capacity",
+           "Transient", "AuthError", "Timeout", "OutcomeUnknown"]

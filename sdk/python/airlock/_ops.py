@@ -1,0 +1,196 @@
+"""The API's operations, written once: each is a generator that yields the
+Requests it needs and is sent their Responses, then returns its value. The
+sync front end drives them over blocking sockets, the async one over
+asyncio (drive / drive_async), so neither holds a copy of the API."""
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Dict, Generator, List, Optional, Sequence, Union
+
+from ._http import Request, Response, json_request
+from .errors import NotFound, SandboxError, error_from
+
+Op = Generator[Request, Response, Any]
+
+
+def call(method: str, path: str, document: Any = None, ok: Sequence[int] = (200, 201, 202), **options: Any) -> Op:
+    response = yield json_request(method, path, document, **options)
+    if response.status not in ok:
+        raise error_from(response.status, _json_or_none(response))
+    return response.json()
+
+
+def _json_or_none(response: Response) -> Any:
+    try:
+        return response.json()
+    except SandboxError:
+        return None
+
+
+def quote(path: str) -> str:
+    return urllib.parse.quote(path, safe="/")
+
+
+# --- results -----------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    """How a program ended: the API's RunResult (docs/api.yaml)."""
+
+    status: str
+    exit_code: Optional[int]
+    stdout: str
+    stderr: str
+    error: Optional[str]
+    timing: Dict[str, Any]
+    raw: Dict[str, Any] = field(repr=False)
+
+    @staticmethod
+    def of(document: Dict[str, Any]) -> "RunResult":
+        return RunResult(status=document.get("status", ""), exit_code=document.get("exit_code"),
+                         stdout=_text(document, "stdout"), stderr=_text(document, "stderr"),
+                         error=document.get("error"), timing=document.get("timing", {}), raw=document)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.exit_code == 0
+
+
+def _text(document: Dict[str, Any], name: str) -> str:
+    value = document.get(name, "")
+    if document.get(name + "_encoding") == "base64":
+        return base64.b64decode(value).decode("utf-8", "replace")
+    return value if isinstance(value, str) else ""
+
+
+@dataclass
+class ExecutionError:
+    name: str
+    value: str
+    traceback: List[str]
+
+
+@dataclass
+class Execution:
+    """A cell's outcome in a code context: `text` is its value's text/plain."""
+
+    status: str
+    execution_count: int
+    stdout: str
+    stderr: str
+    result: Optional[Dict[str, Any]]
+    displays: List[Dict[str, Any]]
+    error: Optional[ExecutionError]
+    raw: Dict[str, Any] = field(repr=False)
+
+    @staticmethod
+    def of(document: Dict[str, Any]) -> "Execution":
+        error = document.get("error")
+        return Execution(status=document.get("status", ""), execution_count=document.get("execution_count", 0),
+                         stdout=document.get("stdout", ""), stderr=document.get("stderr", ""),
+                         result=document.get("result"), displays=list(document.get("displays", [])),
+                         error=ExecutionError(error["name"], error["value"], list(error["traceback"])) if error else None,
+                         raw=document)
+
+    @property
+    def text(self) -> Optional[str]:
+        return self.result.get("text/plain") if self.result else None
+
+    @property
+    def results(self) -> List[Dict[str, Any]]:
+        """What the cell showed, in order: its displays, then its value."""
+        return self.displays + ([self.result] if self.result else [])
+
+
+@dataclass
+class SnapshotInfo:
+    id: str
+    name: str
+    raw: Dict[str, Any] = field(repr=False)
+
+
+# --- requests ----------------------------------------------------------------
+
+def sandbox_spec(language: str, memory_mb: Optional[int], cpus: Optional[int], ttl: Optional[int],
+                 idle_timeout: Optional[int], network: Optional[str], mounts: Optional[List[str]]) -> Dict[str, Any]:
+    spec: Dict[str, Any] = {"language": language}
+    for key, value in (("memory_mb", memory_mb), ("cpus", cpus), ("ttl_s", ttl), ("idle_timeout_s", idle_timeout),
+                       ("network", network), ("mounts", mounts)):
+        if value is not None:
+            spec[key] = value
+    return spec
+
+
+def exec_spec(command: Union[str, Sequence[str]], *, background: bool = False, timeout: Optional[int] = None,
+              env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None,
+              stdin: Optional[Union[str, bytes]] = None) -> Dict[str, Any]:
+    argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+    spec: Dict[str, Any] = {"argv": argv}
+    if background:
+        spec["background"] = True
+    if timeout is not None:
+        spec["timeout_s"] = timeout
+    if env:
+        spec["env"] = dict(env)
+    if cwd:
+        spec["cwd"] = cwd
+    if stdin is not None:
+        spec["stdin"] = stdin if isinstance(stdin, str) else stdin.decode("utf-8")
+    return spec
+
+
+def run_code(sandbox_id: str, code: str, context: str, language: Optional[str], timeout: Optional[int]) -> Op:
+    """A cell in `context`, which is made (in `language`) on first use."""
+    base = f"/v1/sandboxes/{sandbox_id}/contexts"
+    cell: Dict[str, Any] = {"code": code}
+    if timeout is not None:
+        cell["timeout_s"] = timeout
+    try:
+        document = yield from call("POST", f"{base}/{context}/run", cell)
+    except NotFound as error:
+        if "no code context" not in error.message:
+            raise
+        made: Dict[str, Any] = {"name": context}
+        if language:
+            made["language"] = language
+        yield from call("POST", base, made)
+        document = yield from call("POST", f"{base}/{context}/run", cell)
+    return Execution.of(document)
+
+
+def write_file(sandbox_id: str, path: str, data: Union[str, bytes], mode: int) -> Op:
+    body = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    response = yield Request("PUT", f"/v1/sandboxes/{sandbox_id}/files?path={quote(path)}&mode={mode:o}", body,
+                             content_type="application/octet-stream")
+    if response.status != 200:
+        raise error_from(response.status, _json_or_none(response))
+    return response.json()
+
+
+def read_file(sandbox_id: str, path: str) -> Op:
+    response = yield Request("GET", f"/v1/sandboxes/{sandbox_id}/files?path={quote(path)}")
+    if response.status != 200:
+        raise error_from(response.status, _json_or_none(response))
+    return response.body
+
+
+def drive(op: Op, transport: Any) -> Any:
+    """Runs an operation over a blocking transport."""
+    try:
+        request = next(op)
+        while True:
+            request = op.send(transport.send(request))
+    except StopIteration as done:
+        return done.value
+
+
+async def drive_async(op: Op, transport: Any) -> Any:
+    """Runs an operation over an asyncio transport."""
+    try:
+        request = next(op)
+        while True:
+            request = op.send(await transport.send(request))
+    except StopIteration as done:
+        return done.value

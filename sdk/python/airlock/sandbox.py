@@ -1,0 +1,297 @@
+"""The front ends: run(), Sandbox (blocking) and AsyncSandbox (asyncio), thin
+over the operations of _ops.py."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+from . import _ops
+from ._client import Client, default_client
+from ._http import json_request
+from ._ops import Execution, RunResult, SnapshotInfo, call, drive, drive_async
+from .errors import SandboxError, error_from
+
+Command = Union[str, Sequence[str]]
+OnOutput = Optional[Callable[[str], Any]]
+
+
+def _run_spec(code: str, language: str, timeout: Optional[int], stdin: Optional[str],
+              options: Dict[str, Any]) -> Dict[str, Any]:
+    spec: Dict[str, Any] = {"language": language, "code": code, **options}
+    if timeout is not None:
+        spec["timeout_s"] = timeout
+    if stdin is not None:
+        spec["stdin"] = stdin
+    return spec
+
+
+def run(code: str, language: str = "python", timeout: Optional[int] = None, *, stdin: Optional[str] = None,
+        client: Optional[Client] = None, **options: Any) -> RunResult:
+    """Runs `code` once in a fresh microVM (POST /v1/run). `options`: the API's
+    RunRequest fields (memory_mb, network, mounts, env, ...)."""
+    client = client or default_client()
+    return RunResult.of(drive(call("POST", "/v1/run", _run_spec(code, language, timeout, stdin, options)), client.sync))
+
+
+async def arun(code: str, language: str = "python", timeout: Optional[int] = None, *, stdin: Optional[str] = None,
+               client: Optional[Client] = None, **options: Any) -> RunResult:
+    client = client or default_client()
+    op = call("POST", "/v1/run", _run_spec(code, language, timeout, stdin, options))
+    return RunResult.of(await drive_async(op, client.aio))
+
+
+def _result_from_events(events: Any, on_stdout: OnOutput, on_stderr: OnOutput) -> Optional[Dict[str, Any]]:
+    """Hands output events to the callbacks; the result the stream ends with."""
+    for event in events:
+        kind = event.get("type")
+        if kind in ("stdout", "stderr"):
+            text = event["data"] if event.get("encoding") != "base64" else _ops._text(event, "data")
+            callback = on_stdout if kind == "stdout" else on_stderr
+            if callback:
+                callback(text)
+        elif kind == "result":
+            return event["result"]
+    return None
+
+
+class CommandHandle:
+    """A background command: its id, and ways to wait for it, read it, or stop it."""
+
+    def __init__(self, sandbox: "Sandbox", exec_id: str) -> None:
+        self.sandbox = sandbox
+        self.id = exec_id
+
+    def info(self) -> Dict[str, Any]:
+        return self.sandbox._call("GET", f"{self.sandbox._path}/execs/{self.id}")
+
+    def wait(self, timeout: Optional[float] = None) -> RunResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.info()
+            if info.get("state") == "exited" and info.get("result"):
+                return RunResult.of(info["result"])
+            if deadline is not None and time.monotonic() > deadline:
+                raise SandboxError(f"exec {self.id} is still running after {timeout} s")
+            time.sleep(0.05)
+
+    def kill(self, signal: Union[int, str] = "KILL") -> None:
+        self.sandbox._call("POST", f"{self.sandbox._path}/execs/{self.id}/signal", {"signal": signal})
+
+
+class Commands:
+    def __init__(self, sandbox: "Sandbox") -> None:
+        self._sandbox = sandbox
+
+    def run(self, command: Command, *, background: bool = False, on_stdout: OnOutput = None,
+            on_stderr: OnOutput = None, timeout: Optional[int] = None, env: Optional[Dict[str, str]] = None,
+            cwd: Optional[str] = None, stdin: Optional[Union[str, bytes]] = None) -> Any:
+        """A command (a string runs under sh -c; a list is the argv): waited
+        for, its result; with `background`, a CommandHandle at once. Output
+        reaches `on_stdout`/`on_stderr` as it is produced."""
+        spec = _ops.exec_spec(command, background=background, timeout=timeout, env=env, cwd=cwd, stdin=stdin)
+        path = f"{self._sandbox._path}/execs"
+        if background:
+            return CommandHandle(self._sandbox, self._sandbox._call("POST", path, spec)["id"])
+        if on_stdout or on_stderr:
+            events = self._sandbox._client.sync.stream(json_request("POST", path, spec, stream=True))
+            result = _result_from_events(events, on_stdout, on_stderr)
+            if result is None:
+                raise SandboxError(f"the output of the command in {self._sandbox.id} ended without its result")
+            return RunResult.of(result)
+        return RunResult.of(self._sandbox._call("POST", path, spec))
+
+
+class Files:
+    def __init__(self, sandbox: "Sandbox") -> None:
+        self._sandbox = sandbox
+
+    def write(self, path: str, data: Union[str, bytes], mode: int = 0o644) -> Dict[str, Any]:
+        return self._sandbox._drive(_ops.write_file(self._sandbox.id, path, data, mode))
+
+    def read(self, path: str) -> bytes:
+        return self._sandbox._drive(_ops.read_file(self._sandbox.id, path))
+
+    def list(self, path: str = "/home/sandbox") -> List[Dict[str, Any]]:
+        return self._sandbox._call("GET", f"{self._sandbox._path}/list?path={_ops.quote(path)}")["entries"]
+
+    def remove(self, path: str) -> None:
+        self._sandbox._call("DELETE", f"{self._sandbox._path}/files?path={_ops.quote(path)}")
+
+
+class Sandbox:
+    """A live sandbox: create once, run many commands, move files, keep code
+    contexts. Used as a context manager, it is destroyed at the end."""
+
+    def __init__(self, info: Dict[str, Any], client: Client) -> None:
+        self._client = client
+        self.id: str = info["id"]
+        self._path = f"/v1/sandboxes/{self.id}"
+        self.commands = Commands(self)
+        self.files = Files(self)
+
+    def _drive(self, op: _ops.Op) -> Any:
+        return drive(op, self._client.sync)
+
+    def _call(self, method: str, path: str, document: Any = None) -> Any:
+        return self._drive(call(method, path, document))
+
+    @classmethod
+    def create(cls, language: str = "python", *, memory_mb: Optional[int] = None, cpus: Optional[int] = None,
+               ttl: Optional[int] = None, idle_timeout: Optional[int] = None, network: Optional[str] = None,
+               mounts: Optional[List[str]] = None, client: Optional[Client] = None) -> "Sandbox":
+        client = client or default_client()
+        spec = _ops.sandbox_spec(language, memory_mb, cpus, ttl, idle_timeout, network, mounts)
+        return cls(drive(call("POST", "/v1/sandboxes", spec), client.sync), client)
+
+    @classmethod
+    def connect(cls, sandbox_id: str, client: Optional[Client] = None) -> "Sandbox":
+        client = client or default_client()
+        return cls(drive(call("GET", f"/v1/sandboxes/{sandbox_id}"), client.sync), client)
+
+    def info(self) -> Dict[str, Any]:
+        return self._call("GET", self._path)
+
+    def run_code(self, code: str, *, context: str = "default", language: Optional[str] = None,
+                 timeout: Optional[int] = None) -> Execution:
+        """A cell in a stateful code context (made on first use)."""
+        return self._drive(_ops.run_code(self.id, code, context, language, timeout))
+
+    def snapshot(self, name: Optional[str] = None, labels: Optional[Dict[str, str]] = None) -> SnapshotInfo:
+        document = self._call("POST", f"{self._path}/snapshots", _snapshot_spec(name, labels))
+        return SnapshotInfo(document["id"], document["name"], document)
+
+    def fork(self, count: int) -> List[Union["Sandbox", SandboxError]]:
+        """`count` live copies: each a Sandbox, or the error that copy met."""
+        answer = self._call("POST", f"{self._path}/fork", {"count": count})
+        return [Sandbox(copy["sandbox"], self._client) if "sandbox" in copy else error_from(_status_of(copy), copy)
+                for copy in answer["copies"]]
+
+    @classmethod
+    def restore(cls, snapshot: str, client: Optional[Client] = None) -> "Sandbox":
+        client = client or default_client()
+        return cls(drive(call("POST", f"/v1/snapshots/{snapshot}/restore", {}), client.sync), client)
+
+    def pause(self) -> None:
+        self._call("POST", f"{self._path}/pause")
+
+    def resume(self) -> None:
+        self._call("POST", f"{self._path}/resume")
+
+    def kill(self) -> None:
+        """Destroys it (idempotent)."""
+        try:
+            self._call("DELETE", self._path)
+        except SandboxError as error:
+            if error.status != 404:
+                raise
+
+    close = kill
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.kill()
+
+
+def _snapshot_spec(name: Optional[str], labels: Optional[Dict[str, str]]) -> Dict[str, Any]:
+    spec: Dict[str, Any] = {}
+    if name:
+        spec["name"] = name
+    if labels:
+        spec["labels"] = labels
+    return spec
+
+
+_CODE_STATUS = {"invalid_argument": 400, "not_found": 404, "conflict": 409, "overloaded": 429, "no_space": 507,
+                "unavailable": 503}
+
+
+def _status_of(copy: Dict[str, Any]) -> int:
+    return _CODE_STATUS.get(copy.get("error", {}).get("code", ""), 500)
+
+
+class AsyncCommands:
+    def __init__(self, sandbox: "AsyncSandbox") -> None:
+        self._sandbox = sandbox
+
+    async def run(self, command: Command, *, background: bool = False, on_stdout: OnOutput = None,
+                  on_stderr: OnOutput = None, timeout: Optional[int] = None, env: Optional[Dict[str, str]] = None,
+                  cwd: Optional[str] = None, stdin: Optional[Union[str, bytes]] = None) -> Any:
+        spec = _ops.exec_spec(command, background=background, timeout=timeout, env=env, cwd=cwd, stdin=stdin)
+        path = f"{self._sandbox._path}/execs"
+        if background:
+            return (await self._sandbox._call("POST", path, spec))["id"]
+        if on_stdout or on_stderr:
+            result = None
+            async for event in self._sandbox._client.aio.stream(json_request("POST", path, spec, stream=True)):
+                result = _result_from_events([event], on_stdout, on_stderr) or result
+            if result is None:
+                raise SandboxError(f"the output of the command in {self._sandbox.id} ended without its result")
+            return RunResult.of(result)
+        return RunResult.of(await self._sandbox._call("POST", path, spec))
+
+
+class AsyncFiles:
+    def __init__(self, sandbox: "AsyncSandbox") -> None:
+        self._sandbox = sandbox
+
+    async def write(self, path: str, data: Union[str, bytes], mode: int = 0o644) -> Dict[str, Any]:
+        return await self._sandbox._drive(_ops.write_file(self._sandbox.id, path, data, mode))
+
+    async def read(self, path: str) -> bytes:
+        return await self._sandbox._drive(_ops.read_file(self._sandbox.id, path))
+
+    async def list(self, path: str = "/home/sandbox") -> List[Dict[str, Any]]:
+        return (await self._sandbox._call("GET", f"{self._sandbox._path}/list?path={_ops.quote(path)}"))["entries"]
+
+
+class AsyncSandbox:
+    """Sandbox for asyncio: `sb = await AsyncSandbox.create(...)`, `async with sb:`."""
+
+    def __init__(self, info: Dict[str, Any], client: Client) -> None:
+        self._client = client
+        self.id: str = info["id"]
+        self._path = f"/v1/sandboxes/{self.id}"
+        self.commands = AsyncCommands(self)
+        self.files = AsyncFiles(self)
+
+    async def _drive(self, op: _ops.Op) -> Any:
+        return await drive_async(op, self._client.aio)
+
+    async def _call(self, method: str, path: str, document: Any = None) -> Any:
+        return await self._drive(call(method, path, document))
+
+    @classmethod
+    async def create(cls, language: str = "python", *, memory_mb: Optional[int] = None, cpus: Optional[int] = None,
+                     ttl: Optional[int] = None, idle_timeout: Optional[int] = None, network: Optional[str] = None,
+                     mounts: Optional[List[str]] = None, client: Optional[Client] = None) -> "AsyncSandbox":
+        client = client or default_client()
+        spec = _ops.sandbox_spec(language, memory_mb, cpus, ttl, idle_timeout, network, mounts)
+        return cls(await drive_async(call("POST", "/v1/sandboxes", spec), client.aio), client)
+
+    async def info(self) -> Dict[str, Any]:
+        return await self._call("GET", self._path)
+
+    async def run_code(self, code: str, *, context: str = "default", language: Optional[str] = None,
+                       timeout: Optional[int] = None) -> Execution:
+        return await self._drive(_ops.run_code(self.id, code, context, language, timeout))
+
+    async def snapshot(self, name: Optional[str] = None, labels: Optional[Dict[str, str]] = None) -> SnapshotInfo:
+        document = await self._call("POST", f"{self._path}/snapshots", _snapshot_spec(name, labels))
+        return SnapshotInfo(document["id"], document["name"], document)
+
+    async def kill(self) -> None:
+        try:
+            await self._call("DELETE", self._path)
+        except SandboxError as error:
+            if error.status != 404:
+                raise
+
+    close = kill
+
+    async def __aenter__(self) -> "AsyncSandbox":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.kill()
