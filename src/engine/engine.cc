@@ -140,6 +140,10 @@ Engine::Engine(EngineOptions options, std::unique_ptr<vmm::VmBackend> backend)
   // Directories of runs whose owner was killed outright (SIGKILL) go now.
   reap_stale_dirs(options_.runtime_dir, "run-");
   reap_stale_dirs(options_.runtime_dir, "net-");
+  // And a snapshot's rewrite (bake_memory): its RAM file on /dev/shm is RAM
+  // until reboot. Each holds its directory's lock while it lives.
+  reap_stale_dirs(options_.runtime_dir, "bake-");
+  reap_stale_dirs("/dev/shm", "airlock-bake-");
   // Template builds take one for seconds; clones, a tenth of one.
   lasting_ = std::make_unique<LastingThreads>(3);
   // Which confinement layers this host can apply is known before any VM starts.
@@ -545,13 +549,15 @@ void copy_sparse(int from, const std::string& from_path, const std::string& to, 
   static const char kZeroPage[4096] = {};
   for (off_t at = 0; at < info.st_size;) {
     const off_t data = ::lseek(from, at, SEEK_DATA);
-    if (data < 0) break;  // only a hole is left
+    if (data < 0 && errno == ENXIO) break;  // only a hole is left
+    if (data < 0) throw_errno("lseek(SEEK_DATA)", from_path);
     off_t hole = ::lseek(from, data, SEEK_HOLE);
     if (hole < 0) hole = info.st_size;
     for (at = data; at < hole;) {
       const ssize_t n =
           ::pread(from, buffer.data(), static_cast<size_t>(std::min<off_t>(hole - at, buffer.size())), at);
-      if (n <= 0) throw_errno("read", from_path);
+      if (n < 0) throw_errno("read", from_path);
+      if (n == 0) throw Error(ErrorCode::internal, from_path + " ended before its size");
       for (ssize_t page = 0; page < n; page += sizeof kZeroPage) {
         const size_t length = std::min<size_t>(sizeof kZeroPage, static_cast<size_t>(n - page));
         if (std::memcmp(buffer.data() + page, kZeroPage, length) == 0) continue;

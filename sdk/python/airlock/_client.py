@@ -37,24 +37,27 @@ class PrivateDaemon:
         self.socket_path = os.path.join(self.dir, "airlockd.sock")
         self._log = open(os.path.join(self.dir, "airlockd.log"), "wb")
         env = dict(os.environ, AIRLOCK_RUNTIME_DIR=self.dir)
+        # A session of its own: a Ctrl-C of this program's terminal is not airlockd's.
         self.process = subprocess.Popen([binary, "--socket", self.socket_path, *(arguments or [])], env=env,
-                                        stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+                                        stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         atexit.register(self.stop)
         transport = SyncTransport(Endpoint(socket_path=self.socket_path), timeout=5)
         deadline = time.monotonic() + 60
         while True:
             if self.process.poll() is not None:
+                said = self.log_tail()
                 self.stop()
-                raise SandboxError(f"airlockd ({binary}) exited with {self.process.returncode} as it started: "
-                                   f"{self.log_tail()}")
+                raise SandboxError(f"airlockd ({binary}) exited with {self.process.returncode} as it started: {said}")
             try:
                 if transport.send(Request("GET", "/v1/health")).status == 200:
                     return
             except SandboxError:
                 pass
             if time.monotonic() > deadline:
+                said = self.log_tail()
                 self.stop()
-                raise Transient(f"airlockd ({binary}) did not answer within 60 s: {self.log_tail()}")
+                raise Transient(f"airlockd ({binary}) did not answer within 60 s: {said}")
             time.sleep(0.05)
 
     def log_tail(self) -> str:

@@ -79,8 +79,10 @@ def default_socket_path() -> str:
 
 
 def _headers(endpoint: Endpoint, request: Request) -> Dict[str, str]:
+    # One connection per request: nothing is left open between calls.
     headers = {"Host": "airlockd", "Accept": "application/x-ndjson" if request.stream else "application/json",
-               "Content-Type": request.content_type, "Content-Length": str(len(request.body))}
+               "Content-Type": request.content_type, "Content-Length": str(len(request.body)),
+               "Connection": "close"}
     if endpoint.token:
         headers["Authorization"] = f"Bearer {endpoint.token}"
     return headers
@@ -104,7 +106,7 @@ class SyncTransport:
         self.endpoint = endpoint
         self.timeout = timeout
 
-    def _open(self, request: Request) -> http.client.HTTPResponse:
+    def _open(self, request: Request) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         timeout = request.timeout or self.timeout
         connection: http.client.HTTPConnection
         if self.endpoint.socket_path:
@@ -114,38 +116,47 @@ class SyncTransport:
         try:
             connection.connect()
         except OSError as error:
+            connection.close()
             raise Transient(f"airlockd does not answer on {self.endpoint.describe()}: {error}") from None
         try:
             connection.request(request.method, request.path, body=request.body, headers=_headers(self.endpoint, request))
-            return connection.getresponse()
+            return connection, connection.getresponse()
         except socket.timeout:
-            raise Timeout(f"airlockd did not answer {request.method} {request.path} in {timeout} s") from None
+            connection.close()
+            # Sent, and not answered: it may be running still.
+            raise Timeout(f"airlockd did not answer {request.method} {request.path} in {timeout} s; "
+                                 "it may have run") from None
         except (OSError, http.client.HTTPException) as error:
+            connection.close()
             raise OutcomeUnknown(f"the connection to airlockd broke during {request.method} {request.path}: "
                                  f"{error}; it may have run") from None
 
     def send(self, request: Request) -> Response:
-        answer = self._open(request)
+        connection, answer = self._open(request)
         try:
             body = answer.read()
         except (OSError, http.client.HTTPException) as error:
             raise OutcomeUnknown(f"the answer to {request.method} {request.path} broke off: {error}") from None
+        finally:
+            connection.close()
         return Response(answer.status, body, {k.lower(): v for k, v in answer.getheaders()})
 
     def stream(self, request: Request) -> Iterator[Dict[str, Any]]:
         """The NDJSON events of a streamed answer, as they come; an error answer raises."""
-        answer = self._open(request)
-        if answer.status != 200:
-            raise error_from(answer.status, Response(answer.status, answer.read()).json())
+        connection, answer = self._open(request)
         try:
+            if answer.status != 200:
+                raise error_from(answer.status, Response(answer.status, answer.read()).json())
             while True:
                 line = answer.readline()
                 if not line:
                     return
                 if line.strip():
                     yield json.loads(line)
-        except (OSError, http.client.HTTPException) as error:
+        except (OSError, http.client.HTTPException, ValueError) as error:
             raise OutcomeUnknown(f"the events of {request.path} broke off: {error}") from None
+        finally:
+            connection.close()
 
 
 class AsyncTransport:
@@ -156,6 +167,14 @@ class AsyncTransport:
         self.timeout = timeout
 
     async def _open(self, request: Request) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, Dict[str, str]]:
+        timeout = request.timeout or self.timeout
+        try:
+            return await asyncio.wait_for(self._connect(request), timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"airlockd did not answer {request.method} {request.path} in {timeout} s; "
+                                 "it may have run") from None
+
+    async def _connect(self, request: Request) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, Dict[str, str]]:
         try:
             if self.endpoint.socket_path:
                 reader, writer = await asyncio.open_unix_connection(self.endpoint.socket_path, limit=1 << 26)
@@ -181,8 +200,10 @@ class AsyncTransport:
                 name, _, value = line.decode("latin-1").partition(":")
                 answer_headers[name.strip().lower()] = value.strip()
             return reader, writer, int(parts[1]), answer_headers
-        except OSError as error:
+        except BaseException as error:
             writer.close()
+            if not isinstance(error, OSError):
+                raise
             raise OutcomeUnknown(f"the connection to airlockd broke during {request.method} {request.path}: "
                                  f"{error}; it may have run") from None
 
@@ -191,12 +212,16 @@ class AsyncTransport:
         if headers.get("transfer-encoding", "").lower() == "chunked":
             while True:
                 size_line = await reader.readline()
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if not size_line.endswith(b"\n"):
+                    # The last chunk never came: the answer broke off, it did not end.
+                    raise OutcomeUnknown("the answer broke off before its end")
+                size = int(size_line.split(b";")[0].strip(), 16)
                 if size == 0:
                     await reader.readline()
                     return
                 yield await reader.readexactly(size)
-                await reader.readline()
+                if await reader.readline() != b"\r\n":
+                    raise OutcomeUnknown("a chunk of the answer was not followed by its CRLF")
         elif "content-length" in headers:
             yield await reader.readexactly(int(headers["content-length"]))
         else:
@@ -204,13 +229,19 @@ class AsyncTransport:
 
     async def send(self, request: Request) -> Response:
         reader, writer, status, headers = await self._open(request)
+        timeout = request.timeout or self.timeout
         try:
-            body = b"".join([piece async for piece in self._pieces(reader, headers)])
+            body = b"".join(await asyncio.wait_for(self._collect(reader, headers), timeout))
+        except asyncio.TimeoutError:
+            raise Timeout(f"the answer to {request.method} {request.path} took over {timeout} s") from None
         except (OSError, asyncio.IncompleteReadError, ValueError) as error:
             raise OutcomeUnknown(f"the answer to {request.method} {request.path} broke off: {error}") from None
         finally:
             writer.close()
         return Response(status, body, headers)
+
+    async def _collect(self, reader: asyncio.StreamReader, headers: Dict[str, str]) -> list[bytes]:
+        return [piece async for piece in self._pieces(reader, headers)]
 
     async def stream(self, request: Request) -> AsyncIterator[Dict[str, Any]]:
         reader, writer, status, headers = await self._open(request)
@@ -225,7 +256,7 @@ class AsyncTransport:
                     line, pending = pending.split(b"\n", 1)
                     if line.strip():
                         yield json.loads(line)
-        except (OSError, asyncio.IncompleteReadError) as error:
+        except (OSError, asyncio.IncompleteReadError, ValueError) as error:
             raise OutcomeUnknown(f"the events of {request.path} broke off: {error}") from None
         finally:
             writer.close()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Generator, List, Optional, Sequence, Union
 
 from ._http import Request, Response, json_request
-from .errors import NotFound, SandboxError, error_from
+from .errors import InvalidArgument, NotFound, SandboxError, error_from
 
 Op = Generator[Request, Response, Any]
 
@@ -61,7 +61,10 @@ class RunResult:
 def _text(document: Dict[str, Any], name: str) -> str:
     value = document.get(name, "")
     if document.get(name + "_encoding") == "base64":
-        return base64.b64decode(value).decode("utf-8", "replace")
+        try:
+            return base64.b64decode(value).decode("utf-8", "replace")
+        except ValueError:
+            raise SandboxError(f"airlockd sent {name} as base64 that does not decode") from None
     return value if isinstance(value, str) else ""
 
 
@@ -137,8 +140,16 @@ def exec_spec(command: Union[str, Sequence[str]], *, background: bool = False, t
     if cwd:
         spec["cwd"] = cwd
     if stdin is not None:
-        spec["stdin"] = stdin if isinstance(stdin, str) else stdin.decode("utf-8")
+        try:
+            spec["stdin"] = stdin if isinstance(stdin, str) else stdin.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgument("stdin must be text (UTF-8); upload binary input as a file") from None
     return spec
+
+
+def margin(timeout: Optional[int]) -> Optional[float]:
+    """How long to wait for an answer to something that may run `timeout` seconds."""
+    return None if not timeout else float(timeout) + 30.0
 
 
 def run_code(sandbox_id: str, code: str, context: str, language: Optional[str], timeout: Optional[int]) -> Op:
@@ -148,7 +159,7 @@ def run_code(sandbox_id: str, code: str, context: str, language: Optional[str], 
     if timeout is not None:
         cell["timeout_s"] = timeout
     try:
-        document = yield from call("POST", f"{base}/{context}/run", cell)
+        document = yield from call("POST", f"{base}/{context}/run", cell, timeout=margin(timeout))
     except NotFound as error:
         if "no code context" not in error.message:
             raise
@@ -156,7 +167,7 @@ def run_code(sandbox_id: str, code: str, context: str, language: Optional[str], 
         if language:
             made["language"] = language
         yield from call("POST", base, made)
-        document = yield from call("POST", f"{base}/{context}/run", cell)
+        document = yield from call("POST", f"{base}/{context}/run", cell, timeout=margin(timeout))
     return Execution.of(document)
 
 

@@ -57,14 +57,12 @@ class AuthError(SandboxError):
     """401 or 403: a missing or wrong token, or not the operator's."""
 
 
-class Timeout(SandboxError):
-    """No answer in time."""
-
-    retryable = True
-
-
 class OutcomeUnknown(SandboxError):
     """The connection broke after the request was sent: the code may have run."""
+
+
+class Timeout(OutcomeUnknown):
+    """Sent, and no answer in time: it may still be running (so not retryable blindly)."""
 
 
 _BY_STATUS = {400: InvalidArgument, 401: AuthError, 403: AuthError, 404: NotFound, 409: Conflict,

@@ -30,13 +30,14 @@ def run(code: str, language: str = "python", timeout: Optional[int] = None, *, s
     """Runs `code` once in a fresh microVM (POST /v1/run). `options`: the API's
     RunRequest fields (memory_mb, network, mounts, env, ...)."""
     client = client or default_client()
-    return RunResult.of(drive(call("POST", "/v1/run", _run_spec(code, language, timeout, stdin, options)), client.sync))
+    op = call("POST", "/v1/run", _run_spec(code, language, timeout, stdin, options), timeout=_ops.margin(timeout))
+    return RunResult.of(drive(op, client.sync))
 
 
 async def arun(code: str, language: str = "python", timeout: Optional[int] = None, *, stdin: Optional[str] = None,
                client: Optional[Client] = None, **options: Any) -> RunResult:
     client = client or default_client()
-    op = call("POST", "/v1/run", _run_spec(code, language, timeout, stdin, options))
+    op = call("POST", "/v1/run", _run_spec(code, language, timeout, stdin, options), timeout=_ops.margin(timeout))
     return RunResult.of(await drive_async(op, client.aio))
 
 
@@ -92,13 +93,17 @@ class Commands:
         path = f"{self._sandbox._path}/execs"
         if background:
             return CommandHandle(self._sandbox, self._sandbox._call("POST", path, spec)["id"])
+        wait = _ops.margin(timeout)
         if on_stdout or on_stderr:
-            events = self._sandbox._client.sync.stream(json_request("POST", path, spec, stream=True))
-            result = _result_from_events(events, on_stdout, on_stderr)
+            events = self._sandbox._client.sync.stream(json_request("POST", path, spec, stream=True, timeout=wait))
+            try:
+                result = _result_from_events(events, on_stdout, on_stderr)
+            finally:
+                events.close()  # a callback that raised leaves no connection open
             if result is None:
                 raise SandboxError(f"the output of the command in {self._sandbox.id} ended without its result")
             return RunResult.of(result)
-        return RunResult.of(self._sandbox._call("POST", path, spec))
+        return RunResult.of(self._sandbox._drive(call("POST", path, spec, timeout=wait)))
 
 
 class Files:
@@ -222,14 +227,19 @@ class AsyncCommands:
         path = f"{self._sandbox._path}/execs"
         if background:
             return (await self._sandbox._call("POST", path, spec))["id"]
+        wait = _ops.margin(timeout)
         if on_stdout or on_stderr:
             result = None
-            async for event in self._sandbox._client.aio.stream(json_request("POST", path, spec, stream=True)):
-                result = _result_from_events([event], on_stdout, on_stderr) or result
+            events = self._sandbox._client.aio.stream(json_request("POST", path, spec, stream=True, timeout=wait))
+            try:
+                async for event in events:
+                    result = _result_from_events([event], on_stdout, on_stderr) or result
+            finally:
+                await events.aclose()
             if result is None:
                 raise SandboxError(f"the output of the command in {self._sandbox.id} ended without its result")
             return RunResult.of(result)
-        return RunResult.of(await self._sandbox._call("POST", path, spec))
+        return RunResult.of(await self._sandbox._drive(call("POST", path, spec, timeout=wait)))
 
 
 class AsyncFiles:
