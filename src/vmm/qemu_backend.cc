@@ -288,7 +288,7 @@ void QemuVm::restore_snapshot(const std::string& state_path, std::chrono::millis
         monitor.execute("cont");
         continue;
       }
-      if (phase != "inmigrate" && phase != "prelaunch" && phase != "paused") {
+      if (phase != "inmigrate" && phase != "prelaunch") {
         throw Error(ErrorCode::vm, "restoring the snapshot left the VM " + phase);
       }
       if (std::chrono::steady_clock::now() > deadline) {
