@@ -33,6 +33,7 @@ struct Options {
   std::string socket;
   std::string images;
   std::string snapshot_dir;
+  bool exit_with_stdin = false;
   int pool_size = 1;
   int max_concurrent = 4;
   int max_queued = 16;
@@ -182,6 +183,20 @@ int serve(const Options& options) {
     spdlog::info("signal {}: draining", received);
     server.stop();
   });
+  if (options.exit_with_stdin) {
+    // A parent that starts a private daemon (the SDK, the MCP server) holds our
+    // stdin's write end: when the parent dies however it dies, even SIGKILL, the
+    // pipe reads EOF and the daemon drains as on SIGTERM, leaving no VM behind.
+    std::thread([] {
+      char byte;
+      while (true) {
+        const ssize_t got = ::read(STDIN_FILENO, &byte, 1);
+        if (got == 0 || (got < 0 && errno != EINTR)) break;
+      }
+      spdlog::info("stdin closed: the parent that started this daemon is gone");
+      ::kill(::getpid(), SIGTERM);
+    }).detach();
+  }
   spdlog::info("serving on {} (accel {}, {} warm VM(s) per language)", socket_path, accel, options.pool_size);
   server.serve(std::chrono::seconds(options.drain_timeout_s), [&api] {
     spdlog::info("drain: the grace period is over; cancelling the runs still going");
@@ -224,6 +239,9 @@ int main(int argc, char** argv) {
                  "Testing only: resolve NAME as ADDRESS (a DNS answer, address rules apply) or pin it to "
                  "ADDRESS:PORT (a local test server) for allow: networks; NAME=ADDRESS[:PORT], repeatable")
       ->allow_extra_args(false);
+  app.add_flag("--exit-with-stdin", options.exit_with_stdin,
+               "Drain and stop when stdin reaches end of file: for a parent that starts a private daemon and "
+               "holds the other end of a pipe, so the daemon ends with it");
   app.add_option("--pool-size", options.pool_size, "Warm VMs kept ready per language")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -138,9 +139,15 @@ def test_no_daemon_and_no_autostart_is_a_clear_error(tmp_path):
     assert "does not answer" in error.value.message and error.value.retryable
 
 
-def test_the_sdk_starts_a_private_daemon_and_leaves_nothing_behind(tmp_path):
+def _no_daemon_answers(tmp_path):
+    """The environment of a program that finds no airlockd and may start one."""
     env = dict(os.environ, AIRLOCK_SOCKET=str(tmp_path / "nothing.sock"))
     env.pop("AIRLOCK_NO_AUTOSTART", None)
+    return env
+
+
+def test_the_sdk_starts_a_private_daemon_and_leaves_nothing_behind(tmp_path):
+    env = _no_daemon_answers(tmp_path)
     program = ("from airlock import run\n"
                "import airlock._client as c\n"
                "print(run('print(6*7)').stdout, end='')\n"
@@ -151,3 +158,37 @@ def test_the_sdk_starts_a_private_daemon_and_leaves_nothing_behind(tmp_path):
     assert answer == "42"
     assert not os.path.exists(daemon_dir), "its directory was removed at exit"
     assert not qemu_under(daemon_dir + "/"), "its VMs are gone"
+
+
+def _gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_killed_program_s_private_daemon_stops_and_its_directory_is_swept(tmp_path):
+    env = _no_daemon_answers(tmp_path)
+    program = ("import sys, time\n"
+               "from airlock import run\n"
+               "import airlock._client as c\n"
+               "assert run('print(1)').stdout == '1\\n'\n"
+               "daemon = c.default_client().daemon\n"
+               "print(daemon.dir, daemon.process.pid, flush=True)\n"
+               "time.sleep(600)\n")
+    child = subprocess.Popen([sys.executable, "-c", program], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        daemon_dir, pid = child.stdout.readline().split()
+    finally:
+        child.kill()  # no atexit, no stop(): only the pipe tells airlockd
+        child.wait()
+        child.stdout.close()
+    deadline = time.monotonic() + 90
+    while not _gone(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gone(int(pid)), "airlockd read end of file on stdin and stopped"
+    assert not qemu_under(daemon_dir + "/"), "and took its VMs with it"
+    assert os.path.isdir(daemon_dir), "nobody was left to remove its directory"
+    assert daemon_dir in airlock._client.sweep_abandoned(), "the next private daemon's sweep removes it"
+    assert not os.path.exists(daemon_dir)

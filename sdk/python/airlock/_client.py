@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import atexit
+import fcntl
+import glob
 import os
 import shutil
 import signal
@@ -28,19 +30,56 @@ def find_airlockd() -> Optional[str]:
     return beside if os.access(beside, os.X_OK) else None
 
 
+_PREFIX = "airlock-sdk-"
+
+
+def sweep_abandoned() -> list[str]:
+    """Removes the directories of private daemons whose process and daemon are
+    both gone (a process killed before it could stop its daemon: the daemon
+    drained on its own, --exit-with-stdin, but nobody removed the directory).
+    Each live one holds an flock on its `lock` file, shared with its daemon."""
+    removed = []
+    for directory in glob.glob(os.path.join(tempfile.gettempdir(), _PREFIX + "*")):
+        try:
+            if os.lstat(directory).st_uid != os.getuid():
+                continue
+            lock = os.open(os.path.join(directory, "lock"), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue  # not ours, or still being made (the lock file comes already locked)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # alive
+        finally:
+            os.close(lock)
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
 class PrivateDaemon:
     """An airlockd of this process alone, in a directory of its own; stopped
     (and its directory removed) at exit, or by stop()."""
 
     def __init__(self, binary: str, arguments: Optional[list[str]] = None) -> None:
-        self.dir = tempfile.mkdtemp(prefix="airlock-sdk-")
+        sweep_abandoned()
+        self.dir = tempfile.mkdtemp(prefix=_PREFIX)
+        # Locked before it has its name, so that a sweep never sees it unlocked;
+        # airlockd inherits it, so the lock lasts as long as either of us.
+        making = os.path.join(self.dir, "lock.new")
+        self._lock = os.open(making, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        os.rename(making, os.path.join(self.dir, "lock"))
         self.socket_path = os.path.join(self.dir, "airlockd.sock")
         self._log = open(os.path.join(self.dir, "airlockd.log"), "wb")
         env = dict(os.environ, AIRLOCK_RUNTIME_DIR=self.dir)
         # A session of its own: a Ctrl-C of this program's terminal is not airlockd's.
-        self.process = subprocess.Popen([binary, "--socket", self.socket_path, *(arguments or [])], env=env,
-                                        stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        # Its stdin is a pipe only this process holds: should this process die
+        # without stop(), even by SIGKILL, airlockd reads end of file and drains.
+        self.process = subprocess.Popen([binary, "--socket", self.socket_path, "--exit-with-stdin",
+                                         *(arguments or [])], env=env,
+                                        stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, pass_fds=(self._lock,))
         atexit.register(self.stop)
         transport = SyncTransport(Endpoint(socket_path=self.socket_path), timeout=5)
         deadline = time.monotonic() + 60
@@ -75,8 +114,13 @@ class PrivateDaemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process.stdin:
+            self.process.stdin.close()
         self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
 
 
 class Client:
