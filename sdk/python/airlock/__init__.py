@@ -6,13 +6,17 @@
         sb.files.write("/home/sandbox/x", b"1")
         sb.commands.run("cat x").stdout           # '1'
         sb.run_code("1 + 1").text                 # '2'
+
+    @sandboxed(net=False, timeout=10)
+    def parse(data: str) -> dict: ...             # each call in a microVM of its own
 """
 from ._client import Client
 from ._ops import Execution, ExecutionError, RunResult, SnapshotInfo
+from .decorator import RemoteError, RemoteTraceback, Sandboxed, SpawnHandle, sandboxed
 from .errors import (AuthError, Capacity, Conflict, InvalidArgument, NotFound, OutcomeUnknown, SandboxError, Timeout,
                      Transient)
 from .sandbox import AsyncSandbox, CommandHandle, Sandbox, arun, run
 
-__all__ = ["run", "arun", "Sandbox", "AsyncSandbox", "CommandHandle", "Client", "RunResult", "Execution",
+__all__ = ["run", "arun", "sandboxed", "Sandboxed", "SpawnHandle", "RemoteError", "RemoteTraceback", "Sandbox", "AsyncSandbox", "CommandHandle", "Client", "RunResult", "Execution",
            "ExecutionError", "SnapshotInfo", "SandboxError", "InvalidArgument", "NotFound", "Conflict", "Capacity",
            "Transient", "AuthError", "Timeout", "OutcomeUnknown"]

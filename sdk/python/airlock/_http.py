@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, Iterator, Optional
@@ -24,6 +25,36 @@ class Request:
     # Answered as NDJSON events, read as they come.
     stream: bool = False
     timeout: Optional[float] = None
+    # Lets another thread hang up on the request (airlockd cancels a run whose caller hangs up).
+    cancel: Optional["CancelScope"] = None
+
+
+class CancelScope:
+    """Hangs up a blocking request from another thread: cancel() shuts its
+    socket down, at once or as soon as it is connected."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: Optional[socket.socket] = None
+        self.cancelled = False
+
+    def attach(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._socket = connection
+            if self.cancelled:
+                self._hang_up()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 @dataclass
@@ -118,6 +149,8 @@ class SyncTransport:
         except OSError as error:
             connection.close()
             raise Transient(f"airlockd does not answer on {self.endpoint.describe()}: {error}") from None
+        if request.cancel is not None and connection.sock is not None:
+            request.cancel.attach(connection.sock)
         try:
             connection.request(request.method, request.path, body=request.body, headers=_headers(self.endpoint, request))
             return connection, connection.getresponse()
