@@ -67,7 +67,8 @@ def test_exceptions_are_raised_again_with_the_vms_traceback():
     cause = builtin.value.__cause__
     assert isinstance(cause, RemoteTraceback) and "in fail_builtin" in cause.traceback
     assert 'raise ValueError(f"bad value {value!r}")' in cause.traceback, "the VM's traceback shows the source line"
-    assert "_guest_call" not in cause.traceback, "our own frames are not the caller's"
+    assert "_guest_call" not in cause.traceback and "<airlock call>" not in cause.traceback, \
+        "our own frames are not the caller's"
     with pytest.raises(RemoteError) as custom:
         funcs.fail_custom("y")
     assert custom.value.type_name == "sandboxed_funcs.ParseFailure" and custom.value.message == "cannot parse y"
@@ -83,6 +84,19 @@ def test_exceptions_are_raised_again_with_the_vms_traceback():
     assert exited.value.type_name == "SystemExit" and "exit code 7" in exited.value.message
     with pytest.raises(Timeout, match="timeout of 2 s"):
         funcs.spin_forever()
+
+
+def test_a_vm_of_another_bytecode_version_compiles_the_shipped_source(monkeypatch):
+    """The host ships bytecode with the source; a guest whose Python has another
+    magic number must compile the text instead, and say the same."""
+    from airlock import _shipping, decorator
+    monkeypatch.setattr(_shipping, "MAGIC", "00000000")
+    monkeypatch.setattr(decorator, "_RUNNER", {**decorator._RUNNER, "magic": "00000000"})
+    fresh = sandboxed(funcs.parse_int.function)
+    assert fresh("41") == 41
+    with pytest.raises(ValueError) as failed:
+        sandboxed(funcs.fail_builtin.function)("z")
+    assert 'raise ValueError(f"bad value {value!r}")' in failed.value.__cause__.traceback
 
 
 def test_map_keeps_order_and_can_return_exceptions():

@@ -1,11 +1,16 @@
-"""Runs inside the microVM, as a run's program: one call of a @sandboxed
-function. Never imported on the host: decorator.py sends this file's text as
-the run's code (the same text every call, so the pooled interpreter's compile
-of it is the only one), and the call on stdin as one JSON document:
+"""Runs inside the microVM: one call of a @sandboxed function. Never imported
+on the host. decorator.py compiles this file once, on the host, and sends its
+bytecode (and its text, for an interpreter of another bytecode version) on
+stdin with the call; the run's code is only the few lines of BOOTSTRAP, which
+load it and exec it with the call as CALL:
 
-    {"modules": {dotted name: {"source", "file", "package"}}, "module": name,
-     "function": qualname, "serializer": "json"|"pickle", "arguments": ...,
-     "mark": a nonce}
+    {"modules": {dotted name: {"source", "file", "package", "code"?}},
+     "module": name, "function": qualname, "serializer": "json"|"pickle",
+     "arguments": ..., "mark": a nonce, "magic": the host's bytecode magic}
+
+Compiling is what costs under emulation (this file ~60 ms, a module of a few
+hundred lines as much), so modules come compiled too ("code": base64 of
+marshal) and are compiled here only when the magic differs.
 
 The answer is the last line of stdout that starts with the mark: {"ok": true,
 "value": ...} or {"ok": false, "type", "module", "message", "args",
@@ -14,26 +19,32 @@ import sys
 
 
 def _main():
-    import base64
-    import importlib.abc
-    import importlib.util
+    # Only modules the pooled interpreter has already loaded, or cheap ones:
+    # under emulation importlib.abc alone costs ~200 ms, and every call pays
+    # what this file imports. ModuleSpec comes from the import system itself.
+    import binascii
     import json
     import linecache
+    import marshal
     import traceback
     import types
+    from _frozen_importlib import ModuleSpec
+    from _frozen_importlib_external import MAGIC_NUMBER
 
-    call = json.loads(sys.stdin.buffer.read())
+    call = CALL  # noqa: F821 (given by the bootstrap)
     modules = call["modules"]
+    compiled_here_too = call.get("magic") == MAGIC_NUMBER.hex()
 
-    class Shipped(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    class Shipped:
         """Imports the caller's modules from their shipped text, ahead of the
-        image's own (as the caller's script directory is first on its path)."""
+        image's own (as the caller's script directory is first on its path).
+        A meta path finder and loader by protocol (importlib.abc is dear)."""
 
         def find_spec(self, name, path=None, target=None):
             entry = modules.get(name)
             if entry is None:
                 return None
-            return importlib.util.spec_from_loader(name, self, origin=entry["file"], is_package=entry["package"])
+            return ModuleSpec(name, self, origin=entry["file"], is_package=entry["package"])
 
         def create_module(self, spec):
             return None
@@ -44,7 +55,11 @@ def _main():
             # Tracebacks show the caller's lines though no such file is here.
             lines = entry["source"].splitlines(True)
             linecache.cache[entry["file"]] = (len(entry["source"]), None, lines, entry["file"])
-            exec(compile(entry["source"], entry["file"], "exec"), module.__dict__)
+            if compiled_here_too and entry.get("code"):
+                code = marshal.loads(binascii.a2b_base64(entry["code"]))
+            else:
+                code = compile(entry["source"], entry["file"], "exec")
+            exec(code, module.__dict__)
 
     sys.meta_path.insert(0, Shipped())
     if "airlock" not in modules:
@@ -92,10 +107,12 @@ def _main():
                 "traceback": "".join(traceback.format_exception(type(error), error, frames))}
 
     try:
-        function = importlib.import_module(call["module"])
+        __import__(call["module"])
+        function = sys.modules[call["module"]]
         for part in call["function"].split("."):
             function = getattr(function, part)
         if call["serializer"] == "pickle":
+            import base64
             import pickle
             args, kwargs = pickle.loads(base64.b64decode(call["arguments"]))
         else:

@@ -1,13 +1,17 @@
 """What a @sandboxed call ships to the VM: the source of the function's module,
 the packages above it, and the modules the caller names, as {dotted name:
-{"source", "file", "package"}} for _guest_call.py's importer."""
+{"source", "file", "package", "code"}} for _guest_call.py's importer ("code":
+compiled here, see with_bytecode)."""
 from __future__ import annotations
 
+import base64
+import importlib.util
 import inspect
+import marshal
 import os
 import sys
 import types
-from typing import Dict, Iterable, Union
+from typing import Dict, Iterable, Optional, Union
 
 Shipment = Dict[str, Dict[str, object]]
 
@@ -100,6 +104,27 @@ def shipment_for(function_module: types.ModuleType, extra: Iterable[Union[str, t
         raise ValueError(f"the modules shipped with this function hold {size} bytes of source, more than "
                          f"{MAX_SOURCE_BYTES}; ship fewer (modules=...), or upload data as files")
     return shipment
+
+
+# The bytecode version of this interpreter: the VM uses shipped bytecode only
+# when its own is the same.
+MAGIC = importlib.util.MAGIC_NUMBER.hex()
+
+
+def compiled(source: str, filename: str) -> Optional[str]:
+    """base64 of the marshalled code of `source`, or None when it does not
+    compile here (the VM compiles it then, and raises its SyntaxError)."""
+    try:
+        code = compile(source, filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return None
+    return base64.b64encode(marshal.dumps(code)).decode("ascii")
+
+
+def with_bytecode(shipment: Shipment) -> Shipment:
+    """The shipment with each module's compiled code beside its source."""
+    return {name: {**entry, "code": compiled(str(entry["source"]), str(entry["file"]))} if entry["source"] else entry
+            for name, entry in shipment.items()}
 
 
 def module_name_in_vm(function_module: types.ModuleType) -> str:
