@@ -57,6 +57,10 @@ def test_a_sandbox_keeps_files_runs_commands_and_code(client):
         assert handle.info()["state"] == "running"
         handle.kill()
         assert handle.wait(timeout=30).status in ("error", "killed")
+        typed = sb.commands.run("read a; read b; echo $b $a", background=True, stdin_open=True)
+        assert typed.send_stdin("first\n")["bytes"] == 6
+        assert typed.send_stdin("second\n", close=True)["closed"] is True
+        assert typed.wait(timeout=30).stdout == "second first\n", "stdin typed into a running command"
 
         ex = sb.run_code("1 + 1")
         assert ex.text == "2" and ex.error is None and ex.execution_count == 1
@@ -129,6 +133,46 @@ def test_asyncio_front_end(client):
             cells = await asyncio.gather(*(airlock.arun(f"print({i})", client=client) for i in range(3)))
             assert [cell.stdout for cell in cells] == ["0\n", "1\n", "2\n"]
             assert (await sb.run_code("21 * 2")).text == "42"
+            assert "f" in [entry["name"] for entry in await sb.files.list()]
+            await sb.files.remove("/home/sandbox/f")
+            with pytest.raises(NotFound):
+                await sb.files.read("/home/sandbox/f")
+
+            handle = await sb.commands.run("read line; echo got $line", background=True, stdin_open=True)
+            assert isinstance(handle, airlock.AsyncCommandHandle)
+            assert (await handle.info())["state"] == "running"
+            await handle.send_stdin("it\n", close=True)
+            assert (await handle.wait(timeout=30)).stdout == "got it\n"
+            sleeper = await sb.commands.run("sleep 60", background=True)
+            await sleeper.kill("TERM")
+            assert (await sleeper.wait(timeout=30)).status in ("error", "killed")
+
+            same = await AsyncSandbox.connect(sb.id, client=client)
+            assert (await same.info())["id"] == sb.id
+            await sb.run_code("mark = 'snapshotted'")
+            snap = await sb.snapshot("sdk-async", labels={"by": "asyncio"})
+            try:
+                await sb.run_code("mark = 'later'")
+                restored = await AsyncSandbox.restore(snap.id, client=client)
+                async with restored:
+                    assert (await restored.run_code("mark")).text == "'snapshotted'"
+            finally:
+                drive(call("DELETE", "/v1/snapshots/sdk-async"), client.sync)
+            copies = await sb.fork(2)
+            try:
+                assert all(isinstance(copy, AsyncSandbox) for copy in copies)
+                texts = await asyncio.gather(*(copy.run_code("mark") for copy in copies))
+                assert {text.text for text in texts} == {"'later'"}
+            finally:
+                await asyncio.gather(*(copy.kill() for copy in copies if isinstance(copy, AsyncSandbox)))
+            await sb.pause()
+            with pytest.raises(Conflict) as paused:
+                await sb.commands.run("true")
+            assert paused.value.state == "paused"
+            await sb.resume()
+            assert (await sb.commands.run("true")).exit_code == 0
+        with pytest.raises(NotFound):
+            await sb.info()
     asyncio.run(main())
 
 

@@ -15,8 +15,8 @@ from ._ops import Execution, ExecutionError, RunResult, SnapshotInfo
 from .decorator import RemoteError, RemoteTraceback, Sandboxed, SpawnHandle, sandboxed
 from .errors import (AuthError, Capacity, Conflict, InvalidArgument, NotFound, OutcomeUnknown, SandboxError, Timeout,
                      Transient)
-from .sandbox import AsyncSandbox, CommandHandle, Sandbox, arun, run
+from .sandbox import AsyncCommandHandle, AsyncSandbox, CommandHandle, Sandbox, arun, run
 
-__all__ = ["run", "arun", "sandboxed", "Sandboxed", "SpawnHandle", "RemoteError", "RemoteTraceback", "Sandbox", "AsyncSandbox", "CommandHandle", "Client", "RunResult", "Execution",
-           "ExecutionError", "SnapshotInfo", "SandboxError", "InvalidArgument", "NotFound", "Conflict", "Capacity",
+__all__ = ["run", "arun", "sandboxed", "Sandboxed", "SpawnHandle", "RemoteError", "RemoteTraceback", "Sandbox",
+           "AsyncSandbox", "CommandHandle", "AsyncCommandHandle", "Client", "RunResult", "Execution", "ExecutionError", "SnapshotInfo", "SandboxError", "InvalidArgument", "NotFound", "Conflict", "Capacity",
            "Transient", "AuthError", "Timeout", "OutcomeUnknown"]

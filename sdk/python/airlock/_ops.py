@@ -128,11 +128,13 @@ def sandbox_spec(language: str, memory_mb: Optional[int], cpus: Optional[int], t
 
 def exec_spec(command: Union[str, Sequence[str]], *, background: bool = False, timeout: Optional[int] = None,
               env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None,
-              stdin: Optional[Union[str, bytes]] = None) -> Dict[str, Any]:
+              stdin: Optional[Union[str, bytes]] = None, stdin_open: bool = False) -> Dict[str, Any]:
     argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
     spec: Dict[str, Any] = {"argv": argv}
     if background:
         spec["background"] = True
+    if stdin_open:
+        spec["stdin_open"] = True
     if timeout is not None:
         spec["timeout_s"] = timeout
     if env:
@@ -185,6 +187,76 @@ def read_file(sandbox_id: str, path: str) -> Op:
     if response.status != 200:
         raise error_from(response.status, _json_or_none(response))
     return response.body
+
+
+def sandbox_path(sandbox_id: str) -> str:
+    return f"/v1/sandboxes/{sandbox_id}"
+
+
+def snapshot(sandbox_id: str, name: Optional[str], labels: Optional[Dict[str, str]]) -> Op:
+    spec: Dict[str, Any] = {}
+    if name:
+        spec["name"] = name
+    if labels:
+        spec["labels"] = labels
+    document = yield from call("POST", f"{sandbox_path(sandbox_id)}/snapshots", spec)
+    return SnapshotInfo(document["id"], document["name"], document)
+
+
+# A fork's copy that failed carries the API's error code, not a status.
+_CODE_STATUS = {"invalid_argument": 400, "not_found": 404, "conflict": 409, "overloaded": 429, "no_space": 507,
+                "unavailable": 503}
+
+
+def fork(sandbox_id: str, count: int) -> Op:
+    """Each copy's sandbox document, or the SandboxError that copy met."""
+    answer = yield from call("POST", f"{sandbox_path(sandbox_id)}/fork", {"count": count})
+    return [copy["sandbox"] if "sandbox" in copy
+            else error_from(_CODE_STATUS.get(copy.get("error", {}).get("code", ""), 500), copy)
+            for copy in answer["copies"]]
+
+
+def restore(snapshot_name_or_id: str) -> Op:
+    return (yield from call("POST", f"/v1/snapshots/{urllib.parse.quote(snapshot_name_or_id, safe='')}/restore", {}))
+
+
+def destroy(sandbox_id: str) -> Op:
+    """Idempotent: a sandbox already gone is fine."""
+    try:
+        yield from call("DELETE", sandbox_path(sandbox_id))
+    except NotFound:
+        pass
+
+
+def list_files(sandbox_id: str, path: str) -> Op:
+    return (yield from call("GET", f"{sandbox_path(sandbox_id)}/list?path={quote(path)}"))["entries"]
+
+
+def start_exec(sandbox_id: str, spec: Dict[str, Any]) -> Op:
+    return (yield from call("POST", f"{sandbox_path(sandbox_id)}/execs", spec))["id"]
+
+
+def exec_info(sandbox_id: str, exec_id: str) -> Op:
+    return (yield from call("GET", f"{sandbox_path(sandbox_id)}/execs/{exec_id}"))
+
+
+def exec_result(info: Dict[str, Any]) -> Optional[RunResult]:
+    """The result of an exec that ended, from its GET; None while it runs."""
+    return RunResult.of(info["result"]) if info.get("state") == "exited" and info.get("result") else None
+
+
+def signal_exec(sandbox_id: str, exec_id: str, signal: Union[int, str]) -> Op:
+    return (yield from call("POST", f"{sandbox_path(sandbox_id)}/execs/{exec_id}/signal", {"signal": signal}))
+
+
+def send_stdin(sandbox_id: str, exec_id: str, data: Union[str, bytes], close: bool) -> Op:
+    """More stdin for an exec started with stdin_open; `close` ends it after."""
+    body = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    target = f"{sandbox_path(sandbox_id)}/execs/{exec_id}/stdin" + ("?close=1" if close else "")
+    response = yield Request("POST", target, body, content_type="application/octet-stream")
+    if response.status != 200:
+        raise error_from(response.status, _json_or_none(response))
+    return response.json()
 
 
 def drive(op: Op, transport: Any) -> Any:

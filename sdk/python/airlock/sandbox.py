@@ -2,6 +2,7 @@
 over the operations of _ops.py."""
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -9,7 +10,7 @@ from . import _ops
 from ._client import Client, default_client
 from ._http import json_request
 from ._ops import Execution, RunResult, SnapshotInfo, call, drive, drive_async
-from .errors import SandboxError, error_from
+from .errors import SandboxError
 
 Command = Union[str, Sequence[str]]
 OnOutput = Optional[Callable[[str], Any]]
@@ -56,27 +57,33 @@ def _result_from_events(events: Any, on_stdout: OnOutput, on_stderr: OnOutput) -
 
 
 class CommandHandle:
-    """A background command: its id, and ways to wait for it, read it, or stop it."""
+    """A background command: its id, and ways to wait for it, read it, feed
+    it, or stop it."""
 
     def __init__(self, sandbox: "Sandbox", exec_id: str) -> None:
         self.sandbox = sandbox
         self.id = exec_id
 
     def info(self) -> Dict[str, Any]:
-        return self.sandbox._call("GET", f"{self.sandbox._path}/execs/{self.id}")
+        """Its state, and its output so far (the last 1 MiB of each stream)."""
+        return self.sandbox._drive(_ops.exec_info(self.sandbox.id, self.id))
 
     def wait(self, timeout: Optional[float] = None) -> RunResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            info = self.info()
-            if info.get("state") == "exited" and info.get("result"):
-                return RunResult.of(info["result"])
+            result = _ops.exec_result(self.info())
+            if result:
+                return result
             if deadline is not None and time.monotonic() > deadline:
                 raise SandboxError(f"exec {self.id} is still running after {timeout} s")
             time.sleep(0.05)
 
+    def send_stdin(self, data: Union[str, bytes], close: bool = False) -> Dict[str, Any]:
+        """More input, for a command started with stdin_open=True."""
+        return self.sandbox._drive(_ops.send_stdin(self.sandbox.id, self.id, data, close))
+
     def kill(self, signal: Union[int, str] = "KILL") -> None:
-        self.sandbox._call("POST", f"{self.sandbox._path}/execs/{self.id}/signal", {"signal": signal})
+        self.sandbox._drive(_ops.signal_exec(self.sandbox.id, self.id, signal))
 
 
 class Commands:
@@ -85,14 +92,15 @@ class Commands:
 
     def run(self, command: Command, *, background: bool = False, on_stdout: OnOutput = None,
             on_stderr: OnOutput = None, timeout: Optional[int] = None, env: Optional[Dict[str, str]] = None,
-            cwd: Optional[str] = None, stdin: Optional[Union[str, bytes]] = None) -> Any:
+            cwd: Optional[str] = None, stdin: Optional[Union[str, bytes]] = None, stdin_open: bool = False) -> Any:
         """A command (a string runs under sh -c; a list is the argv): waited
         for, its result; with `background`, a CommandHandle at once. Output
         reaches `on_stdout`/`on_stderr` as it is produced."""
-        spec = _ops.exec_spec(command, background=background, timeout=timeout, env=env, cwd=cwd, stdin=stdin)
-        path = f"{self._sandbox._path}/execs"
+        spec = _ops.exec_spec(command, background=background, timeout=timeout, env=env, cwd=cwd, stdin=stdin,
+                              stdin_open=stdin_open)
         if background:
-            return CommandHandle(self._sandbox, self._sandbox._call("POST", path, spec)["id"])
+            return CommandHandle(self._sandbox, self._sandbox._drive(_ops.start_exec(self._sandbox.id, spec)))
+        path = f"{self._sandbox._path}/execs"
         wait = _ops.margin(timeout)
         if on_stdout or on_stderr:
             events = self._sandbox._client.sync.stream(json_request("POST", path, spec, stream=True, timeout=wait))
@@ -117,7 +125,7 @@ class Files:
         return self._sandbox._drive(_ops.read_file(self._sandbox.id, path))
 
     def list(self, path: str = "/home/sandbox") -> List[Dict[str, Any]]:
-        return self._sandbox._call("GET", f"{self._sandbox._path}/list?path={_ops.quote(path)}")["entries"]
+        return self._sandbox._drive(_ops.list_files(self._sandbox.id, path))
 
     def remove(self, path: str) -> None:
         self._sandbox._call("DELETE", f"{self._sandbox._path}/files?path={_ops.quote(path)}")
@@ -130,7 +138,7 @@ class Sandbox:
     def __init__(self, info: Dict[str, Any], client: Client) -> None:
         self._client = client
         self.id: str = info["id"]
-        self._path = f"/v1/sandboxes/{self.id}"
+        self._path = _ops.sandbox_path(self.id)
         self.commands = Commands(self)
         self.files = Files(self)
 
@@ -151,7 +159,13 @@ class Sandbox:
     @classmethod
     def connect(cls, sandbox_id: str, client: Optional[Client] = None) -> "Sandbox":
         client = client or default_client()
-        return cls(drive(call("GET", f"/v1/sandboxes/{sandbox_id}"), client.sync), client)
+        return cls(drive(call("GET", _ops.sandbox_path(sandbox_id)), client.sync), client)
+
+    @classmethod
+    def restore(cls, snapshot: str, client: Optional[Client] = None) -> "Sandbox":
+        """A new sandbox from a snapshot (its name or id)."""
+        client = client or default_client()
+        return cls(drive(_ops.restore(snapshot), client.sync), client)
 
     def info(self) -> Dict[str, Any]:
         return self._call("GET", self._path)
@@ -162,19 +176,12 @@ class Sandbox:
         return self._drive(_ops.run_code(self.id, code, context, language, timeout))
 
     def snapshot(self, name: Optional[str] = None, labels: Optional[Dict[str, str]] = None) -> SnapshotInfo:
-        document = self._call("POST", f"{self._path}/snapshots", _snapshot_spec(name, labels))
-        return SnapshotInfo(document["id"], document["name"], document)
+        return self._drive(_ops.snapshot(self.id, name, labels))
 
     def fork(self, count: int) -> List[Union["Sandbox", SandboxError]]:
         """`count` live copies: each a Sandbox, or the error that copy met."""
-        answer = self._call("POST", f"{self._path}/fork", {"count": count})
-        return [Sandbox(copy["sandbox"], self._client) if "sandbox" in copy else error_from(_status_of(copy), copy)
-                for copy in answer["copies"]]
-
-    @classmethod
-    def restore(cls, snapshot: str, client: Optional[Client] = None) -> "Sandbox":
-        client = client or default_client()
-        return cls(drive(call("POST", f"/v1/snapshots/{snapshot}/restore", {}), client.sync), client)
+        return [copy if isinstance(copy, SandboxError) else Sandbox(copy, self._client)
+                for copy in self._drive(_ops.fork(self.id, count))]
 
     def pause(self) -> None:
         self._call("POST", f"{self._path}/pause")
@@ -184,11 +191,7 @@ class Sandbox:
 
     def kill(self) -> None:
         """Destroys it (idempotent)."""
-        try:
-            self._call("DELETE", self._path)
-        except SandboxError as error:
-            if error.status != 404:
-                raise
+        self._drive(_ops.destroy(self.id))
 
     close = kill
 
@@ -199,21 +202,31 @@ class Sandbox:
         self.kill()
 
 
-def _snapshot_spec(name: Optional[str], labels: Optional[Dict[str, str]]) -> Dict[str, Any]:
-    spec: Dict[str, Any] = {}
-    if name:
-        spec["name"] = name
-    if labels:
-        spec["labels"] = labels
-    return spec
+class AsyncCommandHandle:
+    """CommandHandle for asyncio."""
 
+    def __init__(self, sandbox: "AsyncSandbox", exec_id: str) -> None:
+        self.sandbox = sandbox
+        self.id = exec_id
 
-_CODE_STATUS = {"invalid_argument": 400, "not_found": 404, "conflict": 409, "overloaded": 429, "no_space": 507,
-                "unavailable": 503}
+    async def info(self) -> Dict[str, Any]:
+        return await self.sandbox._drive(_ops.exec_info(self.sandbox.id, self.id))
 
+    async def wait(self, timeout: Optional[float] = None) -> RunResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = _ops.exec_result(await self.info())
+            if result:
+                return result
+            if deadline is not None and time.monotonic() > deadline:
+                raise SandboxError(f"exec {self.id} is still running after {timeout} s")
+            await asyncio.sleep(0.05)
 
-def _status_of(copy: Dict[str, Any]) -> int:
-    return _CODE_STATUS.get(copy.get("error", {}).get("code", ""), 500)
+    async def send_stdin(self, data: Union[str, bytes], close: bool = False) -> Dict[str, Any]:
+        return await self.sandbox._drive(_ops.send_stdin(self.sandbox.id, self.id, data, close))
+
+    async def kill(self, signal: Union[int, str] = "KILL") -> None:
+        await self.sandbox._drive(_ops.signal_exec(self.sandbox.id, self.id, signal))
 
 
 class AsyncCommands:
@@ -222,11 +235,13 @@ class AsyncCommands:
 
     async def run(self, command: Command, *, background: bool = False, on_stdout: OnOutput = None,
                   on_stderr: OnOutput = None, timeout: Optional[int] = None, env: Optional[Dict[str, str]] = None,
-                  cwd: Optional[str] = None, stdin: Optional[Union[str, bytes]] = None) -> Any:
-        spec = _ops.exec_spec(command, background=background, timeout=timeout, env=env, cwd=cwd, stdin=stdin)
-        path = f"{self._sandbox._path}/execs"
+                  cwd: Optional[str] = None, stdin: Optional[Union[str, bytes]] = None,
+                  stdin_open: bool = False) -> Any:
+        spec = _ops.exec_spec(command, background=background, timeout=timeout, env=env, cwd=cwd, stdin=stdin,
+                              stdin_open=stdin_open)
         if background:
-            return (await self._sandbox._call("POST", path, spec))["id"]
+            return AsyncCommandHandle(self._sandbox, await self._sandbox._drive(_ops.start_exec(self._sandbox.id, spec)))
+        path = f"{self._sandbox._path}/execs"
         wait = _ops.margin(timeout)
         if on_stdout or on_stderr:
             result = None
@@ -253,7 +268,10 @@ class AsyncFiles:
         return await self._sandbox._drive(_ops.read_file(self._sandbox.id, path))
 
     async def list(self, path: str = "/home/sandbox") -> List[Dict[str, Any]]:
-        return (await self._sandbox._call("GET", f"{self._sandbox._path}/list?path={_ops.quote(path)}"))["entries"]
+        return await self._sandbox._drive(_ops.list_files(self._sandbox.id, path))
+
+    async def remove(self, path: str) -> None:
+        await self._sandbox._call("DELETE", f"{self._sandbox._path}/files?path={_ops.quote(path)}")
 
 
 class AsyncSandbox:
@@ -262,7 +280,7 @@ class AsyncSandbox:
     def __init__(self, info: Dict[str, Any], client: Client) -> None:
         self._client = client
         self.id: str = info["id"]
-        self._path = f"/v1/sandboxes/{self.id}"
+        self._path = _ops.sandbox_path(self.id)
         self.commands = AsyncCommands(self)
         self.files = AsyncFiles(self)
 
@@ -280,6 +298,16 @@ class AsyncSandbox:
         spec = _ops.sandbox_spec(language, memory_mb, cpus, ttl, idle_timeout, network, mounts)
         return cls(await drive_async(call("POST", "/v1/sandboxes", spec), client.aio), client)
 
+    @classmethod
+    async def connect(cls, sandbox_id: str, client: Optional[Client] = None) -> "AsyncSandbox":
+        client = client or default_client()
+        return cls(await drive_async(call("GET", _ops.sandbox_path(sandbox_id)), client.aio), client)
+
+    @classmethod
+    async def restore(cls, snapshot: str, client: Optional[Client] = None) -> "AsyncSandbox":
+        client = client or default_client()
+        return cls(await drive_async(_ops.restore(snapshot), client.aio), client)
+
     async def info(self) -> Dict[str, Any]:
         return await self._call("GET", self._path)
 
@@ -288,15 +316,20 @@ class AsyncSandbox:
         return await self._drive(_ops.run_code(self.id, code, context, language, timeout))
 
     async def snapshot(self, name: Optional[str] = None, labels: Optional[Dict[str, str]] = None) -> SnapshotInfo:
-        document = await self._call("POST", f"{self._path}/snapshots", _snapshot_spec(name, labels))
-        return SnapshotInfo(document["id"], document["name"], document)
+        return await self._drive(_ops.snapshot(self.id, name, labels))
+
+    async def fork(self, count: int) -> List[Union["AsyncSandbox", SandboxError]]:
+        return [copy if isinstance(copy, SandboxError) else AsyncSandbox(copy, self._client)
+                for copy in await self._drive(_ops.fork(self.id, count))]
+
+    async def pause(self) -> None:
+        await self._call("POST", f"{self._path}/pause")
+
+    async def resume(self) -> None:
+        await self._call("POST", f"{self._path}/resume")
 
     async def kill(self) -> None:
-        try:
-            await self._call("DELETE", self._path)
-        except SandboxError as error:
-            if error.status != 404:
-                raise
+        await self._drive(_ops.destroy(self.id))
 
     close = kill
 
