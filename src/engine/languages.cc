@@ -180,6 +180,46 @@ while True:
 _finish(_run(_job))
 )PY";
 
+// The prestarted Python's warm-up job, run in the template and in every
+// pooled clone before it is handed out: each clone's emulator translates
+// afresh, so what this takes is not translated on a request's time. Beside
+// printing, it takes what programs (and @sandboxed calls, docs/sdk.md) do
+// most: JSON both ways at some size, base64, bytecode loaded with marshal,
+// a module imported through a meta path finder, an exception formatted. It
+// leaves nothing a program could see: the finder and the module are gone,
+// and __main__ is replaced for the program.
+constexpr const char* kPythonWarmup = R"PY(
+import sys, json, marshal, binascii, traceback
+from _frozen_importlib import ModuleSpec
+text = json.dumps({"k%d" % i: ["v" * 40, i, 1.5, None, True, {"n": [i]}] for i in range(40)})
+assert json.loads(text)["k7"][1] == 7
+assert binascii.a2b_base64(binascii.b2a_base64(text.encode())) == text.encode()
+code = marshal.dumps(compile("def twice(x):\n    return x * 2\n", "<airlock warm-up>", "exec"))
+
+class _Finder:
+    def find_spec(self, name, path=None, target=None):
+        return ModuleSpec(name, self) if name == "_airlock_warm_module" else None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        exec(marshal.loads(code), module.__dict__)
+
+finder = _Finder()
+sys.meta_path.insert(0, finder)
+try:
+    __import__("_airlock_warm_module")
+    assert sys.modules["_airlock_warm_module"].twice(21) == 42
+finally:
+    sys.meta_path.remove(finder)
+    sys.modules.pop("_airlock_warm_module", None)
+try:
+    raise ValueError("warm")
+except ValueError as error:
+    assert "ValueError: warm" in "".join(traceback.format_exception(type(error), error, error.__traceback__))
+print(sum(range(100)))
+print("warm", file=sys.stderr)
+)PY";
+
 // The Node started in a pooled guest after restore: says ready on its
 // control socket, then becomes the program: the run's environment, directory
 // and argv, and Node's own main-module loader, as `node main.js` does.
@@ -218,7 +258,7 @@ const std::array<Language, 3>& languages() {
         "import json, re, os, sys, math, random, collections, itertools, functools, datetime, "
         "pathlib, subprocess, io, base64, hashlib, string, time"},
        {"/usr/bin/python3", "-c", kPythonPrestart},
-       "import sys\nprint(sum(range(100)))\nprint('warm', file=sys.stderr)\n",
+       kPythonWarmup,
        {},
        {"PYTHON", "LANG", "LC_"}},
       {"javascript",

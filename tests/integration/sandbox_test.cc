@@ -386,9 +386,11 @@ TEST_F(Sandboxes, A128MiBFileStreamsBothWaysWithFlatMemory) {
   // The CLI streams both ways too, and a download that fails leaves no file.
   CliOptions options;
   options.extra_env = {"AIRLOCK_SOCKET=" + daemon_->socket()};
-  EXPECT_EQ(run_cli({"cp", local.string(), id + ":/home/sandbox/again.bin"}, options).exit_code, 0);
+  const CliResult sent = run_cli({"cp", local.string(), id + ":/home/sandbox/again.bin"}, options);
+  EXPECT_EQ(sent.exit_code, 0) << sent.err;
   const fs::path cli_back = dir_ / "cli-back.bin";
-  EXPECT_EQ(run_cli({"cp", id + ":/home/sandbox/again.bin", cli_back.string()}, options).exit_code, 0);
+  const CliResult fetched = run_cli({"cp", id + ":/home/sandbox/again.bin", cli_back.string()}, options);
+  EXPECT_EQ(fetched.exit_code, 0) << fetched.err;
   EXPECT_EQ(run_command({"md5sum", cli_back.string()}, {"PATH=/usr/bin:/bin"}, std::chrono::seconds(60))
                 .output.substr(0, 32),
             md5);
