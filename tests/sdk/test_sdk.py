@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -70,6 +71,26 @@ def test_a_sandbox_keeps_files_runs_commands_and_code(client):
         assert failed.status == "error" and failed.error.name == "ZeroDivisionError"
         assert any("<cell-" in line for line in failed.error.traceback)
 
+        assert sb.id in [entry["id"] for entry in Sandbox.list(client=client)]
+        idle_since = sb.info()["idle_since_ms"]
+        time.sleep(0.05)
+        sb.touch()
+        assert sb.info()["idle_since_ms"] > idle_since, "touch starts its idle timeout again"
+        server = sb.commands.run(["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"], background=True)
+        forward = sb.forward_port(8000)
+        assert forward["host"] == "127.0.0.1" and forward["port"] == 8000
+        assert [entry["port"] for entry in sb.ports()] == [8000]
+        for _ in range(200):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{forward['host_port']}/", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert b"data.csv" in page, "the forwarded port reaches the sandbox's server (a directory listing)"
+        sb.close_port(8000)
+        assert sb.ports() == []
+        server.kill()
+
         sb.files.remove("/home/sandbox/data.csv")
         with pytest.raises(NotFound):
             sb.files.read("/home/sandbox/data.csv")
@@ -104,9 +125,12 @@ def test_snapshots_restores_forks_and_pauses(client):
         assert paused.value.state == "paused"
         sb.resume()
         assert sb.commands.run("true").exit_code == 0
+        assert "sdk-clean" in [entry["name"] for entry in airlock.list_snapshots(client=client)]
     finally:
         sb.kill()
-        drive(call("DELETE", "/v1/snapshots/sdk-clean"), client.sync)
+        assert airlock.delete_snapshot("sdk-clean", client=client)["name"] == "sdk-clean"
+    with pytest.raises(NotFound):
+        airlock.delete_snapshot("sdk-clean", client=client)
 
 
 def test_threads_share_one_client(client):
@@ -147,6 +171,11 @@ def test_asyncio_front_end(client):
             await sleeper.kill("TERM")
             assert (await sleeper.wait(timeout=30)).status in ("error", "killed")
 
+            assert sb.id in [entry["id"] for entry in await AsyncSandbox.list(client=client)]
+            await sb.touch()
+            forward = await sb.forward_port(9000)
+            assert [entry["host_port"] for entry in await sb.ports()] == [forward["host_port"]]
+            await sb.close_port(9000)
             same = await AsyncSandbox.connect(sb.id, client=client)
             assert (await same.info())["id"] == sb.id
             await sb.run_code("mark = 'snapshotted'")
@@ -156,8 +185,9 @@ def test_asyncio_front_end(client):
                 restored = await AsyncSandbox.restore(snap.id, client=client)
                 async with restored:
                     assert (await restored.run_code("mark")).text == "'snapshotted'"
+                assert snap.id in [entry["id"] for entry in await airlock.alist_snapshots(client=client)]
             finally:
-                drive(call("DELETE", "/v1/snapshots/sdk-async"), client.sync)
+                await airlock.adelete_snapshot(snap.id, client=client)
             copies = await sb.fork(2)
             try:
                 assert all(isinstance(copy, AsyncSandbox) for copy in copies)

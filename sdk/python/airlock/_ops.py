@@ -228,6 +228,36 @@ def destroy(sandbox_id: str) -> Op:
         pass
 
 
+def list_sandboxes() -> Op:
+    return (yield from call("GET", "/v1/sandboxes"))["sandboxes"]
+
+
+def touch(sandbox_id: str) -> Op:
+    """Counts as use: its idle timeout starts again."""
+    return (yield from call("POST", f"{sandbox_path(sandbox_id)}/touch"))
+
+
+def forward_port(sandbox_id: str, port: int) -> Op:
+    """A host loopback port (the kernel's choice) carried to `port` on the sandbox's loopback."""
+    return (yield from call("POST", f"{sandbox_path(sandbox_id)}/ports", {"port": port}))
+
+
+def list_ports(sandbox_id: str) -> Op:
+    return (yield from call("GET", f"{sandbox_path(sandbox_id)}/ports"))["ports"]
+
+
+def close_port(sandbox_id: str, port: int) -> Op:
+    return (yield from call("DELETE", f"{sandbox_path(sandbox_id)}/ports/{int(port)}"))
+
+
+def list_snapshots() -> Op:
+    return (yield from call("GET", "/v1/snapshots"))["snapshots"]
+
+
+def delete_snapshot(snapshot_name_or_id: str) -> Op:
+    return (yield from call("DELETE", f"/v1/snapshots/{urllib.parse.quote(snapshot_name_or_id, safe='')}"))
+
+
 def list_files(sandbox_id: str, path: str) -> Op:
     return (yield from call("GET", f"{sandbox_path(sandbox_id)}/list?path={quote(path)}"))["entries"]
 

@@ -42,6 +42,28 @@ async def arun(code: str, language: str = "python", timeout: Optional[int] = Non
     return RunResult.of(await drive_async(op, client.aio))
 
 
+def list_snapshots(client: Optional[Client] = None) -> List[Dict[str, Any]]:
+    """Every stored snapshot, oldest first (the API's documents)."""
+    client = client or default_client()
+    return drive(_ops.list_snapshots(), client.sync)
+
+
+def delete_snapshot(snapshot: str, client: Optional[Client] = None) -> Dict[str, Any]:
+    """Deletes a snapshot by name or id (Conflict while a sandbox restored from it lives)."""
+    client = client or default_client()
+    return drive(_ops.delete_snapshot(snapshot), client.sync)
+
+
+async def alist_snapshots(client: Optional[Client] = None) -> List[Dict[str, Any]]:
+    client = client or default_client()
+    return await drive_async(_ops.list_snapshots(), client.aio)
+
+
+async def adelete_snapshot(snapshot: str, client: Optional[Client] = None) -> Dict[str, Any]:
+    client = client or default_client()
+    return await drive_async(_ops.delete_snapshot(snapshot), client.aio)
+
+
 def _result_from_events(events: Any, on_stdout: OnOutput, on_stderr: OnOutput) -> Optional[Dict[str, Any]]:
     """Hands output events to the callbacks; the result the stream ends with."""
     for event in events:
@@ -167,8 +189,28 @@ class Sandbox:
         client = client or default_client()
         return cls(drive(_ops.restore(snapshot), client.sync), client)
 
+    @classmethod
+    def list(cls, client: Optional[Client] = None) -> List[Dict[str, Any]]:
+        """Every sandbox of the daemon, live and recently stopped (the API's documents)."""
+        client = client or default_client()
+        return drive(_ops.list_sandboxes(), client.sync)
+
     def info(self) -> Dict[str, Any]:
         return self._call("GET", self._path)
+
+    def touch(self) -> None:
+        """Counts as use: its idle timeout starts again (reading its info does not)."""
+        self._drive(_ops.touch(self.id))
+
+    def forward_port(self, port: int) -> Dict[str, Any]:
+        """127.0.0.1:`host_port` on this host reaches `port` on the sandbox's loopback (no network needed)."""
+        return self._drive(_ops.forward_port(self.id, port))
+
+    def ports(self) -> List[Dict[str, Any]]:
+        return self._drive(_ops.list_ports(self.id))
+
+    def close_port(self, port: int) -> None:
+        self._drive(_ops.close_port(self.id, port))
 
     def run_code(self, code: str, *, context: str = "default", language: Optional[str] = None,
                  timeout: Optional[int] = None) -> Execution:
@@ -308,8 +350,25 @@ class AsyncSandbox:
         client = client or default_client()
         return cls(await drive_async(_ops.restore(snapshot), client.aio), client)
 
+    @classmethod
+    async def list(cls, client: Optional[Client] = None) -> List[Dict[str, Any]]:
+        client = client or default_client()
+        return await drive_async(_ops.list_sandboxes(), client.aio)
+
     async def info(self) -> Dict[str, Any]:
         return await self._call("GET", self._path)
+
+    async def touch(self) -> None:
+        await self._drive(_ops.touch(self.id))
+
+    async def forward_port(self, port: int) -> Dict[str, Any]:
+        return await self._drive(_ops.forward_port(self.id, port))
+
+    async def ports(self) -> List[Dict[str, Any]]:
+        return await self._drive(_ops.list_ports(self.id))
+
+    async def close_port(self, port: int) -> None:
+        await self._drive(_ops.close_port(self.id, port))
 
     async def run_code(self, code: str, *, context: str = "default", language: Optional[str] = None,
                        timeout: Optional[int] = None) -> Execution:
