@@ -16,6 +16,7 @@
 #include "engine/languages.h"
 #include "engine/mounts.h"
 #include "engine/paths.h"
+#include "engine/warm_up.h"
 #include "vmm/host_clock.h"
 #include "vmm/qemu_backend.h"
 
@@ -77,52 +78,6 @@ protocol::Exec program_exec(const Language& language, const RunRequest& limits, 
 }
 
 namespace {
-
-// An exec of Airlock's own code (warm-up, prestarted interpreter) as the sandbox user.
-protocol::Exec own_exec(const Language& language, const std::vector<std::string>& argv) {
-  protocol::Exec exec;
-  exec.argv = argv;
-  exec.env = guest_environment(language, {});
-  exec.cwd = kWorkDir;
-  exec.uid = kSandboxUid;
-  exec.gid = kSandboxUid;
-  exec.timeout_ms = 60'000;
-  return exec;
-}
-
-void run_warmup(GuestSession& session, const Language& language) {
-  ExecOutcome outcome =
-      session.execute(own_exec(language, language.warmup), "", nullptr, std::chrono::seconds(60));
-  if (!outcome.report || outcome.report->exit_code != 0) {
-    throw Error(ErrorCode::vm, "the " + language.name + " warm-up failed: " +
-                                   (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));
-  }
-}
-
-// Takes a clone's exec path once with a large message and stdin, before the
-// clone is handed out: the emulator translates per QEMU process, and a clone
-// of the template has translated none of what a request's bytes go through
-// (the agent's frame reading and JSON parsing of a big exec, its stdin
-// feeding, the kernel's pipe writes) nor touched the pages they use. Measured
-// under TCG: print(1) with 1 byte of stdin 33 -> 20 ms, with 20 KiB 43 -> 21 ms
-// (docs/performance.md). cat echoes its stdin, so output forwarding is taken too.
-void warm_exec_path(GuestSession& session, const Language& language) {
-  protocol::Exec exec = own_exec(language, {"/bin/cat"});
-  exec.env.push_back("AIRLOCK_WARM=" + std::string(16 * 1024, 'w'));
-  const std::string input(32 * 1024, 'x');
-  ExecOutcome outcome = session.execute(exec, input, nullptr, std::chrono::seconds(60));
-  if (!outcome.report || outcome.report->exit_code != 0) {
-    throw Error(ErrorCode::vm, "warming the exec path of a " + language.name + " guest failed: " +
-                                   (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));
-  }
-}
-
-// Runs our warm-up program through the prestarted interpreter, which stays
-// waiting. The request later overwrites the code file; nothing else is left.
-void warm_prestarted(GuestSession& session, const Language& language) {
-  session.queue_file(language.code_path, language.warmup_program, 0644);
-  session.warm(own_exec(language, language.command), SteadyClock::now() + std::chrono::seconds(60));
-}
 
 // The host side of a guest's network, or null for `none` (no device at all).
 std::unique_ptr<network::GuestNetwork> make_network(const std::string& policy_text,
