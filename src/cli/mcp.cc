@@ -13,6 +13,7 @@
 
 #include "cli/verbs.h"
 #include "common/error.h"
+#include "engine/paths.h"
 
 namespace airlock::cli {
 namespace {
@@ -20,12 +21,6 @@ namespace {
 std::string env_or(const char* name, const std::string& fallback) {
   const char* value = std::getenv(name);
   return value && *value ? value : fallback;
-}
-
-std::filesystem::path own_directory() {
-  std::error_code error;
-  const auto self = std::filesystem::read_symlink("/proc/self/exe", error);
-  return error ? std::filesystem::path(".") : self.parent_path();
 }
 
 struct McpOptions {
@@ -52,7 +47,7 @@ struct McpOptions {
   std::vector<std::string> args = {"node",
                                    script.string(),
                                    "--airlockd",
-                                   env_or("AIRLOCK_DAEMON", (own_directory() / "airlockd").string()),
+                                   env_or("AIRLOCK_DAEMON", engine::executable_dir() + "/airlockd"),
                                    "--output-cap",
                                    std::to_string(options.output_cap),
                                    "--session-idle-timeout",

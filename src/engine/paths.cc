@@ -62,22 +62,21 @@ std::string find_manifest(const std::string& explicit_path) {
     if (candidate(path)) return path;
     throw Error(ErrorCode::not_found, "image manifest " + path + " (from AIRLOCK_IMAGES) does not exist");
   }
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    std::string beside = (exe.parent_path().parent_path() / "images" / "manifest.json").string();
-    if (candidate(beside)) return beside;
-  }
+  const std::string beside = (fs::path(executable_dir()).parent_path() / "images" / "manifest.json").string();
+  if (candidate(beside)) return beside;
   throw Error(ErrorCode::not_found, "no guest images found (looked for " + tried +
                                         "); build them with scripts/setup or images/build, or pass --images");
 }
 
-std::string find_netstack_program() {
-  namespace fs = std::filesystem;
+std::string executable_dir() {
   std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) throw Error(ErrorCode::not_found, "cannot find this executable (/proc/self/exe): " + ec.message());
-  const std::string beside = (exe.parent_path() / "airlock-netstack").string();
+  return exe.parent_path().string();
+}
+
+std::string find_netstack_program() {
+  const std::string beside = executable_dir() + "/airlock-netstack";
   if (::access(beside.c_str(), X_OK) != 0) {
     throw Error(ErrorCode::not_found, "the network stack's program " + beside +
                                           " is missing (it is built beside airlock and airlockd)");

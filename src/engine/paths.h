@@ -16,6 +16,10 @@ std::string default_runtime_dir();
 // (build/bin/airlock -> build/images/manifest.json).
 std::string find_manifest(const std::string& explicit_path);
 
+// The directory holding this executable (/proc/self/exe); throws
+// Error(not_found) if it cannot be read.
+std::string executable_dir();
+
 // airlock-netstack, the network stack's program, from the directory holding
 // this executable (they are built and installed side by side). Throws
 // Error(not_found) naming where it looked.

@@ -5,7 +5,7 @@
 // (POST .../execs with background), so nothing is lost when a call returns.
 import { z } from "zod";
 
-import { bytesOf, headAndTail, splitCap, textOf } from "./output.mjs";
+import { bytesOf, cappedStreams, endedText, streamLines } from "./output.mjs";
 import { answer, guarded, HOME, sandboxId } from "./shared.mjs";
 
 const execId = z.string().regex(/^ex-[0-9]+$/).describe("an exec id (ex-...), from exec");
@@ -38,20 +38,14 @@ function hasNews(exec, from) {
 function since(exec, from, cap) {
   const streams = streamsOf(exec);
   const fresh = {};
+  const lost = {};
   for (const name of ["stdout", "stderr"]) {
     const stream = streams[name];
     const begin = Math.max(from[name], stream.start);
-    fresh[name] = { bytes: stream.kept.subarray(Math.max(0, begin - stream.start)), lost: Math.max(0, stream.start - from[name]) };
+    fresh[name] = stream.kept.subarray(Math.max(0, begin - stream.start));
+    lost[name] = Math.max(0, stream.start - from[name]);
   }
-  const [outCap, errCap] = splitCap(cap, fresh.stdout.bytes.length, fresh.stderr.bytes.length);
-  const structured = { exec_id: exec.id, state: exec.state };
-  for (const [name, share] of [["stdout", outCap], ["stderr", errCap]]) {
-    const shown = headAndTail(fresh[name].bytes, share);
-    const text = textOf(shown.bytes);
-    structured[name] = text.text;
-    structured[`${name}_encoding`] = text.encoding;
-    structured[`${name}_omitted_bytes`] = shown.omitted + fresh[name].lost;
-  }
+  const structured = { exec_id: exec.id, state: exec.state, ...cappedStreams(fresh.stdout, fresh.stderr, cap, lost) };
   if (exec.state === "exited" && exec.result) {
     structured.status = exec.result.status;
     structured.exit_code = exec.result.exit_code;
@@ -66,15 +60,14 @@ function since(exec, from, cap) {
 function execText(s) {
   const lines = [];
   if (s.state === "exited") {
-    lines.push(`${s.exec_id} ended: status ${s.status}` + (s.exit_code !== null && s.exit_code !== undefined ? `, exit code ${s.exit_code}` : "") +
-               (s.signal ? `, signal ${s.signal}` : "") + (s.error ? ` (${s.error})` : ""));
+    lines.push(`${s.exec_id} ended: ${endedText(s)}` + (s.error ? ` (${s.error})` : ""));
   } else {
     lines.push(`${s.exec_id} is still running; call exec_poll with cursor "${s.cursor}" for what it writes next, ` +
                "exec_write_stdin to type into it, exec_signal to stop it");
   }
   for (const name of ["stdout", "stderr"]) {
     if (s[`${name}_omitted_bytes`]) lines.push(`(${s[`${name}_omitted_bytes`]} bytes of ${name} left out)`);
-    if (s[name]) lines.push(`--- ${name}${s[`${name}_encoding`] === "base64" ? " (not UTF-8: base64)" : ""} ---`, s[name].replace(/\n$/, ""));
+    lines.push(...streamLines(s, name));
   }
   return lines.join("\n");
 }

@@ -33,25 +33,43 @@ export function splitCap(cap, stdoutLength, stderrLength) {
   return [cap - stderrShare, stderrShare];
 }
 
+// Both streams within one call's cap, as an answer's fields: `stdout`,
+// `stdout_encoding`, `stdout_omitted_bytes` (+ `lost[name]` bytes already
+// gone before), and the same for stderr.
+export function cappedStreams(stdout, stderr, cap, lost = { stdout: 0, stderr: 0 }) {
+  const fields = {};
+  const shares = splitCap(cap, stdout.length, stderr.length);
+  for (const [index, [name, bytes]] of [["stdout", stdout], ["stderr", stderr]].entries()) {
+    const shown = headAndTail(bytes, shares[index]);
+    const text = textOf(shown.bytes);
+    fields[name] = text.text;
+    fields[`${name}_encoding`] = text.encoding;
+    fields[`${name}_omitted_bytes`] = shown.omitted + lost[name];
+  }
+  return fields;
+}
+
+// A stream's section of an answer's text, or nothing when it is empty.
+export function streamLines(answer, name) {
+  if (!answer[name]) return [];
+  const note = answer[`${name}_encoding`] === "base64" ? " (not UTF-8: base64)" : "";
+  return [`--- ${name}${note} ---`, answer[name].replace(/\n$/, "")];
+}
+
+// "status S, exit code N, signal K": how a program ended, for an answer's text.
+export function endedText(answer) {
+  return `status ${answer.status}` +
+         (answer.exit_code !== null && answer.exit_code !== undefined ? `, exit code ${answer.exit_code}` : "") +
+         (answer.signal ? `, signal ${answer.signal}` : "");
+}
+
 // A RunResult (of /v1/run or a waited exec) as a tool's answer.
 export function runAnswer(result, cap) {
-  const stdout = bytesOf(result.stdout, result.stdout_encoding);
-  const stderr = bytesOf(result.stderr, result.stderr_encoding);
-  const [outCap, errCap] = splitCap(cap, stdout.length, stderr.length);
-  const out = headAndTail(stdout, outCap);
-  const err = headAndTail(stderr, errCap);
-  const shownOut = textOf(out.bytes);
-  const shownErr = textOf(err.bytes);
   const answer = {
     status: result.status,
     exit_code: result.exit_code,
     signal: result.signal,
-    stdout: shownOut.text,
-    stdout_encoding: shownOut.encoding,
-    stderr: shownErr.text,
-    stderr_encoding: shownErr.encoding,
-    stdout_omitted_bytes: out.omitted,
-    stderr_omitted_bytes: err.omitted,
+    ...cappedStreams(bytesOf(result.stdout, result.stdout_encoding), bytesOf(result.stderr, result.stderr_encoding), cap),
     stdout_truncated_by_limit: result.stdout_truncated,
     stderr_truncated_by_limit: result.stderr_truncated,
     duration_ms: result.timing?.total_ms,
@@ -63,15 +81,11 @@ export function runAnswer(result, cap) {
 
 // The text a model reads for a run's answer (the same facts as the structured one).
 export function runText(answer) {
-  const lines = [`status: ${answer.status}` + (answer.exit_code !== null && answer.exit_code !== undefined ? `, exit code ${answer.exit_code}` : "") +
-                 (answer.signal ? `, signal ${answer.signal}` : "") + (answer.duration_ms !== undefined ? ` (${answer.duration_ms} ms)` : "")];
+  const lines = [endedText(answer).replace(/^status /, "status: ") +
+                 (answer.duration_ms !== undefined ? ` (${answer.duration_ms} ms)` : "")];
   if (answer.error) lines.push(`error: ${answer.error}`);
   if (answer.network_denied) lines.push(`network denied: ${answer.network_denied.join("; ")}`);
-  for (const stream of ["stdout", "stderr"]) {
-    if (!answer[stream]) continue;
-    const note = answer[`${stream}_encoding`] === "base64" ? " (not UTF-8: base64)" : "";
-    lines.push(`--- ${stream}${note} ---`, answer[stream].replace(/\n$/, ""));
-  }
+  lines.push(...streamLines(answer, "stdout"), ...streamLines(answer, "stderr"));
   if (answer.stdout_truncated_by_limit || answer.stderr_truncated_by_limit) {
     lines.push("(the program wrote more than its output limit; the rest was dropped in the sandbox)");
   }

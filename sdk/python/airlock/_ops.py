@@ -173,20 +173,22 @@ def run_code(sandbox_id: str, code: str, context: str, language: Optional[str], 
     return Execution.of(document)
 
 
-def write_file(sandbox_id: str, path: str, data: Union[str, bytes], mode: int) -> Op:
-    body = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    response = yield Request("PUT", f"/v1/sandboxes/{sandbox_id}/files?path={quote(path)}&mode={mode:o}", body,
-                             content_type="application/octet-stream")
+def _raw(method: str, target: str, data: Union[str, bytes, None] = None) -> Op:
+    """A request whose body is raw bytes (files, stdin); the Response when 200."""
+    body = data.encode("utf-8") if isinstance(data, str) else bytes(data or b"")
+    response = yield Request(method, target, body, content_type="application/octet-stream")
     if response.status != 200:
         raise error_from(response.status, _json_or_none(response))
-    return response.json()
+    return response
+
+
+def write_file(sandbox_id: str, path: str, data: Union[str, bytes], mode: int) -> Op:
+    target = f"{sandbox_path(sandbox_id)}/files?path={quote(path)}&mode={mode:o}"
+    return (yield from _raw("PUT", target, data)).json()
 
 
 def read_file(sandbox_id: str, path: str) -> Op:
-    response = yield Request("GET", f"/v1/sandboxes/{sandbox_id}/files?path={quote(path)}")
-    if response.status != 200:
-        raise error_from(response.status, _json_or_none(response))
-    return response.body
+    return (yield from _raw("GET", f"{sandbox_path(sandbox_id)}/files?path={quote(path)}")).body
 
 
 def sandbox_path(sandbox_id: str) -> str:
@@ -281,12 +283,8 @@ def signal_exec(sandbox_id: str, exec_id: str, signal: Union[int, str]) -> Op:
 
 def send_stdin(sandbox_id: str, exec_id: str, data: Union[str, bytes], close: bool) -> Op:
     """More stdin for an exec started with stdin_open; `close` ends it after."""
-    body = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     target = f"{sandbox_path(sandbox_id)}/execs/{exec_id}/stdin" + ("?close=1" if close else "")
-    response = yield Request("POST", target, body, content_type="application/octet-stream")
-    if response.status != 200:
-        raise error_from(response.status, _json_or_none(response))
-    return response.json()
+    return (yield from _raw("POST", target, data)).json()
 
 
 def drive(op: Op, transport: Any) -> Any:
