@@ -217,7 +217,8 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
   for (const auto& mount : profile.mounts) key += "|mount=" + mount.guest_path;
   for (const auto& arg : language.warmup) key += "|" + arg;
   for (const auto& arg : language.prestart) key += "|" + arg;
-  key += "|" + language.warmup_program;
+  key += "|" + language.warmup_program + "|" + language.prestart_file + "|" + language.job_format;
+  for (const auto& entry : language.prestart_env) key += "|" + entry;
   return profile.template_name() + "-" + stable_hash(key);
 }
 
@@ -256,8 +257,7 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
       session.setup_network(guest_network->guest_setup(), SteadyClock::now() + kSetupTimeout);
     run_warmup(session, language);
     if (!language.prestart.empty()) {
-      protocol::Exec interpreter = own_exec(language, language.prestart);
-      session.prestart(interpreter, SteadyClock::now() + std::chrono::seconds(60));
+      start_prestarted(session, language);
       // Every clone starts with the interpreter's path to a program already
       // taken once, its caches filled, in the template's memory.
       if (!language.warmup_program.empty()) warm_prestarted(session, language);

@@ -247,6 +247,118 @@ control.on('data', (chunk) => {
 });
 )JS";
 
+// The prestarted bash: `bash /home/sandbox/main.sh` with this file (written
+// at main.sh before it starts) as its BASH_ENV, which bash reads and runs
+// before it opens its script. It says ready and waits for a job on its
+// control socket; a warm-up job sources our warm-up program (main.sh by
+// then) and waits again. On the first other job it makes itself what
+// `bash main.sh` would have been if started for the run: the run's
+// environment (every exported variable replaced), directory, arguments and
+// what bash derives at start (PWD, OLDPWD, SHLVL, HOSTNAME, $_, a reseeded
+// RANDOM, SECONDS from 0), then returns, and bash opens main.sh, by now the
+// run's code, as its script: its line numbers, $0, BASH_SOURCE and error
+// messages are a script's. A builtin-only script forks nothing.
+//
+// What bash takes from its environment only when it starts (BASH_* such as
+// BASH_ENV or exported functions, SHELLOPTS, POSIXLY_CORRECT, IFS, bash's
+// own read-only and dynamic variables, PWD), names bash cannot hold, and a
+// SHLVL it would warn about, get a real start instead: an exec of bash with
+// exactly the run's environment, which costs a start. (The host already
+// gives a run that sets BASH*, SHELLOPTS, POSIXLY_CORRECT or a locale a
+// bash of its own: startup_env_prefixes.)
+//
+// Only builtins run here (PATH is the run's from the export on), and
+// nothing is left behind: its functions and variables are unset, fd 3 is
+// closed, and its last command sets $_ as bash's start does. (`exec 3>&-`
+// is written bare: after `builtin`, a redirection lasts only for that
+// command.)
+constexpr const char* kShellPrestart = R"SH(
+__airlock_take() {
+  builtin local __airlock_size
+  builtin read -r -u 3 __airlock_size || builtin exit 70
+  IFS= builtin read -r -u 3 -N "$__airlock_size" __airlock_text || builtin exit 70
+  builtin eval "$__airlock_text"
+}
+__airlock_real_start() {
+  exec 3>&-
+  builtin exec /usr/bin/env -i -- "${__airlock_env[@]}" /bin/bash /home/sandbox/main.sh "${__airlock_args[@]}"
+}
+__airlock_become() {
+  builtin local __airlock_entry __airlock_name
+  builtin cd -P -- "$__airlock_cwd" 2>/dev/null || builtin cd -P /
+  for __airlock_entry in "${__airlock_env[@]}"; do
+    __airlock_name=${__airlock_entry%%=*}
+    case $__airlock_name in
+      '' | [0-9]* | *[!A-Za-z0-9_]* | __airlock_* | _ | BASH* | SHELLOPTS | POSIXLY_CORRECT | IFS | \
+      UID | EUID | PPID | GROUPS | RANDOM | SRANDOM | SECONDS | EPOCH* | LINENO | HISTCMD | DIRSTACK | \
+      FUNCNAME | PIPESTATUS | COMP_* | PWD) __airlock_real_start ;;
+      SHLVL) case ${__airlock_entry#*=} in '' | *[!0-9]* | ???*) __airlock_real_start ;; esac ;;
+    esac
+  done
+  builtin unset -v "${__airlock_exported[@]}"
+  builtin unset -v OLDPWD HOSTNAME
+  builtin export PWD
+  for __airlock_entry in "${__airlock_env[@]}"; do builtin export -- "$__airlock_entry"; done
+  if [[ -z ${OLDPWD+set} || ! -d $OLDPWD ]]; then
+    builtin unset -v OLDPWD
+    builtin declare -gx OLDPWD
+  fi
+  [[ -n ${HOSTNAME+set} ]] || HOSTNAME=$__airlock_hostname
+  builtin export SHLVL=$((10#${SHLVL:-0} + 1))
+  RANDOM=$SRANDOM
+  SECONDS=0
+  exec 3>&-
+}
+# What is exported now is what a job replaces, found once here (a few ms
+# under emulation) rather than on a run's time.
+__airlock_exported=(BASH_ENV)
+for __airlock_name in ${!A*} ${!B*} ${!C*} ${!D*} ${!E*} ${!F*} ${!G*} ${!H*} ${!I*} ${!J*} ${!K*} \
+  ${!L*} ${!M*} ${!N*} ${!O*} ${!P*} ${!Q*} ${!R*} ${!S*} ${!T*} ${!U*} ${!V*} ${!W*} ${!X*} ${!Y*} \
+  ${!Z*} ${!a*} ${!b*} ${!c*} ${!d*} ${!e*} ${!f*} ${!g*} ${!h*} ${!i*} ${!j*} ${!k*} ${!l*} ${!m*} \
+  ${!n*} ${!o*} ${!p*} ${!q*} ${!r*} ${!s*} ${!t*} ${!u*} ${!v*} ${!w*} ${!x*} ${!y*} ${!z*} ${!_*}; do
+  # (Looking at bash's dynamic variables would give them values that
+  # `declare -p` then shows; none of them is exported.)
+  case $__airlock_name in
+    __airlock_* | PWD | BASH* | COMP_WORDBREAKS | DIRSTACK | EPOCH* | FUNCNAME | GROUPS | HISTCMD | \
+    LINENO | RANDOM | SECONDS | SRANDOM | PIPESTATUS) ;;
+    *) [[ ${!__airlock_name@a} != *x* ]] || __airlock_exported+=("$__airlock_name") ;;
+  esac
+done
+builtin unset -v __airlock_name
+builtin printf 'ready\n' >&3
+__airlock_take
+while [[ -n ${__airlock_warm-} ]]; do
+  builtin unset -v __airlock_warm
+  # The path a run takes through us, in a subshell that then ends.
+  ( __airlock_become ) >/dev/null 2>&1
+  builtin source /home/sandbox/main.sh
+  builtin printf 'warmed %d\n' "$?" >&3
+  __airlock_take
+done
+__airlock_become
+builtin set -- "${__airlock_args[@]}"
+builtin unset -v __airlock_text __airlock_env __airlock_args __airlock_cwd __airlock_hostname __airlock_exported
+builtin unset -f __airlock_take __airlock_real_start __airlock_become
+builtin : /bin/bash
+)SH";
+
+// The prestarted bash's warm-up job: what scripts do most without a fork
+// (loops, tests, arithmetic, expansions, printf and echo, a here-string,
+// a redirection), sourced as the run's script will be read. It leaves no
+// variable behind.
+constexpr const char* kShellWarmup = R"SH(
+__airlock_w=""
+for ((__airlock_i = 0; __airlock_i < 20; __airlock_i++)); do __airlock_w+="$__airlock_i:"; done
+case $__airlock_w in 0:*:19:) ;; *) builtin return 1 ;; esac
+[[ -n $HOME && ${#__airlock_w} -gt 20 && ${__airlock_w//:/} == 0* ]] || builtin return 1
+builtin read -r __airlock_line <<<"warm line" && [[ $__airlock_line == "warm line" ]] || builtin return 1
+builtin printf '%s %d\n' "${__airlock_w:0:6}" "$(( ${#__airlock_w} * 2 ))"
+builtin echo hi
+builtin echo warm >&2
+builtin echo discarded >/dev/null
+builtin unset -v __airlock_w __airlock_i __airlock_line
+)SH";
+
 const std::array<Language, 3>& languages() {
   static const std::array<Language, 3> table = {{
       {"python",
@@ -260,7 +372,7 @@ const std::array<Language, 3>& languages() {
        {"/usr/bin/python3", "-c", kPythonPrestart},
        kPythonWarmup,
        {},
-       {"PYTHON", "LANG", "LC_"}},
+       {"PYTHON", "LANG", "LC_", "TZ", "LD_", "GLIBC_TUNABLES", "MALLOC_"}},
       {"javascript",
        "/home/sandbox/main.js",
        {"/usr/bin/node", "/home/sandbox/main.js"},
@@ -270,16 +382,19 @@ const std::array<Language, 3>& languages() {
        {},
        {},
        {"/usr/bin/node", "-e", kNodePrestart},
-       {"NODE_", "UV_", "LANG", "LC_"}},
+       {"NODE_", "UV_", "LANG", "LC_", "TZ", "LD_", "GLIBC_TUNABLES", "MALLOC_"}},
       {"shell",
        "/home/sandbox/main.sh",
        {"/bin/bash", "/home/sandbox/main.sh"},
        {},
        {"/bin/bash", "-c", "cat /dev/null; ls / >/dev/null"},
+       {"/bin/bash", "/home/sandbox/main.sh"},
+       kShellWarmup,
        {},
-       {},
-       {},
-       {}},
+       {"BASH", "SHELLOPTS", "POSIXLY_CORRECT", "LANG", "LC_", "TZ", "LD_", "GLIBC_TUNABLES", "MALLOC_"},
+       kShellPrestart,
+       {"BASH_ENV=/home/sandbox/main.sh"},
+       "shell"},
   }};
   return table;
 }

@@ -30,7 +30,17 @@ struct Language {
   std::vector<std::string> pool_prestart;
   // Environment variables an already running interpreter cannot honour: a
   // run that sets any of these (by prefix) starts a fresh interpreter instead.
+  // Besides the language's own, what the C library and the dynamic loader
+  // read only at a process's start (LD_PRELOAD and the other LD_*,
+  // GLIBC_TUNABLES, MALLOC_*) and TZ, which interpreters cache.
   std::vector<std::string> startup_env_prefixes;
+  // Written at code_path before `prestart` starts (bash's BASH_ENV: our
+  // code that makes it wait), and what else that start's environment has.
+  std::string prestart_file = {};
+  std::vector<std::string> prestart_env = {};
+  // How the agent writes the prestarted interpreter its jobs
+  // (protocol::Exec::job_format).
+  std::string job_format = "json";
 };
 
 // Accepts the canonical names and common aliases (py, js, node, sh, bash).

@@ -47,8 +47,16 @@ void warm_exec_path(GuestSession& session, const Language& language) {
   }
 }
 
+void start_prestarted(GuestSession& session, const Language& language) {
+  protocol::Exec interpreter = own_exec(language, language.prestart);
+  interpreter.env.insert(interpreter.env.end(), language.prestart_env.begin(), language.prestart_env.end());
+  interpreter.job_format = language.job_format;
+  if (!language.prestart_file.empty()) session.queue_file(language.code_path, language.prestart_file, 0644);
+  session.prestart(interpreter, SteadyClock::now() + std::chrono::seconds(60));
+}
+
 // Runs our warm-up program through the prestarted interpreter, which stays
-// waiting. The request later overwrites the code file; nothing else is left.
+// waiting. The agent removes the code file after it; nothing else is left.
 void warm_prestarted(GuestSession& session, const Language& language) {
   session.queue_file(language.code_path, language.warmup_program, 0644);
   session.warm(own_exec(language, language.command), SteadyClock::now() + std::chrono::seconds(60));

@@ -33,6 +33,7 @@
 #include "guest/file_transfer.h"
 #include "guest/file_writer.h"
 #include "guest/identity.h"
+#include "guest/interpreter_job.h"
 #include "guest/network_setup.h"
 #include "guest/port_relay.h"
 #include "guest/program_runner.h"
@@ -157,19 +158,9 @@ void prestart(Channel& channel, const protocol::Frame& frame, std::optional<Prog
     fail_prestarted(channel, frame.stream, program, "the prestarted interpreter did not become ready");
     return;
   }
+  program.job_format = request.job_format;
   slot = std::move(program);
   channel.send(FrameType::prestarted, frame.stream, "{}");
-}
-
-// What a prestarted interpreter needs to run a program: the code's path,
-// its argv (without the interpreter), the environment and the directory.
-std::string job_line(const protocol::Exec& request, bool warm) {
-  nlohmann::json job = {{"path", request.argv.back()},
-                        {"argv", std::vector<std::string>(request.argv.begin() + 1, request.argv.end())},
-                        {"env", request.env},
-                        {"cwd", request.cwd}};
-  if (warm) job["warm"] = true;
-  return job.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 // Runs our warm-up program in the prestarted interpreter, which then waits
@@ -182,7 +173,7 @@ void warm(Channel& channel, const protocol::Frame& frame, std::optional<Program>
                  protocol::ErrorReport{"no prestarted interpreter to warm in this VM"}.to_payload());
     return;
   }
-  write_all(slot->control.get(), job_line(request, /*warm=*/true));
+  write_all(slot->control.get(), job_line(request, /*warm=*/true, slot->job_format));
   auto said = read_control_line(slot->control.get(),
                                 static_cast<int>(std::min<uint64_t>(request.timeout_ms, 600'000)));
   drain(slot->stdout_read.get(), 0);
@@ -192,6 +183,9 @@ void warm(Channel& channel, const protocol::Frame& frame, std::optional<Program>
     return;
   }
   drain(slot->stderr_read.get(), 0);
+  // The warm-up's code file goes: a sandbox made from this guest starts
+  // with a home of its own, and a run writes its own code file anyway.
+  ::unlink((std::string(kRootfsMount) + job_code_path(request, slot->job_format)).c_str());
   channel.send(FrameType::warmed, frame.stream, "{}");
 }
 
@@ -205,7 +199,7 @@ Program take_prestarted(std::optional<Program>& slot, const protocol::Exec& requ
     ::kill(program.pid, SIGKILL);
     throw_errno("prlimit", "the prestarted interpreter");
   }
-  write_all(program.control.get(), job_line(request, /*warm=*/false));
+  write_all(program.control.get(), job_line(request, /*warm=*/false, program.job_format));
   return program;
 }
 

@@ -2,6 +2,8 @@
 
 #include <sys/types.h>
 
+#include <string>
+
 #include "common/unique_fd.h"
 #include "guest/exec_cgroup.h"
 #include "protocol/messages.h"
@@ -19,6 +21,8 @@ struct Program {
   UniqueFd stdout_read;
   UniqueFd stderr_read;
   UniqueFd control;
+  // A prestarted one's: how its jobs are written (protocol::Exec::job_format).
+  std::string job_format = "json";
   // The cgroup it was born in (a prestarted interpreter's goes with it to
   // the exec that takes it).
   ExecCgroup cgroup;

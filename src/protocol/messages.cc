@@ -102,6 +102,7 @@ std::string Exec::to_payload() const {
                         {"max_open_files", max_open_files},
                         {"disk_limit_bytes", disk_limit_bytes},
                         {"prestarted", prestarted},
+                        {"job_format", job_format},
                         {"tty", tty},
                         {"rows", rows},
                         {"cols", cols}});
@@ -123,6 +124,12 @@ Exec Exec::parse(std::string_view payload) {
   message.max_open_files = get_unsigned(object, "max_open_files", "exec", 1 << 20);
   message.disk_limit_bytes = get_unsigned(object, "disk_limit_bytes", "exec", 1ULL << 40);
   message.prestarted = object.contains("prestarted") && get_bool(object, "prestarted", "exec");
+  if (object.contains("job_format")) {
+    message.job_format = get_string(object, "job_format", "exec");
+    if (message.job_format != "json" && message.job_format != "shell") {
+      fail("exec", "job_format must be \"json\" or \"shell\"");
+    }
+  }
   message.tty = object.contains("tty") && get_bool(object, "tty", "exec");
   if (message.tty) {
     message.rows = static_cast<uint16_t>(get_unsigned(object, "rows", "exec", 1000));

@@ -10,7 +10,7 @@
 namespace airlock::protocol {
 
 // Bumped on any incompatible change; host and agent must agree exactly.
-inline constexpr int kProtocolVersion = 11;
+inline constexpr int kProtocolVersion = 12;
 
 // Control messages travel as JSON payloads. Each parse() treats its input as
 // hostile: wrong types, missing fields or out-of-range values throw
@@ -60,6 +60,10 @@ struct Exec {
   // Hand the program to the interpreter prestarted in the template (its
   // control socket gets {"path","argv","env","cwd"}) instead of exec'ing argv.
   bool prestarted = false;
+  // In a `prestart`: how the agent writes this interpreter its jobs:
+  // "json" (one JSON line) or "shell" (a byte count line, then bash words
+  // the agent quoted, for a bash that can only read that much cheaply).
+  std::string job_format = "json";
   // A terminal instead of pipes: the program's stdin, stdout and stderr are
   // one pty (its output comes as stdout_data), rows x cols in size.
   bool tty = false;

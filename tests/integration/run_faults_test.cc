@@ -217,6 +217,70 @@ TEST_F(Cli, PythonFailuresReadAsUnderAFreshInterpreter) {
   fs::remove(script);
 }
 
+// The prestarted bash becomes what `bash main.sh` started for the run
+// would be (--fresh-interpreter): the same confinement (ids, groups,
+// capabilities, no_new_privs, seccomp, limits, umask, open fds), directory,
+// environment, shell variables, options, functions and traps, $0, $#, $-,
+// and error messages with the script's own line numbers. What differs is
+// left out of the comparison by name: values that differ between any two
+// starts (pids, RANDOM, clocks), the cgroup's name, and BASH_ARGC, which
+// shows one entry after any function call.
+TEST_F(Cli, ShellRunsReadAsUnderAFreshBash) {
+  const std::string probe =
+      "echo \"start _=[$_] ?=$? #=$# 0=$0 -=$- line=$LINENO src=${BASH_SOURCE[*]} fn=${FUNCNAME[*]-none}\"\n"
+      "declare -p | grep -Ev '^declare -[-a-zA-Z]* "
+      "(BASHPID|RANDOM|SRANDOM|EPOCH[A-Z]*|SECONDS|PIPESTATUS|BASH_ARGC|BASH_COMMAND|_)(=|$)'\n"
+      "declare -f; shopt -p; set -o; trap -p; umask; ulimit -a; pwd; echo \"$PWD|$OLDPWD|$SHLVL|$HOSTNAME\"\n"
+      "grep -E '^(Uid|Gid|Groups|Cap[A-Za-z]+|NoNewPrivs|Seccomp):' /proc/$$/status\n"
+      // (No pipelines: bash holds a pipe's ends for a moment, and its children trace in any order.)
+      "ls /proc/$$/fd >/home/sandbox/fds; echo $(</home/sandbox/fds); env >/home/sandbox/env; sort "
+      "/home/sandbox/env\n"
+      "nosuchcommand_here\n"
+      "return 3\n"
+      "f() { echo \"in f: ${FUNCNAME[*]} $LINENO\"; }; f\n"
+      "exit 7\n";
+  const std::vector<std::vector<std::string>> envs = {
+      {},
+      {"--env", "MULTI=a\nb 'c' \"d\" \\e $HOME `x`", "--env", "UTF=\xc3\xa9\xe2\x98\x83", "--env",
+       "EMPTY=", "--env", "HOME=/tmp", "--env", "SHLVL=41"},
+      // What bash reads only at its start: a bash of its own in both.
+      {"--env", "SHELLOPTS=xtrace", "--env", "PS4=+trace "},
+      {"--env", "BASH_COMPAT=51"},
+  };
+  const fs::path script =
+      runtime_dir_.parent_path() / ("airlock-it-shell-" + std::to_string(::getpid()) + ".sh");
+  write_file(script, probe);
+  for (const auto& env : envs) {
+    std::vector<std::string> args = {"run", "--accel", "tcg", "--lang", "shell", "-f", script.string()};
+    args.insert(args.end(), env.begin(), env.end());
+    auto prestarted = airlock(args);
+    args.insert(args.begin() + 1, "--fresh-interpreter");
+    auto fresh = airlock(args);
+    const std::string context = env.empty() ? "default env" : env[1];
+    EXPECT_EQ(prestarted.exit_code, 7) << context << prestarted.err;
+    EXPECT_EQ(prestarted.exit_code, fresh.exit_code) << context;
+    EXPECT_EQ(prestarted.out, fresh.out) << context;
+    EXPECT_EQ(prestarted.err, fresh.err) << context;
+    EXPECT_EQ(prestarted.out.rfind("start _=[/bin/bash] ?=0 #=0 0=/home/sandbox/main.sh -=h", 0), 0u)
+        << context << prestarted.out;
+    EXPECT_NE(prestarted.out.find("B line=1 src=/home/sandbox/main.sh fn=none\n"), std::string::npos)
+        << context << prestarted.out;
+    EXPECT_NE(prestarted.out.find("\n0 1 2 255\n"), std::string::npos) << context << prestarted.out;
+    EXPECT_NE(prestarted.err.find("/home/sandbox/main.sh: line 6: nosuchcommand_here: command not found"),
+              std::string::npos)
+        << prestarted.err;
+    EXPECT_EQ(prestarted.out.find("__airlock"), std::string::npos) << prestarted.out;
+  }
+  fs::remove(script);
+  // Two clones of one template: bash's RANDOM was reseeded in each.
+  auto random_of_a_clone = [&] {
+    auto result = airlock({"run", "--accel", "tcg", "--lang", "shell", "echo $RANDOM $RANDOM $RANDOM"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return result.out;
+  };
+  EXPECT_NE(random_of_a_clone(), random_of_a_clone());
+}
+
 // Clones of one template share the prestarted interpreter's hash() secret
 // (docs/security.md); --fresh-interpreter gives each run its own.
 TEST_F(Cli, FreshInterpreterHasAHashSecretOfItsOwn) {

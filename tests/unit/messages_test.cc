@@ -28,7 +28,9 @@ TEST(Messages, ExecRoundTrips) {
   exec.max_open_files = 128;
   exec.disk_limit_bytes = 16 << 20;
   exec.prestarted = true;
+  exec.job_format = "shell";
   Exec parsed = Exec::parse(exec.to_payload());
+  EXPECT_EQ(parsed.job_format, "shell");
   EXPECT_EQ(parsed.max_processes, 64u);
   EXPECT_EQ(parsed.max_open_files, 128u);
   EXPECT_EQ(parsed.disk_limit_bytes, 16u << 20);
@@ -38,6 +40,15 @@ TEST(Messages, ExecRoundTrips) {
   EXPECT_EQ(parsed.cwd, exec.cwd);
   EXPECT_EQ(parsed.stdout_limit, 5u);
   EXPECT_EQ(parsed.timeout_ms, 2000u);
+}
+
+TEST(Messages, ExecJobFormatsAreJsonOrShell) {
+  Exec exec;
+  exec.argv = {"/bin/true"};
+  EXPECT_EQ(Exec::parse(exec.to_payload()).job_format, "json");
+  std::string payload = exec.to_payload();
+  payload.replace(payload.find("\"json\""), 6, "\"perl\"");
+  expect_protocol_error([&] { Exec::parse(payload); }, "job_format");
 }
 
 TEST(Messages, ExitReportRoundTrips) {
