@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -84,6 +85,8 @@ int run_benchmark(int requests) {
     bool fresh_interpreter = false;  // the baseline: a bash started for the run, as before the prestarted one
     std::vector<double> times = {};
     int hits = 0;
+    // The run's trace (docs/api.yaml trace_us), in ms, per phase.
+    std::map<std::string, std::vector<double>> phases = {};
   };
   Hits langs[] = {{"python", "print(1)", "1\n", 5.0},
                   {"shell", "echo hi", "hi\n", 5.0},
@@ -105,6 +108,18 @@ int run_benchmark(int requests) {
       if (result["stdout"] != lang.output)
         throw airlock::Error(airlock::ErrorCode::internal, "bad run: " + result.dump());
       lang.hits += result["pool_hit"].get<bool>();
+      const json& trace = result["timing"]["trace_us"];
+      double engine_ms = 0;
+      for (const char* phase : {"acquire", "exec", "finish", "guest_start", "guest_run", "guest_end"}) {
+        lang.phases[phase].push_back(trace[phase].get<double>() / 1000.0);
+      }
+      for (const char* phase : {"acquire", "exec", "finish"})
+        engine_ms += trace[phase].get<double>() / 1000.0;
+      lang.phases["http"].push_back(lang.times.back() - engine_ms);
+      lang.phases["transport"].push_back((trace["exec"].get<double>() - trace["guest_start"].get<double>() -
+                                          trace["guest_run"].get<double>() -
+                                          trace["guest_end"].get<double>()) /
+                                         1000.0);
     }
     if (i % 20 == 0) {  // baselines interleaved, so drift hits both
       all_ready();      // and, like the requests, never beside a refill
@@ -167,6 +182,30 @@ int run_benchmark(int requests) {
   const double restore_mean_ms =
       restores > 0 ? 1000.0 * metric("airlock_clone_restore_duration_seconds_sum") / restores : 0.0;
 
+  // Floors in the same run: an HTTP exchange with the daemon; a frame round
+  // trip to a warm guest's agent behind it (a stat in a sandbox); a snippet
+  // run by an interpreter that already waits (a code context's cell).
+  std::vector<double> health, stat, cell;
+  {
+    const std::string id =
+        airlock::bench::call(socket_path, "POST", "/v1/sandboxes", R"({"language":"python"})")["id"];
+    const std::string base = "/v1/sandboxes/" + id;
+    airlock::bench::call(socket_path, "POST", base + "/contexts", R"({"name":"c"})");
+    for (int i = 0; i < 40; ++i) {
+      auto start = SteadyClock::now();
+      http(socket_path, "GET", "/v1/health");
+      health.push_back(ms_since(start));
+      start = SteadyClock::now();
+      airlock::bench::call(socket_path, "GET", base + "/stat?path=/home/sandbox");
+      stat.push_back(ms_since(start));
+      start = SteadyClock::now();
+      airlock::bench::call(socket_path, "POST", base + "/contexts/c/run", R"({"code":"1+1"})");
+      cell.push_back(ms_since(start));
+    }
+    http(socket_path, "DELETE", base);
+  }
+  all_ready();
+
   // Sustained: back to back, each run a fresh VM (pool hit or not).
   const int sustained_runs = 20;
   auto sustained_start = SteadyClock::now();
@@ -190,6 +229,27 @@ int run_benchmark(int requests) {
         "  pool hits %d/%zu\n",
         lang.language, lang.code, p50, lang.target_ms, p99, p99 / p50, lang.hits, lang.times.size());
   }
+  std::printf("where a pool hit's time goes, p50 of each part in ms (the parts' medians need not add up):\n");
+  std::printf("  %-22s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "", "client", "http", "acquire", "exec",
+              "g.start", "g.run", "g.end", "transp.", "finish");
+  for (auto& lang : langs) {
+    auto p50 = [&lang](const char* phase) { return percentile(lang.phases[phase], 0.5); };
+    std::printf("  %-10s %-11s %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f\n", lang.language,
+                lang.fresh_interpreter ? "(fresh)" : lang.code, percentile(lang.times, 0.5), p50("http"),
+                p50("acquire"), p50("exec"), p50("guest_start"), p50("guest_run"), p50("guest_end"),
+                p50("transport"), p50("finish"));
+  }
+  std::printf(
+      "  client: the request as this benchmark sees it; http: it less the engine's part (HTTP, JSON, the\n"
+      "  daemon's queue); acquire: a pooled VM taken and its sandbox made; exec: the exec begun -> its exit\n"
+      "  report in, of which in the guest g.start (exec taken -> program started or handed over), g.run\n"
+      "  (-> exit known) and g.end (-> report sent), and transp. the rest (the code file, the channel both\n"
+      "  ways); finish: the report in -> the result.\n");
+  std::printf(
+      "floors in the same run, p50: HTTP GET /v1/health %.2f ms; a stat in a warm sandbox (HTTP + a frame\n"
+      "  round trip to its agent) %.2f ms; a code context's cell 1+1 (an interpreter already waiting) %.2f "
+      "ms\n",
+      percentile(health, 0.5), percentile(stat, 0.5), percentile(cell, 0.5));
   std::printf("  host /usr/bin/python3   p50 %7.1f ms   (%zu runs)\n", percentile(host, 0.5), host.size());
   std::printf("  bwrap ... python3       p50 %7.1f ms   (%zu runs)\n", percentile(bwrap, 0.5), bwrap.size());
   std::printf("  ratio python p50 / bwrap p50       %6.2fx (target <= 0.35x)\n",

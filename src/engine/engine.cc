@@ -214,6 +214,10 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
                     file_identity(find_program("qemu-system-x86_64").value_or("qemu")) + "|" +
                     std::to_string(vmm::host_tsc_khz());
   key += "|net=" + profile.network + "|disk_room=" + std::to_string(Limits::kDiskRoomMb);
+  vmm::VmConfig booted;  // the kernel command line a template boots with
+  booted.accel = accel;
+  booted.kernel = kernel;
+  key += "|cmdline=" + vmm::guest_cmdline(booted);
   for (const auto& mount : profile.mounts) key += "|mount=" + mount.guest_path;
   for (const auto& arg : language.warmup) key += "|" + arg;
   for (const auto& arg : language.prestart) key += "|" + arg;

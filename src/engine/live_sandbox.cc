@@ -292,6 +292,16 @@ RunResult LiveSandbox::result_of(ExecRecord& record) const {
       std::chrono::duration_cast<std::chrono::milliseconds>(outcome.ended - outcome.started).count());
   // An exec in a live sandbox boots and sets up nothing: its whole time is its execution.
   result.timing.total_ms = result.timing.execute_ms;
+  if (outcome.report) {
+    const auto& report = *outcome.report;
+    RunTrace trace;
+    trace.exec_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(outcome.ended - outcome.started).count();
+    trace.guest_start_us = static_cast<int64_t>(report.start_us);
+    trace.guest_run_us = static_cast<int64_t>(report.run_us);
+    trace.guest_end_us = static_cast<int64_t>(report.duration_us) - static_cast<int64_t>(report.run_us);
+    result.timing.trace = trace;
+  }
   result.accel = std::string(vmm::to_string(accel_));
   result.from_snapshot = from_snapshot_;
   std::lock_guard lock(mutex_);

@@ -96,8 +96,17 @@ RunResult Engine::run(const RunPlan& plan, OutputSink* sink, const CancelToken* 
     acquired.pool_hit = pool_hit;
     guest.reset();
     sandbox = std::make_unique<LiveSandbox>("of a one-shot run", one_run_spec(plan), std::move(acquired));
+    const auto exec_begun = SteadyClock::now();
     result = sandbox->run_exec(program_exec_request(language, request), sink, cancel);
     timing.execute_ms = result.timing.execute_ms;
+    timing.trace = result.timing.trace;
+    if (timing.trace) {
+      timing.trace->acquire_us =
+          std::chrono::duration_cast<std::chrono::microseconds>(exec_begun - accepted).count();
+      timing.trace->finish_us =
+          std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - exec_begun).count() -
+          timing.trace->exec_us;
+    }
     result.timing = timing;
   } catch (const Error& e) {
     classify_failure(e, result);

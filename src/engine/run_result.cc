@@ -89,6 +89,12 @@ json to_json(RunResult result) {
                       {"boot_ms", result.timing.boot_ms},
                       {"execute_ms", result.timing.execute_ms},
                       {"total_ms", result.timing.total_ms}};
+  if (const auto& trace = result.timing.trace) {
+    object["timing"]["trace_us"] = {
+        {"acquire", trace->acquire_us},     {"exec", trace->exec_us},
+        {"finish", trace->finish_us},       {"guest_start", trace->guest_start_us},
+        {"guest_run", trace->guest_run_us}, {"guest_end", trace->guest_end_us}};
+  }
   object["accel"] = result.accel;
   object["from_snapshot"] = result.from_snapshot;
   object["pool_hit"] = result.pool_hit;
@@ -154,7 +160,14 @@ RunResult result_from_json(const json& object) {
     result.stderr_truncated = object.at("stderr_truncated").get<bool>();
     const json& timing = object.at("timing");
     result.timing = {timing.at("setup_ms").get<int64_t>(), timing.at("boot_ms").get<int64_t>(),
-                     timing.at("execute_ms").get<int64_t>(), timing.at("total_ms").get<int64_t>()};
+                     timing.at("execute_ms").get<int64_t>(), timing.at("total_ms").get<int64_t>(),
+                     std::nullopt};
+    if (auto trace = timing.find("trace_us"); trace != timing.end() && trace->is_object()) {
+      result.timing.trace =
+          RunTrace{trace->value("acquire", int64_t{0}),   trace->value("exec", int64_t{0}),
+                   trace->value("finish", int64_t{0}),    trace->value("guest_start", int64_t{0}),
+                   trace->value("guest_run", int64_t{0}), trace->value("guest_end", int64_t{0})};
+    }
     result.accel = object.at("accel").get<std::string>();
     result.from_snapshot = object.value("from_snapshot", false);
     result.pool_hit = object.value("pool_hit", false);

@@ -20,11 +20,29 @@ enum class RunStatus {
 
 std::string_view to_string(RunStatus status);
 
+// Where one run's time went, in microseconds (docs/api.yaml `trace_us`):
+// on the host, accepted -> the exec begun (a VM taken or started, its
+// sandbox made), the exec begun -> its exit report in (the code file and
+// the exec sent, the guest's work, the way back), the report in -> the
+// result; in the guest, by its clock, the exec frame taken -> the program
+// started or handed to the prestarted interpreter, -> its exit known, ->
+// the report sent (its output drained, its processes killed).
+struct RunTrace {
+  int64_t acquire_us = 0;
+  int64_t exec_us = 0;
+  int64_t finish_us = 0;
+  int64_t guest_start_us = 0;
+  int64_t guest_run_us = 0;
+  int64_t guest_end_us = 0;
+};
+
 struct RunTiming {
   int64_t setup_ms = 0;    // request accepted -> VM process started
   int64_t boot_ms = 0;     // VM process started -> agent ready
   int64_t execute_ms = 0;  // program started -> program ended
   int64_t total_ms = 0;    // request accepted -> everything torn down
+  // Once the guest reported; an exec in a sandbox has no acquire or finish.
+  std::optional<RunTrace> trace;
 };
 
 struct RunResult {

@@ -39,6 +39,11 @@ void run_warmup(GuestSession& session, const Language& language) {
 void warm_exec_path(GuestSession& session, const Language& language) {
   protocol::Exec exec = own_exec(language, {"/bin/cat"});
   exec.env.push_back("AIRLOCK_WARM=" + std::string(16 * 1024, 'w'));
+  // The default disk budget is set now, as a run would set it (statfs and
+  // ext4's reserved_clusters: cold kernel paths, milliseconds under TCG);
+  // a run that asks for the same finds it set, one that asks for another
+  // sets its own.
+  exec.disk_limit_bytes = static_cast<uint64_t>(Limits::kDefaultDiskMb) << 20;
   const std::string input(32 * 1024, 'x');
   ExecOutcome outcome = session.execute(exec, input, nullptr, std::chrono::seconds(60));
   if (!outcome.report || outcome.report->exit_code != 0) {

@@ -453,6 +453,7 @@ class Agent {
   }
 
   void start_exec(const protocol::Frame& frame) {
+    const auto received = RunningExec::Clock::now();
     auto request = protocol::Exec::parse(frame.payload);
     if (execs_.count(frame.stream)) {
       channel_.send(FrameType::error, frame.stream,
@@ -465,7 +466,7 @@ class Agent {
       Program program = request.prestarted ? take_prestarted(prestarted_, request)
                                            : start_program(request, false, ExecCgroup::create("exec"));
       execs_.emplace(frame.stream, std::make_unique<RunningExec>(channel_, frame.stream, std::move(request),
-                                                                 std::move(program)));
+                                                                 std::move(program), received));
     } catch (const Error& e) {
       if (e.code() == ErrorCode::protocol) throw;
       channel_.send(FrameType::error, frame.stream, protocol::ErrorReport{e.what()}.to_payload());

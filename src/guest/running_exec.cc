@@ -78,7 +78,8 @@ constexpr auto kDrainGrace = std::chrono::milliseconds(200);
 
 }  // namespace
 
-RunningExec::RunningExec(Channel& channel, uint32_t stream, protocol::Exec request, Program program)
+RunningExec::RunningExec(Channel& channel, uint32_t stream, protocol::Exec request, Program program,
+                         Clock::time_point received)
     : channel_(channel),
       stream_(stream),
       request_(std::move(request)),
@@ -89,6 +90,8 @@ RunningExec::RunningExec(Channel& channel, uint32_t stream, protocol::Exec reque
       outputs_{{std::move(program.stdout_read), FrameType::stdout_data, request_.stdout_limit},
                {std::move(program.stderr_read), FrameType::stderr_data, request_.stderr_limit}},
       control_(std::move(program.control)) {
+  report_.start_us = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(started_ - received).count());
   // No timeout (0) is for a background exec: it lasts as long as its sandbox.
   if (request_.timeout_ms > 0) backstop_ = started_ + std::chrono::milliseconds(request_.timeout_ms);
   if (!cgroup_.valid()) oom_watch_.emplace();
@@ -217,6 +220,7 @@ void RunningExec::handle_poll(const std::vector<pollfd>& fds) {
     if (!read_exit_notice(control_.get(), child_, control_said_, exit_code)) control_.reset();
     if (exit_code && !child_status_) {
       child_status_ = W_EXITCODE(*exit_code, 0);
+      exit_seen_ = Clock::now();
       drain_deadline_ = Clock::now() + kDrainGrace;
     }
   }
@@ -227,6 +231,7 @@ bool RunningExec::reap(pid_t pid, int status) {
   // A prestarted interpreter's own notice came first and is the result.
   if (!child_status_) {
     child_status_ = status;
+    exit_seen_ = Clock::now();
     drain_deadline_ = Clock::now() + kDrainGrace;
   }
   child_ = -child_;  // reaped: its number may be reused, never signal it again
@@ -278,6 +283,8 @@ bool RunningExec::finish_if_done() {
   report_.stderr_truncated = outputs_[1].truncated;
   report_.duration_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count());
+  report_.run_us = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(exit_seen_ - started_).count());
   ack_stdin();
   if (!detached_) channel_.send(FrameType::exit, stream_, report_.to_payload());
   return finished_ = true;

@@ -41,7 +41,9 @@ class RunningExec {
   using Clock = std::chrono::steady_clock;
 
   // The program's cgroup is the exec's.
-  RunningExec(Channel& channel, uint32_t stream, protocol::Exec request, Program program);
+  // `received`: when its exec frame was taken (the report says how long the start took).
+  RunningExec(Channel& channel, uint32_t stream, protocol::Exec request, Program program,
+              Clock::time_point received);
   RunningExec(const RunningExec&) = delete;
   RunningExec& operator=(const RunningExec&) = delete;
 
@@ -83,6 +85,7 @@ class RunningExec {
   pid_t child_;
   ExecCgroup cgroup_;
   Clock::time_point started_;
+  Clock::time_point exit_seen_;
   Clock::time_point backstop_ = Clock::time_point::max();
   // Once the program itself has exited, stragglers holding its pipes get a
   // moment to finish writing, then are killed.

@@ -272,7 +272,9 @@ std::string ExitReport::to_payload() const {
                         {"timed_out", timed_out},
                         {"stdout_truncated", stdout_truncated},
                         {"stderr_truncated", stderr_truncated},
-                        {"duration_us", duration_us}});
+                        {"duration_us", duration_us},
+                        {"start_us", start_us},
+                        {"run_us", run_us}});
 }
 
 ExitReport ExitReport::parse(std::string_view payload) {
@@ -289,6 +291,8 @@ ExitReport ExitReport::parse(std::string_view payload) {
   report.stdout_truncated = get_bool(object, "stdout_truncated", "exit");
   report.stderr_truncated = get_bool(object, "stderr_truncated", "exit");
   report.duration_us = get_unsigned(object, "duration_us", "exit", 1ULL << 50);
+  if (object.contains("start_us")) report.start_us = get_unsigned(object, "start_us", "exit", 1ULL << 50);
+  if (object.contains("run_us")) report.run_us = get_unsigned(object, "run_us", "exit", 1ULL << 50);
   return report;
 }
 

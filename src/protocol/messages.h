@@ -109,7 +109,12 @@ struct ExitReport {
   bool timed_out = false;     // killed by the guest's backstop timer
   bool stdout_truncated = false;
   bool stderr_truncated = false;
-  uint64_t duration_us = 0;
+  uint64_t duration_us = 0;  // program started -> this report
+  // Where the guest's time went, in its own clock: the exec frame taken ->
+  // the program started (or handed to the prestarted interpreter), and
+  // started -> its exit known (its notice, or the kernel's).
+  uint64_t start_us = 0;
+  uint64_t run_us = 0;
   std::string to_payload() const;
   static ExitReport parse(std::string_view payload);
 };

@@ -88,6 +88,12 @@ std::string guest_cmdline(const VmConfig& config) {
       "cryptomgr.notests";
   // Without the TSC rate the guest calibrates against the emulated PIT and may hang.
   cmdline += " tsc_early_khz=" + std::to_string(host_tsc_khz());
+  // Under TCG the emulated CPU claims no constant TSC, and a microvm has no
+  // other clock to check it against, so the kernel would keep time by its
+  // 4 ms tick: clock_gettime in steps of 4 ms and no high-resolution timers
+  // (every timeout rounded up to a tick). QEMU's TSC follows the host's
+  // clock, so it is trusted.
+  if (config.accel == Accel::tcg) cmdline += " tsc=reliable";
   if (config.probe_only) cmdline += " airlock.probe=1";
   if (!config.kernel.cmdline_extra.empty()) cmdline += " " + config.kernel.cmdline_extra;
   return cmdline;

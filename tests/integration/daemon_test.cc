@@ -100,6 +100,22 @@ TEST_F(Daemon, RunFromTheWarmPoolMatchesTheContract) {
   EXPECT_EQ(result["status"], "ok");
   EXPECT_EQ(result["stdout"], "42\n");
   EXPECT_EQ(result["pool_hit"], true);
+  // The run's trace: the guest's parts lie inside the host's exec span,
+  // and the engine's parts inside its total (a millisecond of rounding).
+  const json& trace = result["timing"]["trace_us"];
+  for (const char* part : {"acquire", "exec", "finish", "guest_start", "guest_run", "guest_end"}) {
+    EXPECT_GE(trace[part].get<int64_t>(), 0) << part << trace;
+  }
+  EXPECT_GT(trace["guest_run"].get<int64_t>(), 0) << trace;
+  EXPECT_GT(trace["exec"].get<int64_t>(), trace["guest_start"].get<int64_t>() +
+                                              trace["guest_run"].get<int64_t>() +
+                                              trace["guest_end"].get<int64_t>())
+      << trace;
+  EXPECT_LE(
+      (trace["acquire"].get<int64_t>() + trace["exec"].get<int64_t>() + trace["finish"].get<int64_t>()) /
+          1000,
+      result["timing"]["total_ms"].get<int64_t>() + 1)
+      << result["timing"];
 
   json pools = json::parse(get("/v1/pools").body);
   for (const auto& pool : pools["pools"]) {

@@ -56,7 +56,11 @@ TEST(Messages, ExitReportRoundTrips) {
   report.signal = 9;
   report.oom = true;
   report.stdout_truncated = true;
+  report.start_us = 310;
+  report.run_us = 900;
   ExitReport parsed = ExitReport::parse(report.to_payload());
+  EXPECT_EQ(parsed.start_us, 310u);
+  EXPECT_EQ(parsed.run_us, 900u);
   EXPECT_FALSE(parsed.exit_code);
   EXPECT_EQ(parsed.signal, 9);
   EXPECT_TRUE(parsed.oom);
