@@ -450,6 +450,7 @@ void Engine::warm_guest(ReadyGuest& guest) {
     guest.session().prestart(own_exec(language, language.pool_prestart),
                              SteadyClock::now() + std::chrono::seconds(60));
     guest.prestarted_ = true;
+    if (!language.warmup_program.empty()) warm_prestarted(guest.session(), language);
   }
 }
 

@@ -19,8 +19,9 @@ struct Language {
   // for a program on its control socket; empty if the language has none.
   std::vector<std::string> prestart;
   // A program of ours (the code for code_path) that the prestarted
-  // interpreter runs as a warm-up job, before the template's snapshot and
-  // in each pooled guest before it is handed out, so a request's path
+  // interpreter (or the pool's, pool_prestart) runs as a warm-up job, before
+  // the template's snapshot and in each pooled guest before it is handed
+  // out, so a request's path
   // through the interpreter (read, compile, run, print) is already
   // translated by the emulator and its pages written. Empty: none.
   std::string warmup_program;

@@ -312,6 +312,25 @@ TEST_F(Daemon, PooledNodeIsStartedAfterRestoreAndBehavesLikeNode) {
                 "Error: boom\n    at Object.<anonymous> (/home/sandbox/main.js:1"),
             std::string::npos)
       << thrown["stderr"];
+  // Node's status as `node main.js` gives it, told before its teardown:
+  // every exit listener and timer has printed by then.
+  const std::pair<const char*, int> endings[] = {
+      {"process.exitCode = 4; console.log('a')", 4},
+      {"console.log('a'); process.exit(7)", 7},
+      {"process.on('exit', (code) => console.log('a', code)); process.exitCode = 300", 300 & 0xff},
+      {"setTimeout(() => { console.log('a'); process.exitCode = 3 }, 50)", 3},
+      {"Promise.reject(new Error('rejected'))", 1},
+      {"if (Object.keys(process).includes('emit')) throw new Error('seen'); console.log('a')", 0},
+  };
+  for (const auto& [code, status] : endings) {
+    wait_for_ready("javascript-256m");
+    json ended = json::parse(post("/v1/run", json{{"language", "javascript"}, {"code", code}}.dump()).body);
+    EXPECT_EQ(ended["exit_code"], status) << code << ended.dump();
+    EXPECT_EQ(ended["pool_hit"], true) << code;
+    if (status != 1) {
+      EXPECT_EQ(ended["stdout"].get<std::string>().substr(0, 1), "a") << code << ended.dump();
+    }
+  }
 }
 
 TEST_F(Daemon, AClientThatHangsUpCancelsItsRun) {
