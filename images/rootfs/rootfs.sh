@@ -7,8 +7,11 @@
 
 ROOTFS_FREE_MIB=256 # free space beyond the content, for runs that write
 
+# rootfs_lists IMAGE LIST...: the package list files of an image.
 rootfs_lists() {
-  printf '%s\n' "$IMAGES_DIR/rootfs/base.packages" "$IMAGES_DIR/rootfs/$1.packages"
+  local list
+  printf '%s\n' "$IMAGES_DIR/rootfs/base.packages"
+  for list in "${@:2}"; do printf '%s\n' "$IMAGES_DIR/rootfs/$list.packages"; done
 }
 
 # rootfs_fetch DEBS RESOLVED: make sure every "name version" line of RESOLVED
@@ -64,6 +67,70 @@ EOF
   # dash's maintainer script would make /bin/sh; bash's would not be missed.
   [[ -e $root/usr/bin/sh ]] || ln -s dash "$root/usr/bin/sh"
   chmod 0644 "$root"/etc/{passwd,group,nsswitch.conf,hostname,hosts}
+}
+
+# rootfs_ca_bundle ROOT: what update-ca-certificates (ca-certificates'
+# maintainer script) makes: /etc/ssl/certs with the bundle every TLS library
+# here reads by default (OpenSSL's cert.pem, GnuTLS and curl point at it) and
+# a link per certificate under its subject hash, for programs that look there.
+rootfs_ca_bundle() {
+  local root=$1 certs=$1/etc/ssl/certs crt name
+  [[ -d $root/usr/share/ca-certificates/mozilla ]] || return 0
+  mkdir -p "$certs"
+  : >"$certs/ca-certificates.crt"
+  while IFS= read -r -d '' crt; do
+    name=${crt##*/}
+    ln -sfn "../../../usr/share/ca-certificates/mozilla/$name" "$certs/${name%.crt}.pem"
+    sed -e '$a\' -- "$crt" >>"$certs/ca-certificates.crt"
+  done < <(find "$root/usr/share/ca-certificates/mozilla" -name '*.crt' -print0 | LC_ALL=C sort -z)
+  chmod 0644 "$certs/ca-certificates.crt"
+  [[ -s $certs/ca-certificates.crt ]] || die "no CA certificates found for the bundle"
+  openssl rehash "$certs" >/dev/null 2>&1 || log "warning: openssl rehash failed; only the bundle is there"
+}
+
+# rootfs_alternatives ROOT DEB...: the links update-alternatives would make
+# in the packages' maintainer scripts (never run here): libblas.so.3 and
+# liblapack.so.3 (numpy), which, lzma, js, ... For each name the highest
+# priority candidate present in ROOT wins, with its slaves, as on an
+# installed system. Arguments built by shell code ($VAR, $(...)) are skipped.
+rootfs_alternatives() {
+  local root=$1 deb
+  shift
+  for deb in "$@"; do
+    dpkg-deb -I "$deb" postinst 2>/dev/null || true
+    printf '\n'
+  done | /usr/bin/python3 -c '
+import os, shlex, sys
+root = sys.argv[1]
+script = sys.stdin.read().replace("\\\n", " ")
+best = {}
+for line in script.splitlines():
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError:
+        continue
+    while "update-alternatives" in words:
+        words = words[words.index("update-alternatives") + 1 :]
+        while words and words[0] in ("--quiet", "--verbose", "--force"):
+            words = words[1:]
+        if not words or words[0] != "--install" or len(words) < 5:
+            continue
+        link, name, path, priority = words[1:5]
+        if any("$" in w for w in (link, name, path, priority)) or not priority.isdigit():
+            continue
+        links = [(link, path)]
+        rest = words[5:]
+        while len(rest) >= 4 and rest[0] == "--slave" and not any("$" in w for w in rest[1:4]):
+            links.append((rest[1], rest[3]))
+            rest = rest[4:]
+        if os.path.lexists(root + path) and (name not in best or int(priority) > best[name][0]):
+            best[name] = (int(priority), links)
+for name, (priority, links) in sorted(best.items()):
+    for link, path in links:
+        if os.path.lexists(root + path) and not os.path.lexists(root + link):
+            os.makedirs(os.path.dirname(root + link), exist_ok=True)
+            os.symlink(path, root + link)
+' "$root" || die "applying update-alternatives links failed"
 }
 
 # rootfs_trim ROOT: drop what no program reads at run time; keep copyrights.
@@ -129,6 +196,12 @@ rootfs_fix_owners() {
       done < <(cd "$root" && find . -mindepth 1 -printf '%P\0')
     fi
     printf 'sif /home/sandbox uid 1000\nsif /home/sandbox gid 1000\n'
+    if [[ -d $root/var/cache/airlock ]]; then
+      while IFS= read -r -d '' path; do
+        printf 'sif "/%s" uid 1000\nsif "/%s" gid 1000\n' "$path" "$path"
+      done < <(cd "$root" && find var/cache/airlock -mindepth 1 -maxdepth 1 -type d -printf '%P\0' |
+        sed -z 's|^|var/cache/airlock/|')
+    fi
   } >"$root.debugfs"
   debugfs -w -f "$root.debugfs" "$image" >/dev/null 2>"$root.debugfs.err" ||
     die "debugfs failed: $(tail -n 5 "$root.debugfs.err")"
@@ -137,14 +210,25 @@ rootfs_fix_owners() {
   fi
 }
 
-# rootfs_build OUT WORK LANG DEBS: OUT gets rootfs.ext4 and packages.txt.
-# apt_init must have been called.
+# rootfs_extra ROOT IMAGE: the image's own files (rootfs/extra/IMAGE/), as
+# they are in the repository, root's and world-readable; a directory named
+# var/cache/airlock/* is made the sandbox user's (a cache its programs fill:
+# see rootfs_fix_owners).
+rootfs_extra() {
+  local root=$1 dir=$IMAGES_DIR/rootfs/extra/$2
+  [[ -d $dir ]] || return 0
+  cp -R --no-preserve=ownership -- "$dir/." "$root/"
+  chmod -R u=rwX,go=rX -- "$root/etc" "$root/usr" "$root/var" 2>/dev/null || true
+}
+
+# rootfs_build OUT WORK IMAGE DEBS LIST...: OUT gets rootfs.ext4 and
+# packages.txt. apt_init must have been called.
 rootfs_build() {
   local out=$1 work=$2 lang=$3 debs=$4
   local root=$work/root image=$out/rootfs.ext4 resolved deb content_kib inodes size_mib
   local -a pkgs lists
   need_tools apt-get dpkg-deb tar mke2fs debugfs e2fsck
-  mapfile -t lists < <(rootfs_lists "$lang")
+  mapfile -t lists < <(rootfs_lists "$lang" "${@:5}")
   mapfile -t pkgs < <(read_list "${lists[@]}")
   resolved=$(apt_resolve "${pkgs[@]}")
   printf '%s\n' "$resolved" >"$out/packages.txt"
@@ -157,14 +241,19 @@ rootfs_build() {
   ln -s usr/lib "$root/lib"
   ln -s usr/lib64 "$root/lib64"
   local name ver
+  local -a unpacked=()
   while read -r name ver; do
     for deb in "$debs/${name}_${ver//:/%3a}"_*.deb; do
       deb_extract "$deb" "$root"
+      unpacked+=("$deb")
     done
   done <<<"$resolved"
+  rootfs_alternatives "$root" "${unpacked[@]}"
   rootfs_trim "$root"
   rootfs_skeleton "$root"
+  rootfs_ca_bundle "$root"
   rootfs_reseed_hooks "$root"
+  rootfs_extra "$root" "$lang"
   rootfs_compile_python "$root"
 
   # Size: the content, ~10% for ext4 metadata, the promised free space.

@@ -4,6 +4,7 @@
 
 #include "cli/daemon_client.h"
 #include "cli/verbs.h"
+#include "common/error.h"
 #include "engine/sandbox_json.h"
 
 namespace airlock::cli {
@@ -18,6 +19,9 @@ struct CreateOptions {
 };
 
 int create(CreateOptions& options) {
+  if (options.request.run.language.empty() && options.request.run.image.empty()) {
+    throw Error(ErrorCode::invalid_argument, "give a language (--lang) or an image (--image)");
+  }
   for (const auto& mount : options.mounts) options.request.run.mounts.push_back(engine::parse_mount(mount));
   const nlohmann::json sandbox = call_daemon(daemon_socket_path(options.socket), "POST", "/v1/sandboxes",
                                              engine::to_json(options.request).dump());
@@ -31,8 +35,11 @@ void add_create(CLI::App& app, Action& action) {
   auto options = std::make_shared<CreateOptions>();
   engine::RunRequest& run = options->request.run;
   CLI::App* verb = app.add_subcommand("create", "Create a sandbox that serves many execs; prints its id");
-  verb->add_option("-l,--lang,--language", run.language, "python, javascript or shell (its image)")
-      ->required();
+  verb->add_option("-l,--lang,--language", run.language,
+                   "python, javascript or shell (default: the image's first language)");
+  verb->add_option("--image", run.image,
+                   "Root filesystem image: python, javascript, shell, python-data, ... (default: the "
+                   "language's own)");
   verb->add_option("-m,--memory", run.memory_mb, "Guest memory in MiB (128-2048)")->capture_default_str();
   verb->add_option("--cpus", run.cpus, "Guest vCPUs (1-8)")->capture_default_str();
   verb->add_option("--net", run.network, "Network: none, allow:NAME[,NAME...] or full")

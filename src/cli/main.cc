@@ -52,6 +52,7 @@ void install_signal_handlers(const engine::CancelToken& token) {
 
 struct RunOptions {
   std::string language;
+  std::string image;
   std::string code;
   std::string file;
   std::vector<std::string> env;
@@ -110,7 +111,11 @@ bool daemon_answers(const std::string& socket_path) {
 
 int run_command(const RunOptions& options) {
   engine::RunRequest request;
+  if (options.language.empty() && options.image.empty()) {
+    throw Error(ErrorCode::invalid_argument, "give a language (--lang) or an image (--image)");
+  }
   request.language = options.language;
+  request.image = options.image;
   if (!options.file.empty()) {
     if (!options.code.empty()) {
       throw Error(ErrorCode::invalid_argument,
@@ -223,7 +228,11 @@ int main(int argc, char** argv) {
   RunOptions options;
   CLI::App* run = app.add_subcommand("run", "Run code in a fresh microVM and stream its output");
   run->add_option("code", options.code, "The code to run");
-  run->add_option("-l,--lang,--language", options.language, "python, javascript or shell")->required();
+  run->add_option("-l,--lang,--language", options.language,
+                  "python, javascript or shell (default: the image's first language)");
+  run->add_option("--image", options.image,
+                  "Root filesystem image: python, javascript, shell, python-data, ... (default: the "
+                  "language's own)");
   run->add_option("-f,--file", options.file, "Read the code from this file ('-' for stdin)");
   // One value per -e, so that `-e A=1 'code'` does not swallow the code.
   run->add_option("-e,--env", options.env, "Environment variable NAME=value for the program (repeatable)")

@@ -32,51 +32,6 @@ constexpr auto kSetupTimeout = std::chrono::seconds(10);
 
 }  // namespace
 
-std::vector<std::string> guest_environment(const Language& language,
-                                           const std::vector<std::pair<std::string, std::string>>& extra) {
-  std::vector<std::pair<std::string, std::string>> merged = {
-      {"PATH", "/usr/local/bin:/usr/bin:/bin"},
-      {"HOME", kWorkDir},
-      {"USER", "sandbox"},
-      {"LANG", "C.UTF-8"},
-  };
-  auto set = [&merged](const std::string& name, const std::string& value) {
-    for (auto& entry : merged) {
-      if (entry.first == name) {
-        entry.second = value;
-        return;
-      }
-    }
-    merged.emplace_back(name, value);
-  };
-  for (const auto& assignment : language.env) {
-    auto [name, value] = parse_env_assignment(assignment);
-    set(name, value);
-  }
-  for (const auto& [name, value] : extra) set(name, value);
-  std::vector<std::string> env;
-  for (const auto& [name, value] : merged) env.push_back(name + "=" + value);
-  return env;
-}
-
-protocol::Exec program_exec(const Language& language, const RunRequest& limits, std::vector<std::string> argv,
-                            const std::vector<std::pair<std::string, std::string>>& env, std::string cwd,
-                            uint64_t stdout_limit, uint64_t stderr_limit, int timeout_s) {
-  protocol::Exec exec;
-  exec.argv = std::move(argv);
-  exec.env = guest_environment(language, env);
-  exec.cwd = std::move(cwd);
-  exec.uid = kSandboxUid;
-  exec.gid = kSandboxUid;
-  exec.stdout_limit = stdout_limit;
-  exec.stderr_limit = stderr_limit;
-  exec.timeout_ms = static_cast<uint64_t>(timeout_s) * 1000;
-  exec.max_processes = static_cast<uint64_t>(limits.max_processes);
-  exec.max_open_files = static_cast<uint64_t>(limits.max_open_files);
-  exec.disk_limit_bytes = static_cast<uint64_t>(limits.disk_mb) << 20;
-  return exec;
-}
-
 namespace {
 
 // The host side of a guest's network, or null for `none` (no device at all).
@@ -223,6 +178,7 @@ std::string Engine::template_name(const Language& language, const vmm::KernelIma
   for (const auto& arg : language.prestart) key += "|" + arg;
   key += "|" + language.warmup_program + "|" + language.prestart_file + "|" + language.job_format;
   for (const auto& entry : language.prestart_env) key += "|" + entry;
+  for (const auto& entry : language.env) key += "|env=" + entry;  // the image's too (resolve)
   return profile.template_name() + "-" + stable_hash(key);
 }
 
@@ -261,7 +217,7 @@ TemplatePaths Engine::ensure_template(const std::string& name, const Language& l
       session.setup_network(guest_network->guest_setup(), SteadyClock::now() + kSetupTimeout);
     run_warmup(session, language);
     if (!language.prestart.empty()) {
-      start_prestarted(session, language);
+      start_prestarted(session, language, language.prestart);
       // Every clone starts with the interpreter's path to a program already
       // taken once, its caches filled, in the template's memory.
       if (!language.warmup_program.empty()) warm_prestarted(session, language);
@@ -293,7 +249,9 @@ std::string Profile::name_with(const std::string& mounts_key) const {
     capabilities = "-net-" + stable_hash(network).substr(0, 8);
   }
   if (!mounts.empty()) capabilities += "-mnt-" + stable_hash(mounts_key).substr(0, 8);
-  return language + "-" + std::to_string(memory_mb) + "m" +
+  // Another image than the language's own: "python-img-python-data-256m".
+  const std::string image_part = image.empty() || image == language ? "" : "-img-" + image;
+  return language + image_part + "-" + std::to_string(memory_mb) + "m" +
          (cpus > 1 ? "-" + std::to_string(cpus) + "cpu" : "") + (kernel.empty() ? "" : "-" + kernel) +
          capabilities + (use_snapshot ? "" : "-fresh");
 }
@@ -302,7 +260,9 @@ Profile profile_of(const RunRequest& request) {
   std::vector<MountSpec> mounts = request.mounts;
   std::sort(mounts.begin(), mounts.end(),
             [](const MountSpec& a, const MountSpec& b) { return a.guest_path < b.guest_path; });
-  return {find_language(request.language).name,
+  const std::string language = find_language(request.language).name;
+  return {language,
+          request.image == language ? "" : request.image,
           request.memory_mb,
           request.cpus,
           request.kernel,
@@ -319,6 +279,7 @@ ReadyGuest::~ReadyGuest() {
 
 RunPlan Engine::plan(RunRequest request) const {
   validate(request);
+  choose_image(request);
   for (auto& mount : request.mounts) mount = resolve_mount(mount, options_.mount_roots);
   if (!options_.allow_full_network && request.network == "full") {
     throw Error(ErrorCode::invalid_argument,
@@ -339,11 +300,26 @@ vmm::Accel Engine::accelerator(vmm::AccelChoice choice) {
 Engine::Resolved Engine::resolve(const Profile& profile) {
   require_isolation();
   std::lock_guard lock(state_mutex_);
-  if (!catalog_) catalog_ = ImageCatalog::load(find_manifest(options_.manifest_path));
-  Resolved resolved{&find_language(profile.language), catalog_->kernel(profile.kernel), "", {}};
-  resolved.rootfs = catalog_->rootfs(resolved.language->name);
+  const Language& language = find_language(profile.language);
+  const RootfsImage& image = catalog_locked().image(profile.image_name());
+  std::unique_ptr<Language>& in_image = image_languages_[image.name + "|" + language.name];
+  if (!in_image) {
+    in_image = std::make_unique<Language>(language);
+    in_image->env.insert(in_image->env.end(), image.env.begin(), image.env.end());
+  }
+  Resolved resolved{in_image.get(), catalog_->kernel(profile.kernel), image.path, {}};
   resolved.accel = accel_for(profile.accel, resolved.kernel);
   return resolved;
+}
+
+void Engine::choose_image(RunRequest& request) const {
+  std::lock_guard lock(state_mutex_);
+  engine::choose_image(catalog_locked(), request);
+}
+
+const ImageCatalog& Engine::catalog_locked() const {
+  if (!catalog_) catalog_ = ImageCatalog::load(find_manifest(options_.manifest_path));
+  return *catalog_;
 }
 
 ReadyGuest Engine::start_guest(const Profile& profile, const CancelToken* cancel) {
@@ -447,8 +423,7 @@ void Engine::warm_guest(ReadyGuest& guest) {
   }
   run_warmup(guest.session(), language);
   if (!language.pool_prestart.empty() && !guest.prestarted_) {
-    guest.session().prestart(own_exec(language, language.pool_prestart),
-                             SteadyClock::now() + std::chrono::seconds(60));
+    start_prestarted(guest.session(), language, language.pool_prestart);
     guest.prestarted_ = true;
     if (!language.warmup_program.empty()) warm_prestarted(guest.session(), language);
   }

@@ -62,6 +62,7 @@ struct EngineOptions {
 // warm VMs; a pool is keyed by one.
 struct Profile {
   std::string language;  // canonical name
+  std::string image;     // ImageCatalog's; empty: the language's own (named like it)
   int memory_mb = Limits::kDefaultMemoryMb;
   int cpus = 1;
   std::string kernel;  // empty: the manifest's default
@@ -77,6 +78,8 @@ struct Profile {
   // command line, not saved state), so shares of other directories at the
   // same places use one template.
   std::string template_name() const;
+  // The image this profile's guests boot: `image`, or the language's own.
+  const std::string& image_name() const { return image.empty() ? language : image; }
 
  private:
   std::string name_with(const std::string& mounts_key) const;
@@ -189,6 +192,9 @@ class Engine {
   // allow; derives its profile. Throws Error(invalid_argument) naming what
   // is wrong, before any VM starts.
   RunPlan plan(RunRequest request) const;
+  // The part of plan that completes a request's image (engine/images.h
+  // choose_image): for a request read back from a snapshot's metadata.
+  void choose_image(RunRequest& request) const;
 
   // The accelerator runs with this choice use (probes KVM once if needed).
   vmm::Accel accelerator(vmm::AccelChoice choice);
@@ -256,10 +262,17 @@ class Engine {
                             const std::string& work_dir) const;
 
   EngineOptions options_;
-  std::mutex state_mutex_;  // guards the lazily loaded catalog and accelerator verdict
+  // Guards the lazily loaded catalog, the languages as images run them and the accelerator verdict.
+  mutable std::mutex state_mutex_;
   std::optional<TemplateStore> templates_;
   std::unique_ptr<vmm::VmBackend> backend_;
-  std::optional<ImageCatalog> catalog_;
+  mutable std::optional<ImageCatalog> catalog_;
+  // The catalog, loaded on first use; with state_mutex_ held.
+  const ImageCatalog& catalog_locked() const;
+  // A language as an image runs it (its env after the image's), for our own
+  // execs in its guests (warm-ups, prestarted interpreters): one per pair,
+  // kept as long as the engine, so guests may point at it.
+  std::map<std::string, std::unique_ptr<Language>> image_languages_;
   std::optional<vmm::AccelDecision> automatic_accel_;
   std::map<std::string, std::string> initramfs_digests_;  // file identity -> content hash
   std::vector<vmm::jail::LayerStatus> isolation_;

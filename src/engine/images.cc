@@ -1,10 +1,13 @@
 #include "engine/images.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/io.h"
+#include "engine/languages.h"
+#include "engine/run_request.h"
 
 namespace airlock::engine {
 
@@ -52,7 +55,33 @@ ImageCatalog ImageCatalog::load(const std::string& manifest_path) {
     catalog.kernels_[name] = image;
   }
   for (auto& [name, entry] : rootfs.items()) {
-    catalog.rootfs_[name] = required_string(entry, "path", manifest_path + " rootfs." + name);
+    const std::string where = manifest_path + " rootfs." + name;
+    RootfsImage image{name, required_string(entry, "path", where), {}, {}};
+    auto strings = [&](const char* key) {
+      std::vector<std::string> values;
+      if (!entry.contains(key)) return values;
+      if (!entry[key].is_array()) {
+        throw Error(ErrorCode::invalid_argument, where + ": '" + key + "' is not a list of strings");
+      }
+      for (const auto& value : entry[key]) {
+        if (!value.is_string()) {
+          throw Error(ErrorCode::invalid_argument, where + ": '" + key + "' is not a list of strings");
+        }
+        values.push_back(value.get<std::string>());
+      }
+      return values;
+    };
+    // A manifest of before images had languages named its images after them.
+    image.languages = entry.contains("languages") ? strings("languages") : std::vector<std::string>{name};
+    image.env = strings("env");
+    for (const auto& assignment : image.env) {
+      if (assignment.find('=') == std::string::npos || assignment.front() == '=') {
+        throw Error(ErrorCode::invalid_argument,
+                    where + ": env entry '" + assignment + "' is not NAME=VALUE");
+      }
+    }
+    if (image.languages.empty()) throw Error(ErrorCode::invalid_argument, where + ": no languages");
+    catalog.images_[name] = std::move(image);
   }
   if (!catalog.kernels_.count(catalog.default_kernel_)) {
     throw Error(ErrorCode::invalid_argument,
@@ -74,14 +103,29 @@ const vmm::KernelImage& ImageCatalog::kernel(const std::string& name) const {
   return it->second;
 }
 
-const std::string& ImageCatalog::rootfs(const std::string& language) const {
-  auto it = rootfs_.find(language);
-  if (it == rootfs_.end()) {
-    throw Error(ErrorCode::not_found, "no root filesystem image for language '" + language + "' in " +
-                                          manifest_path_ + "; rebuild the images (images/build)");
+const RootfsImage& ImageCatalog::image(const std::string& name) const {
+  auto it = images_.find(name);
+  if (it == images_.end()) {
+    std::string known;
+    for (const auto& [known_name, image] : images_) known += (known.empty() ? "" : ", ") + known_name;
+    throw Error(ErrorCode::invalid_argument, "unknown image '" + name + "' (available: " + known + ")");
   }
-  require_file(it->second, "root filesystem image");
+  require_file(it->second.path, "root filesystem image");
   return it->second;
+}
+
+void choose_image(const ImageCatalog& catalog, RunRequest& request) {
+  if (request.image.empty()) request.image = find_language(request.language).name;
+  const RootfsImage& image = catalog.image(request.image);
+  if (request.language.empty()) request.language = image.languages.front();
+  const std::string& language = find_language(request.language).name;
+  if (std::find(image.languages.begin(), image.languages.end(), language) == image.languages.end()) {
+    std::string has;
+    for (const auto& name : image.languages) has += (has.empty() ? "" : ", ") + name;
+    throw Error(ErrorCode::invalid_argument, "image '" + image.name + "' has no " + language +
+                                                 " interpreter (its languages: " + has + ")");
+  }
+  request.image_env = image.env;
 }
 
 }  // namespace airlock::engine

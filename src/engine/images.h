@@ -2,10 +2,24 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "vmm/vm_backend.h"
 
 namespace airlock::engine {
+
+struct RunRequest;
+
+// A root filesystem image (images/build): what a guest's disk is made from.
+struct RootfsImage {
+  std::string name;
+  std::string path;
+  // The languages whose interpreter it has; the first is the one a run of
+  // the image gets when it names none.
+  std::vector<std::string> languages;
+  // NAME=VALUE for every program in it, after the language's own defaults.
+  std::vector<std::string> env;
+};
 
 // The guest images that images/build produced, as listed in its manifest.
 class ImageCatalog {
@@ -15,14 +29,22 @@ class ImageCatalog {
   // `name` empty means the default kernel. Throws Error(not_found) naming the
   // known kernels when there is no such kernel.
   const vmm::KernelImage& kernel(const std::string& name) const;
-  // Path of a language's root filesystem image.
-  const std::string& rootfs(const std::string& language) const;
+  // The image called `name`, its file checked to exist. Throws
+  // Error(invalid_argument) naming the known images when there is none.
+  const RootfsImage& image(const std::string& name) const;
+  const std::map<std::string, RootfsImage>& images() const { return images_; }
 
  private:
   std::string manifest_path_;
   std::string default_kernel_;
   std::map<std::string, vmm::KernelImage> kernels_;
-  std::map<std::string, std::string> rootfs_;
+  std::map<std::string, RootfsImage> images_;
 };
+
+// Completes a request's choice of image: the image (the language's own,
+// named like it, when none is given), the language (the image's first when
+// none is given) and the image's environment. Throws Error(invalid_argument)
+// for an unknown image or one without the language's interpreter.
+void choose_image(const ImageCatalog& catalog, RunRequest& request);
 
 }  // namespace airlock::engine

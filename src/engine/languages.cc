@@ -48,6 +48,23 @@ import subprocess, io, base64, hashlib, string, time, types, builtins, signal, t
 
 _INTERRUPTED = object()  # _run's result for an uncaught KeyboardInterrupt
 
+def _preload():
+    # An image may name modules that its programs import first and that take
+    # long to import (python-data: numpy, pandas, matplotlib): imported here,
+    # in the template, a run's `import pandas` finds them loaded.
+    try:
+        with open("/usr/lib/airlock/python-preload") as listing:
+            names = [line.split("#")[0].strip() for line in listing]
+    except OSError:
+        return
+    for name in filter(None, names):
+        try:
+            __import__(name)
+        except Exception as error:
+            print("airlock: preloading %s failed: %r" % (name, error), file=sys.stderr)
+
+_preload()
+
 def _exit_status(request):
     code = request.code
     if code is None:
@@ -118,6 +135,11 @@ def _run(job):
     os.environ.update(entry.split("=", 1) for entry in job["env"])
     os.chdir(job["cwd"])
     random.seed()
+    # A generator seeded when the template imported it would repeat in every
+    # clone: numpy's global one (a preloaded image's) draws a fresh seed too.
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
     sys.argv = job["argv"]
     path = job["path"]
     sys.path[0] = os.path.dirname(path)
@@ -445,8 +467,8 @@ builtin echo discarded >/dev/null
 builtin unset -v __airlock_w __airlock_i __airlock_line
 )SH";
 
-const std::array<Language, 3>& languages() {
-  static const std::array<Language, 3> table = {{
+const std::array<Language, 4>& languages() {
+  static const std::array<Language, 4> table = {{
       {"python",
        "/home/sandbox/main.py",
        {"/usr/bin/python3", "/home/sandbox/main.py"},
@@ -458,7 +480,8 @@ const std::array<Language, 3>& languages() {
        {"/usr/bin/python3", "-c", kPythonPrestart},
        kPythonWarmup,
        {},
-       {"PYTHON", "LANG", "LC_", "TZ", "LD_", "GLIBC_TUNABLES", "MALLOC_"}},
+       // MPL*: matplotlib reads its settings when it is imported (a preload).
+       {"PYTHON", "LANG", "LC_", "TZ", "LD_", "GLIBC_TUNABLES", "MALLOC_", "MPL", "OPENBLAS_", "OMP_"}},
       {"javascript",
        "/home/sandbox/main.js",
        {"/usr/bin/node", "/home/sandbox/main.js"},
@@ -481,13 +504,25 @@ const std::array<Language, 3>& languages() {
        kShellPrestart,
        {"BASH_ENV=/home/sandbox/main.sh"},
        "shell"},
+      // Compiled per run by the go image's go-run (build, then exec: the
+      // program's own exit status); the template's warm-up fills the build
+      // cache (images/README.md). No interpreter to prestart.
+      {"go",
+       "/home/sandbox/main.go",
+       {"/usr/lib/airlock/go-run", "/home/sandbox/main.go"},
+       {},
+       {"/usr/bin/go", "build", "-o", "/dev/null", "/usr/lib/airlock/warm.go"},
+       {},
+       {},
+       {},
+       {"LD_", "GLIBC_TUNABLES", "MALLOC_"}},
   }};
   return table;
 }
 
 const std::pair<const char*, const char*> kAliases[] = {
     {"py", "python"},         {"python3", "python"}, {"js", "javascript"}, {"node", "javascript"},
-    {"nodejs", "javascript"}, {"sh", "shell"},       {"bash", "shell"},
+    {"nodejs", "javascript"}, {"sh", "shell"},       {"bash", "shell"},    {"golang", "go"},
 };
 
 }  // namespace

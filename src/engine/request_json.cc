@@ -57,6 +57,8 @@ json to_json(const RunRequest& request) {
                {"stdout_limit", request.stdout_limit},
                {"stderr_limit", request.stderr_limit},
                {"stdin", request.stdin_source.data}};
+  if (!request.image.empty()) body["image"] = request.image;
+  if (request.language.empty()) body.erase("language");
   if (request.fresh_interpreter) body["fresh_interpreter"] = true;
   return body;
 }
@@ -75,6 +77,7 @@ RunRequest run_request_from_json(const json& document) {
   const std::pair<const char*, uint64_t*> output_limits[] = {{"stdout_limit", &request.stdout_limit},
                                                              {"stderr_limit", &request.stderr_limit}};
   const std::pair<const char*, std::string*> strings[] = {{"language", &request.language},
+                                                          {"image", &request.image},
                                                           {"code", &request.code},
                                                           {"stdin", &request.stdin_source.data},
                                                           {"network", &request.network}};
@@ -111,7 +114,9 @@ RunRequest run_request_from_json(const json& document) {
       reject("unknown field '" + key + "'");
     }
   }
-  if (!document.contains("language")) reject("missing field 'language'");
+  if (!document.contains("language") && !document.contains("image")) {
+    reject("missing field 'language' (or an 'image' to take it from)");
+  }
   if (!document.contains("code")) reject("missing field 'code'");
   return request;
 }

@@ -62,7 +62,15 @@ struct StdinSource {
 };
 
 struct RunRequest {
+  // Empty: the image's first language (an image must then be named).
   std::string language;
+  // The root filesystem image (ImageCatalog); empty: the language's own,
+  // named like it. Engine::plan fills in both.
+  std::string image;
+  // The image's own environment (RootfsImage::env), put in by Engine::plan,
+  // never by a caller: every program of the run or sandbox gets it after the
+  // language's defaults and before its own env.
+  std::vector<std::string> image_env;
   std::string code;
   std::vector<std::pair<std::string, std::string>> env;
   int timeout_s = Limits::kDefaultTimeoutS;
@@ -91,6 +99,8 @@ struct RunRequest {
 
 // Throws Error(invalid_argument) naming the first field that is out of bounds.
 void validate(const RunRequest& request);
+// Throws Error(invalid_argument) unless `name` could name an image.
+void check_image_name(const std::string& name);
 
 // "NAME=value" -> {NAME, value}; throws Error(invalid_argument) if malformed.
 std::pair<std::string, std::string> parse_env_assignment(const std::string& text);

@@ -13,8 +13,8 @@ namespace {
 
 [[noreturn]] void reject(const std::string& message) { throw Error(ErrorCode::invalid_argument, message); }
 
-const char* const kProfileFields[] = {"language", "memory_mb", "cpus",       "network",
-                                      "mounts",   "pids",      "open_files", "disk_mb"};
+const char* const kProfileFields[] = {"language", "image", "memory_mb",  "cpus",   "network",
+                                      "mounts",   "pids",  "open_files", "disk_mb"};
 
 std::string text(const json& value, const std::string& name) {
   if (!value.is_string()) reject("field '" + name + "' must be a string");
@@ -32,7 +32,9 @@ uint64_t output_limit(const json& value, const std::string& name) {
 json to_json(const SandboxRequest& request) {
   const json run = to_json(request.run);
   json body = {{"ttl_s", request.ttl_s}, {"idle_timeout_s", request.idle_timeout_s}};
-  for (const char* field : kProfileFields) body[field] = run.at(field);
+  for (const char* field : kProfileFields) {
+    if (run.contains(field)) body[field] = run.at(field);
+  }
   return body;
 }
 
@@ -50,7 +52,7 @@ SandboxRequest sandbox_request_from_json(const json& document) {
       run[key] = value;
     } else {
       reject("unknown field '" + key +
-             "' (a sandbox takes language, memory_mb, cpus, network, mounts, pids, " +
+             "' (a sandbox takes language, image, memory_mb, cpus, network, mounts, pids, " +
              "open_files, disk_mb, ttl_s, idle_timeout_s)");
     }
   }
@@ -181,6 +183,7 @@ json to_json(const SandboxInfo& info) {
           {"state", std::string(to_string(info.state))},
           {"stop_reason", info.stop_reason.empty() ? json(nullptr) : json(info.stop_reason)},
           {"language", info.profile.language},
+          {"image", info.profile.image_name()},
           {"memory_mb", info.profile.memory_mb},
           {"cpus", info.profile.cpus},
           {"network", info.profile.network},
@@ -203,6 +206,7 @@ json snapshot_json(const SnapshotMeta& meta) {
           {"parent", meta.parent.empty() ? json(nullptr) : json(meta.parent)},
           {"source_sandbox", meta.source_sandbox},
           {"language", meta.sandbox.value("language", "")},
+          {"image", meta.sandbox.value("image", meta.sandbox.value("language", ""))},
           {"memory_mb", meta.sandbox.value("memory_mb", 0)},
           {"created_at_ms", meta.created_at_ms},
           {"paused_ms", meta.paused_ms},
@@ -245,6 +249,8 @@ SandboxInfo sandbox_info_from_json(const json& document) {
   }
   if (document.at("stop_reason").is_string()) info.stop_reason = document["stop_reason"].get<std::string>();
   info.profile.language = document.at("language").get<std::string>();
+  info.profile.image = document.value("image", "");
+  if (info.profile.image == info.profile.language) info.profile.image.clear();
   info.profile.memory_mb = document.at("memory_mb").get<int>();
   info.profile.cpus = document.at("cpus").get<int>();
   info.profile.network = document.at("network").get<std::string>();

@@ -198,6 +198,7 @@ SandboxInfo SandboxRegistry::restore_from(const std::shared_ptr<SnapshotStore::U
                                           int idle_timeout_s) {
   const SnapshotMeta& meta = use->meta();
   SandboxRequest request = sandbox_request_from_json(meta.sandbox);
+  engine_.choose_image(request.run);
   Profile profile = profile_of(request.run);
   SandboxSpec spec{RunPlan{std::move(request.run), std::move(profile)}, ttl_s > 0 ? ttl_s : request.ttl_s,
                    idle_timeout_s > 0 ? idle_timeout_s : request.idle_timeout_s};

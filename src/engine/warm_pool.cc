@@ -104,8 +104,11 @@ void WarmPool::set_target(int target) {
 
 PoolStats WarmPool::stats() const {
   std::lock_guard lock(mutex_);
-  return {profile_.name(), profile_,       target_,   static_cast<int>(ready_.size()), in_use_, hits_,
-          misses_,         refill_errors_, last_used_};
+  return {profile_.name(), profile_,
+          target_,         static_cast<int>(ready_.size()),
+          in_use_,         hits_,
+          misses_,         refill_errors_,
+          last_used_,      last_refill_error_};
 }
 
 void WarmPool::refill_loop() {
@@ -123,18 +126,21 @@ void WarmPool::refill_loop() {
       continue;
     }
     std::optional<ReadyGuest> guest;
-    bool failed = false;
+    // A refill that fails says why in the pool's stats (GET /v1/pools): a
+    // broken image or warm-up otherwise shows only as a pool that stays empty.
+    std::string failure;
     try {
       guest.emplace(engine_.start_lasting_guest(profile_, &stop_));
       if (on_started_) on_started_(*guest);
       engine_.warm_guest(*guest);
-    } catch (const std::exception&) {
-      failed = true;
+    } catch (const std::exception& e) {
+      failure = *e.what() ? e.what() : "unknown error";
     }
     lock.lock();
     --starting_;
-    if (failed) {
+    if (!failure.empty()) {
       ++refill_errors_;
+      if (!stopping_) last_refill_error_ = failure;
       wake_.wait_for(lock, kRefillBackoff, [this] { return stopping_; });
       continue;
     }

@@ -25,6 +25,7 @@ struct PoolStats {
   uint64_t misses = 0;
   uint64_t refill_errors = 0;
   SteadyClock::time_point last_used;  // created, or last asked for a guest
+  std::string last_refill_error;      // why the latest failed refill failed; empty: none failed
 };
 
 // Guests of one profile started before anyone asks for them. Every guest is
@@ -92,6 +93,7 @@ class WarmPool {
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
   uint64_t refill_errors_ = 0;
+  std::string last_refill_error_;
   bool stopping_ = false;
   CancelToken stop_;  // aborts a refill in progress when the pool is destroyed
   std::thread refiller_;

@@ -21,8 +21,9 @@ protocol::Exec own_exec(const Language& language, const std::vector<std::string>
 }
 
 void run_warmup(GuestSession& session, const Language& language) {
+  // Generous: go's warm-up builds a program under emulation.
   ExecOutcome outcome =
-      session.execute(own_exec(language, language.warmup), "", nullptr, std::chrono::seconds(60));
+      session.execute(own_exec(language, language.warmup), "", nullptr, std::chrono::seconds(180));
   if (!outcome.report || outcome.report->exit_code != 0) {
     throw Error(ErrorCode::vm, "the " + language.name + " warm-up failed: " +
                                    (outcome.failure.empty() ? outcome.stderr_data : outcome.failure));
@@ -52,12 +53,14 @@ void warm_exec_path(GuestSession& session, const Language& language) {
   }
 }
 
-void start_prestarted(GuestSession& session, const Language& language) {
-  protocol::Exec interpreter = own_exec(language, language.prestart);
+void start_prestarted(GuestSession& session, const Language& language, const std::vector<std::string>& argv) {
+  protocol::Exec interpreter = own_exec(language, argv);
   interpreter.env.insert(interpreter.env.end(), language.prestart_env.begin(), language.prestart_env.end());
   interpreter.job_format = language.job_format;
   if (!language.prestart_file.empty()) session.queue_file(language.code_path, language.prestart_file, 0644);
-  session.prestart(interpreter, SteadyClock::now() + std::chrono::seconds(60));
+  // Generous: an image's preloads (python-data's pandas, matplotlib) take
+  // seconds to import under emulation.
+  session.prestart(interpreter, SteadyClock::now() + std::chrono::seconds(180));
 }
 
 // Runs our warm-up program through the prestarted interpreter, which stays

@@ -20,9 +20,10 @@ protocol::Exec own_exec(const Language& language, const std::vector<std::string>
 void run_warmup(GuestSession& session, const Language& language);
 // A request's exec path with a large message and stdin; throws Error(vm) if it fails.
 void warm_exec_path(GuestSession& session, const Language& language);
-// Starts the template's prestarted interpreter (language.prestart), with
-// its file written first, and waits until it is ready.
-void start_prestarted(GuestSession& session, const Language& language);
+// Starts a prestarted interpreter (`argv`: the template's language.prestart,
+// or a pool's language.pool_prestart), with its file written first, and
+// waits until it is ready.
+void start_prestarted(GuestSession& session, const Language& language, const std::vector<std::string>& argv);
 // Our warm-up program through the prestarted interpreter, which stays waiting.
 void warm_prestarted(GuestSession& session, const Language& language);
 

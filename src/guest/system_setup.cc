@@ -98,6 +98,15 @@ void mount_root(const std::string& device, int timeout_ms) {
   ::mkdir((root + "/dev/pts").c_str(), 0755);
   ::mount("devpts", (root + "/dev/pts").c_str(), "devpts", MS_NOSUID | MS_NOEXEC,
           "newinstance,ptmxmode=0666,mode=0620");
+  // What udev makes on an installed system and scripts rely on: bash's
+  // `diff <(a) <(b)` opens /dev/fd/N; programs read /dev/stdin.
+  const std::pair<const char*, const char*> links[] = {
+      {"fd", "/proc/self/fd"},
+      {"stdin", "/proc/self/fd/0"},
+      {"stdout", "/proc/self/fd/1"},
+      {"stderr", "/proc/self/fd/2"},
+  };
+  for (const auto& [name, target] : links) ::symlink(target, (root + "/dev/" + name).c_str());
   ::chmod((root + "/tmp").c_str(), 01777);
 }
 

@@ -22,18 +22,21 @@ namespace {
 json pool_json(const engine::PoolStats& stats) {
   json mounts = json::array();
   for (const auto& mount : stats.profile.mounts) mounts.push_back(mount.to_string());
-  return {{"name", stats.name},
-          {"language", stats.profile.language},
-          {"memory_mb", stats.profile.memory_mb},
-          {"cpus", stats.profile.cpus},
-          {"network", stats.profile.network},
-          {"mounts", mounts},
-          {"target", stats.target},
-          {"ready", stats.ready},
-          {"in_use", stats.in_use},
-          {"hits", stats.hits},
-          {"misses", stats.misses},
-          {"refill_errors", stats.refill_errors}};
+  return {
+      {"name", stats.name},
+      {"language", stats.profile.language},
+      {"image", stats.profile.image_name()},
+      {"memory_mb", stats.profile.memory_mb},
+      {"cpus", stats.profile.cpus},
+      {"network", stats.profile.network},
+      {"mounts", mounts},
+      {"target", stats.target},
+      {"ready", stats.ready},
+      {"in_use", stats.in_use},
+      {"hits", stats.hits},
+      {"misses", stats.misses},
+      {"refill_errors", stats.refill_errors},
+      {"last_refill_error", stats.last_refill_error.empty() ? json(nullptr) : json(stats.last_refill_error)}};
 }
 
 }  // namespace

@@ -41,9 +41,10 @@ int parse_pool_target(const std::string& body) {
 PoolRequest parse_pool_request(const std::string& body) {
   json document = engine::parse_json_object(body);
   for (auto& [key, value] : document.items()) {
-    if (key != "language" && key != "memory_mb" && key != "cpus" && key != "network" && key != "mounts" &&
-        key != "target") {
-      reject("unknown field '" + key + "' (a pool takes language, memory_mb, cpus, network, mounts, target)");
+    if (key != "language" && key != "image" && key != "memory_mb" && key != "cpus" && key != "network" &&
+        key != "mounts" && key != "target") {
+      reject("unknown field '" + key +
+             "' (a pool takes language, image, memory_mb, cpus, network, mounts, target)");
     }
   }
   PoolRequest pool;

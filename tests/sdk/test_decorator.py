@@ -143,6 +143,13 @@ def test_each_profile_gets_its_own_pool(client):
     assert any(pool["network"] == "allow:example.com" and pool["memory_mb"] == 320 for pool in pools), pools
 
 
+def test_another_image(client):
+    rows = [{"k": "a", "v": 1}, {"k": "b", "v": 2}, {"k": "a", "v": 3}]
+    assert funcs.column_sums(rows) == {"a": 4, "b": 2}
+    pools = client.sync.send(Request("GET", "/v1/pools")).json()["pools"]
+    assert any(pool["image"] == "python-data" and pool["language"] == "python" for pool in pools), pools
+
+
 def test_a_read_only_mount(mount_root):
     with open(os.path.join(mount_root, "input.txt"), "w") as data:
         data.write("untrusted bytes")

@@ -42,7 +42,7 @@ TEST(RequestJson, RefusalsNameTheField) {
     }
     return "accepted";
   };
-  EXPECT_EQ(refusal(R"({"code":"x"})"), "missing field 'language'");
+  EXPECT_EQ(refusal(R"({"code":"x"})"), "missing field 'language' (or an 'image' to take it from)");
   EXPECT_EQ(refusal(R"({"language":"python"})"), "missing field 'code'");
   EXPECT_EQ(refusal(R"({"language":"python","code":"x","colour":1})"), "unknown field 'colour'");
   EXPECT_EQ(refusal(R"({"language":"python","code":"x","memory_mb":"big"})"),

@@ -117,9 +117,10 @@ class SnapshotInfo:
 # --- requests ----------------------------------------------------------------
 
 def sandbox_spec(language: str, memory_mb: Optional[int], cpus: Optional[int], ttl: Optional[int],
-                 idle_timeout: Optional[int], network: Optional[str], mounts: Optional[List[str]]) -> Dict[str, Any]:
+                 idle_timeout: Optional[int], network: Optional[str], mounts: Optional[List[str]],
+                 image: Optional[str] = None) -> Dict[str, Any]:
     spec: Dict[str, Any] = {"language": language}
-    for key, value in (("memory_mb", memory_mb), ("cpus", cpus), ("ttl_s", ttl), ("idle_timeout_s", idle_timeout),
+    for key, value in (("image", image), ("memory_mb", memory_mb), ("cpus", cpus), ("ttl_s", ttl), ("idle_timeout_s", idle_timeout),
                        ("network", network), ("mounts", mounts)):
         if value is not None:
             spec[key] = value

@@ -82,14 +82,18 @@ class Profile:
     mounts: Tuple[str, ...] = ()
     memory_mb: Optional[int] = None
     cpus: Optional[int] = None
+    image: Optional[str] = None
 
     @staticmethod
     def of(net: Union[bool, str, Sequence[str], None], fs: Union[str, Sequence[str], None],
-           memory_mb: Optional[int], cpus: Optional[int]) -> "Profile":
-        return Profile(network=_network_policy(net), mounts=tuple(_mounts(fs)), memory_mb=memory_mb, cpus=cpus)
+           memory_mb: Optional[int], cpus: Optional[int], image: Optional[str] = None) -> "Profile":
+        return Profile(network=_network_policy(net), mounts=tuple(_mounts(fs)), memory_mb=memory_mb, cpus=cpus,
+                       image=image)
 
     def fields(self) -> Dict[str, Any]:
         fields: Dict[str, Any] = {"language": "python", "network": self.network, "mounts": list(self.mounts)}
+        if self.image is not None:
+            fields["image"] = self.image
         if self.memory_mb is not None:
             fields["memory_mb"] = self.memory_mb
         if self.cpus is not None:
@@ -349,21 +353,22 @@ class SpawnHandle:
 def sandboxed(function: Optional[Callable[..., Any]] = None, *, net: Union[bool, str, Sequence[str], None] = False,
               fs: Union[str, Sequence[str], None] = None, timeout: Optional[int] = 30,
               memory_mb: Optional[int] = None, cpus: Optional[int] = None, env: Optional[Dict[str, str]] = None,
-              modules: Sequence[Union[str, types.ModuleType]] = (), serializer: str = "json",
+              image: Optional[str] = None, modules: Sequence[Union[str, types.ModuleType]] = (), serializer: str = "json",
               packages: Optional[Sequence[str]] = None, pool_size: int = 2, client: Optional[Client] = None,
               max_parallel: int = 4) -> Any:
     """Runs a module-level function in a microVM of its own per call.
 
     net: False (no network), True (full; the daemon must allow it), or domain
     names the VM may reach. fs: "ro:/host[:/guest]" or a list of them (under
-    airlockd's --mount-root). Arguments and the result travel as JSON unless
+    airlockd's --mount-root). image: a python image other than the default,
+    e.g. "python-data" (numpy, pandas, ... imported in its template). Arguments and the result travel as JSON unless
     serializer="pickle" (which trusts the VM: see docs/sdk.md)."""
     if packages:
         raise ValueError("packages= needs package layers (the images issue), which airlockd does not offer yet; "
                          "use what the python image has, or ship pure-Python code with modules=[...]")
     if serializer not in ("json", "pickle"):
         raise ValueError(f"serializer= is 'json' or 'pickle', not {serializer!r}")
-    profile = Profile.of(net, fs, memory_mb, cpus)
+    profile = Profile.of(net, fs, memory_mb, cpus, image)
 
     def decorate(target: Callable[..., Any]) -> Sandboxed:
         return Sandboxed(target, profile, timeout=timeout, env=env, modules=modules, serializer=serializer,

@@ -29,7 +29,7 @@ def _run_spec(code: str, language: str, timeout: Optional[int], stdin: Optional[
 def run(code: str, language: str = "python", timeout: Optional[int] = None, *, stdin: Optional[str] = None,
         client: Optional[Client] = None, **options: Any) -> RunResult:
     """Runs `code` once in a fresh microVM (POST /v1/run). `options`: the API's
-    RunRequest fields (memory_mb, network, mounts, env, ...)."""
+    RunRequest fields (image, memory_mb, network, mounts, env, ...)."""
     client = client or default_client()
     op = call("POST", "/v1/run", _run_spec(code, language, timeout, stdin, options), timeout=_ops.margin(timeout))
     return RunResult.of(drive(op, client.sync))
@@ -173,9 +173,10 @@ class Sandbox:
     @classmethod
     def create(cls, language: str = "python", *, memory_mb: Optional[int] = None, cpus: Optional[int] = None,
                ttl: Optional[int] = None, idle_timeout: Optional[int] = None, network: Optional[str] = None,
-               mounts: Optional[List[str]] = None, client: Optional[Client] = None) -> "Sandbox":
+               mounts: Optional[List[str]] = None, image: Optional[str] = None,
+               client: Optional[Client] = None) -> "Sandbox":
         client = client or default_client()
-        spec = _ops.sandbox_spec(language, memory_mb, cpus, ttl, idle_timeout, network, mounts)
+        spec = _ops.sandbox_spec(language, memory_mb, cpus, ttl, idle_timeout, network, mounts, image)
         return cls(drive(call("POST", "/v1/sandboxes", spec), client.sync), client)
 
     @classmethod
@@ -335,9 +336,10 @@ class AsyncSandbox:
     @classmethod
     async def create(cls, language: str = "python", *, memory_mb: Optional[int] = None, cpus: Optional[int] = None,
                      ttl: Optional[int] = None, idle_timeout: Optional[int] = None, network: Optional[str] = None,
-                     mounts: Optional[List[str]] = None, client: Optional[Client] = None) -> "AsyncSandbox":
+                     mounts: Optional[List[str]] = None, image: Optional[str] = None,
+                     client: Optional[Client] = None) -> "AsyncSandbox":
         client = client or default_client()
-        spec = _ops.sandbox_spec(language, memory_mb, cpus, ttl, idle_timeout, network, mounts)
+        spec = _ops.sandbox_spec(language, memory_mb, cpus, ttl, idle_timeout, network, mounts, image)
         return cls(await drive_async(call("POST", "/v1/sandboxes", spec), client.aio), client)
 
     @classmethod
