@@ -12,6 +12,7 @@
 //   python-data import sklearn.linear_model + a fit
 //   the same two with fresh_interpreter (a python3 started for the run:
 //   what the imports cost without the template's preload)
+//   go `fmt.Println(42)` from the go image's pool (built, linked, run)
 //   shell `git --version; jq --version; curl --version` in the shell image
 // and each one's ratio to the baseline.
 
@@ -50,11 +51,13 @@ int run_benchmark(int requests) {
   airlock::ChildProcess daemon = airlock::bench::start_daemon(runtime, {"--pool-size", "0"});
   airlock::bench::wait_for_daemon(socket_path);
   // The daemon's own pools (python, shell) get a target; python-data's is made.
-  const std::vector<std::string> pools = {"python-256m", "shell-256m", "python-img-python-data-256m"};
+  const std::vector<std::string> pools = {"python-256m", "shell-256m", "python-img-python-data-256m",
+                                          "go-256m"};
   for (const char* name : {"python-256m", "shell-256m"}) {
     airlock::bench::call(socket_path, "PUT", std::string("/v1/pools/") + name, R"({"target":1})");
   }
   airlock::bench::call(socket_path, "POST", "/v1/pools", R"({"image":"python-data","target":1})");
+  airlock::bench::call(socket_path, "POST", "/v1/pools", R"({"language":"go","target":1})");
   auto all_ready = [&] {
     for (const auto& name : pools) {
       int waited = 0;
@@ -84,6 +87,12 @@ int run_benchmark(int requests) {
       {"  same, fresh python3 (fit)",
        {{"image", "python-data"}, {"code", fit}, {"timeout_s", 120}, {"fresh_interpreter", true}},
        "2.0\n",
+       true},
+      {"go fmt.Println(42)",
+       {{"language", "go"},
+        {"code", "package main; import \"fmt\"; func main() { fmt.Println(42) }"},
+        {"timeout_s", 120}},
+       "42\n",
        true},
       {"shell git+jq+curl",
        {{"language", "shell"},

@@ -42,13 +42,14 @@ void add_ps(CLI::App& app, Action& action) {
         std::cout << list.dump() << "\n";
         return 0;
       }
-      std::printf("%-35s %-10s %-8s %-5s %-8s %-7s %s\n", "ID", "LANGUAGE", "STATE", "AGE", "TTL LEFT",
-                  "MEMORY", "EXECS");
+      std::printf("%-35s %-10s %-12s %-8s %-5s %-8s %-7s %s\n", "ID", "LANGUAGE", "IMAGE", "STATE", "AGE",
+                  "TTL LEFT", "MEMORY", "EXECS");
       const int64_t now = now_ms();
       for (const auto& sandbox : list.at("sandboxes")) {
         const bool stopped = sandbox.at("state") == "stopped";
-        std::printf("%-35s %-10s %-8s %-5s %-8s %-7s %d\n", sandbox.at("id").get<std::string>().c_str(),
+        std::printf("%-35s %-10s %-12s %-8s %-5s %-8s %-7s %d\n", sandbox.at("id").get<std::string>().c_str(),
                     sandbox.at("language").get<std::string>().c_str(),
+                    sandbox.value("image", sandbox.at("language").get<std::string>()).c_str(),
                     sandbox.at("state").get<std::string>().c_str(),
                     seconds_text(now - sandbox.at("created_at_ms").get<int64_t>()).c_str(),
                     stopped ? "-" : seconds_text(sandbox.at("expires_at_ms").get<int64_t>() - now).c_str(),

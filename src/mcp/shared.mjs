@@ -7,7 +7,9 @@ import { DaemonError } from "./daemon.mjs";
 
 export const HOME = "/home/sandbox";
 
-export const language = z.enum(["python", "javascript", "shell"]).describe("the image: python (python3), javascript (node) or shell (sh)");
+export const language = z.enum(["python", "javascript", "shell", "go"]).describe("the interpreter: python (python3), javascript (node), shell (sh) or go (built, then run)");
+export const image = z.string().regex(/^[a-z0-9_][a-z0-9._-]{0,63}$/).optional()
+  .describe("the root filesystem, when not the language's own: python-data (numpy, pandas, scipy, matplotlib, scikit-learn, already imported); every image has curl, git, jq and the other common tools");
 export const network = z.union([z.enum(["none", "full"]), z.array(z.string().min(1)).min(1).max(64)])
   .describe('"none" (no network device), "full" (if airlockd allows it), or the domain names the sandbox may reach');
 export const sandboxId = z.string().regex(/^sb-[0-9a-f]{32}$/).describe("a sandbox id (sb-...), from create_sandbox or list_sandboxes");

@@ -5,7 +5,7 @@ import { z } from "zod";
 
 import { registerExecTools } from "./exec_tools.mjs";
 import { runAnswer, runText, textOf } from "./output.mjs";
-import { answer, guarded, HOME, keep, language, network, policyOf, sandboxId, sandboxPath } from "./shared.mjs";
+import { answer, guarded, HOME, image, keep, language, network, policyOf, sandboxId, sandboxPath } from "./shared.mjs";
 
 function sandboxSummary(sandbox, session) {
   return {
@@ -24,13 +24,14 @@ export function registerTools(server, { daemon, session, cap }) {
     title: "Run code in a fresh microVM",
     description: `Runs a program in a new, isolated microVM that is destroyed afterwards (nothing persists between calls: use create_sandbox for state). Answers its status (ok, error, timeout, oom, output_limit, killed), exit code, stdout and stderr. ${capNote}`,
     inputSchema: {
-      language, code: z.string().min(1).max(1_048_576).describe("the program's source (shell: a script for sh)"),
+      language, image, code: z.string().min(1).max(1_048_576).describe("the program's source (shell: a script for sh)"),
       timeout_s: z.number().int().min(1).max(300).default(30).describe("wall-clock limit; the VM is killed past it"),
       network: network.default("none"), stdin: z.string().max(1_048_576).optional().describe("text for its stdin"),
     },
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
-  }, guarded(async ({ language: lang, code, timeout_s, network: net, stdin }) => {
+  }, guarded(async ({ language: lang, image: root, code, timeout_s, network: net, stdin }) => {
     const body = { language: lang, code, timeout_s, network: policyOf(net) };
+    if (root) body.image = root;
     if (stdin) body.stdin = stdin;
     const result = await daemon.json("POST", "/v1/run", body, { timeoutMs: (timeout_s + 60) * 1000 });
     const shown = runAnswer(result, cap);
@@ -41,7 +42,7 @@ export function registerTools(server, { daemon, session, cap }) {
     title: "Create a sandbox that lives",
     description: "Creates a long-lived microVM sandbox (its files and processes persist between exec calls) and answers its id. It is destroyed when this MCP session ends unless keep is true, and in any case when its ttl passes or it has been idle for idle_timeout_s.",
     inputSchema: {
-      language: language.default("python"),
+      language: language.default("python"), image,
       memory_mb: z.number().int().min(128).max(2048).default(512),
       cpus: z.number().int().min(1).max(8).default(1),
       network: network.default("none"),
@@ -53,6 +54,7 @@ export function registerTools(server, { daemon, session, cap }) {
   }, guarded(async (input) => {
     const body = { language: input.language, memory_mb: input.memory_mb, cpus: input.cpus, network: policyOf(input.network),
                    ttl_s: input.ttl_s, idle_timeout_s: Math.min(input.idle_timeout_s, input.ttl_s) };
+    if (input.image) body.image = input.image;
     const sandbox = await daemon.json("POST", "/v1/sandboxes", body, { timeoutMs: 120_000 });
     session.adopt(sandbox.id, input.keep);
     const summary = sandboxSummary(sandbox, session);

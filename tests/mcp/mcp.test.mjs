@@ -82,6 +82,9 @@ describe("over stdio", () => {
     assert.equal(shell.structuredContent.stdout, "5\n");
     const js = await call(client, "run_code", { language: "javascript", code: "console.log([1,2].map(x => x * 10).join())" });
     assert.equal(js.structuredContent.stdout, "10,20\n");
+    const data = await call(client, "run_code", { language: "python", image: "python-data",
+                                                  code: "import pandas as pd\nprint(int(pd.Series([1, 2, 3]).sum()))" });
+    assert.equal(data.structuredContent.stdout, "6\n");
     const slow = await call(client, "run_code", { language: "python", code: "while True: pass", timeout_s: 2 });
     assert.equal(slow.structuredContent.status, "timeout");
   });
