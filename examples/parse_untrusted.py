@@ -3,7 +3,8 @@
 
 The uploads directory is mounted read-only into each VM (fs="ro:..."): the
 parser can read the files but not change them, has no network, and has
-256 MiB and 10 s. A file built to exhaust the parser (a "billion laughs"
+256 MiB and 30 s (generous: under emulation on a busy host a memory bomb
+takes seconds to fill 256 MiB before the OOM killer ends it). A file built to exhaust the parser (a "billion laughs"
 nesting, a huge allocation) ends its own VM, not the host's process.
 
 airlockd must allow the directory: start it with --mount-root DIR (a parent
@@ -57,7 +58,7 @@ def write_samples(directory: str) -> None:
 def main() -> None:
     uploads = os.path.abspath(sys.argv[1])
     write_samples(uploads)
-    parser = sandboxed(parse, fs=f"ro:{uploads}:/uploads", net=False, memory_mb=256, timeout=10)
+    parser = sandboxed(parse, fs=f"ro:{uploads}:/uploads", net=False, memory_mb=256, timeout=30)
     names = sorted(os.listdir(uploads))
     for name, result in zip(names, parser.map(names, return_exceptions=True)):
         print(f"{name:12} {type(result).__name__ + ': ' + str(result) if isinstance(result, BaseException) else result}")
