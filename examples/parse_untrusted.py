@@ -4,8 +4,9 @@
 The uploads directory is mounted read-only into each VM (fs="ro:..."): the
 parser can read the files but not change them, has no network, and has
 256 MiB and 30 s (generous: under emulation on a busy host a memory bomb
-takes seconds to fill 256 MiB before the OOM killer ends it). A file built to exhaust the parser (a "billion laughs"
-nesting, a huge allocation) ends its own VM, not the host's process.
+takes seconds to fill 256 MiB before the OOM killer ends it). A file built
+to exhaust the parser (a "billion laughs" nesting, a huge allocation) ends
+its own VM, not the host's process.
 
 airlockd must allow the directory: start it with --mount-root DIR (a parent
 of the uploads directory), or let the SDK start one and pass --mount-root

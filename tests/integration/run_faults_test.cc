@@ -228,8 +228,9 @@ TEST_F(Cli, PythonFailuresReadAsUnderAFreshInterpreter) {
 TEST_F(Cli, ShellRunsReadAsUnderAFreshBash) {
   const std::string probe =
       "echo \"start _=[$_] ?=$? #=$# 0=$0 -=$- line=$LINENO src=${BASH_SOURCE[*]} fn=${FUNCNAME[*]-none}\"\n"
-      "declare -p | grep -Ev '^declare -[-a-zA-Z]* "
-      "(BASHPID|RANDOM|SRANDOM|EPOCH[A-Z]*|SECONDS|PIPESTATUS|BASH_ARGC|BASH_COMMAND|_)(=|$)'\n"
+      "declare -p >/home/sandbox/vars; grep -Ev '^declare -[-a-zA-Z]* "
+      "(BASHPID|RANDOM|SRANDOM|EPOCH[A-Z]*|SECONDS|PIPESTATUS|BASH_ARGC|BASH_COMMAND|_)(=|$)' "
+      "/home/sandbox/vars\n"
       "declare -f; shopt -p; set -o; trap -p; umask; ulimit -a; pwd; echo \"$PWD|$OLDPWD|$SHLVL|$HOSTNAME\"\n"
       "grep -E '^(Uid|Gid|Groups|Cap[A-Za-z]+|NoNewPrivs|Seccomp):' /proc/$$/status\n"
       // (No pipelines: bash holds a pipe's ends for a moment, and its children trace in any order.)
