@@ -22,6 +22,21 @@ std::string required_string(const json& object, const char* key, const std::stri
   return object[key].get<std::string>();
 }
 
+// "a, b, c": what an error lists as the choices there are.
+template <typename Names>
+std::string listed(const Names& names) {
+  std::string text;
+  for (const auto& name : names) text += (text.empty() ? "" : ", ") + name;
+  return text;
+}
+
+template <typename Map>
+std::vector<std::string> keys_of(const Map& map) {
+  std::vector<std::string> keys;
+  for (const auto& entry : map) keys.push_back(entry.first);
+  return keys;
+}
+
 void require_file(const std::string& path, const std::string& what) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
@@ -60,15 +75,12 @@ ImageCatalog ImageCatalog::load(const std::string& manifest_path) {
     auto strings = [&](const char* key) {
       std::vector<std::string> values;
       if (!entry.contains(key)) return values;
-      if (!entry[key].is_array()) {
+      const json& list = entry[key];
+      if (!list.is_array() ||
+          !std::all_of(list.begin(), list.end(), [](const json& v) { return v.is_string(); })) {
         throw Error(ErrorCode::invalid_argument, where + ": '" + key + "' is not a list of strings");
       }
-      for (const auto& value : entry[key]) {
-        if (!value.is_string()) {
-          throw Error(ErrorCode::invalid_argument, where + ": '" + key + "' is not a list of strings");
-        }
-        values.push_back(value.get<std::string>());
-      }
+      for (const auto& value : list) values.push_back(value.get<std::string>());
       return values;
     };
     // A manifest of before images had languages named its images after them.
@@ -94,9 +106,8 @@ const vmm::KernelImage& ImageCatalog::kernel(const std::string& name) const {
   const std::string& wanted = name.empty() ? default_kernel_ : name;
   auto it = kernels_.find(wanted);
   if (it == kernels_.end()) {
-    std::string known;
-    for (const auto& [known_name, image] : kernels_) known += (known.empty() ? "" : ", ") + known_name;
-    throw Error(ErrorCode::invalid_argument, "unknown kernel '" + wanted + "' (available: " + known + ")");
+    throw Error(ErrorCode::invalid_argument,
+                "unknown kernel '" + wanted + "' (available: " + listed(keys_of(kernels_)) + ")");
   }
   require_file(it->second.path, "kernel");
   require_file(it->second.initramfs, "initramfs");
@@ -106,9 +117,8 @@ const vmm::KernelImage& ImageCatalog::kernel(const std::string& name) const {
 const RootfsImage& ImageCatalog::image(const std::string& name) const {
   auto it = images_.find(name);
   if (it == images_.end()) {
-    std::string known;
-    for (const auto& [known_name, image] : images_) known += (known.empty() ? "" : ", ") + known_name;
-    throw Error(ErrorCode::invalid_argument, "unknown image '" + name + "' (available: " + known + ")");
+    throw Error(ErrorCode::invalid_argument,
+                "unknown image '" + name + "' (available: " + listed(keys_of(images_)) + ")");
   }
   require_file(it->second.path, "root filesystem image");
   return it->second;
@@ -120,10 +130,9 @@ void choose_image(const ImageCatalog& catalog, RunRequest& request) {
   if (request.language.empty()) request.language = image.languages.front();
   const std::string& language = find_language(request.language).name;
   if (std::find(image.languages.begin(), image.languages.end(), language) == image.languages.end()) {
-    std::string has;
-    for (const auto& name : image.languages) has += (has.empty() ? "" : ", ") + name;
     throw Error(ErrorCode::invalid_argument, "image '" + image.name + "' has no " + language +
-                                                 " interpreter (its languages: " + has + ")");
+                                                 " interpreter (its languages: " + listed(image.languages) +
+                                                 ")");
   }
   request.image_env = image.env;
 }
