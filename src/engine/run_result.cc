@@ -20,10 +20,12 @@ std::string_view to_string(RunStatus status) {
   return "internal_error";
 }
 
-std::string base64_encode(std::string_view bytes) {
+namespace {
+
+// Appends the base64 of `bytes` to `out`.
+void append_base64(std::string& out, std::string_view bytes) {
   static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
+  out.reserve(out.size() + (bytes.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
     uint32_t n = (static_cast<uint8_t>(bytes[i]) << 16) | (static_cast<uint8_t>(bytes[i + 1]) << 8) |
@@ -41,6 +43,13 @@ std::string base64_encode(std::string_view bytes) {
     out += i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=';
     out += '=';
   }
+}
+
+}  // namespace
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out;
+  append_base64(out, bytes);
   return out;
 }
 
@@ -69,10 +78,36 @@ json optional_int(const std::optional<int>& value) { return value ? json(*value)
 
 }  // namespace
 
+namespace {
+
+// Newlines, tabs and quotes cost 2 each: any text stays text. Other control
+// bytes cost 6: output made of them goes as base64 (4/3).
+bool goes_as_text(std::string_view bytes) {
+  return is_valid_utf8(bytes) && escaped_size(bytes) <= 2 * bytes.size();
+}
+
+// Appends `"name":<bytes as encoded>,"name_encoding":"..."` to `out`, the
+// encoding written straight into it: the output is in memory as kept and as
+// sent, never a third time as a JSON value of its own.
+void append_output(std::string& out, std::string_view name, std::string bytes) {
+  const bool text = goes_as_text(bytes);
+  out.append("\"").append(name).append("\":");
+  if (text) {
+    nlohmann::detail::serializer<json> serializer(nlohmann::detail::output_adapter<char>(out), ' ',
+                                                  json::error_handler_t::strict);
+    serializer.dump(json(std::move(bytes)), false, false, 0);
+  } else {
+    out += '"';
+    append_base64(out, bytes);
+    out += '"';
+  }
+  out.append(",\"").append(name).append("_encoding\":\"").append(text ? "utf-8" : "base64").append("\"");
+}
+
+}  // namespace
+
 EncodedOutput encode_output(std::string bytes) {
-  // Newlines, tabs and quotes cost 2 each: any text stays text. Other control
-  // bytes cost 6: output made of them goes as base64 (4/3).
-  if (is_valid_utf8(bytes) && escaped_size(bytes) <= 2 * bytes.size()) return {std::move(bytes), "utf-8"};
+  if (goes_as_text(bytes)) return {std::move(bytes), "utf-8"};
   return {base64_encode(bytes), "base64"};
 }
 
@@ -101,6 +136,23 @@ json to_json(RunResult result) {
   object["network_denied"] = result.network_denied;
   object["error"] = result.error.empty() ? json(nullptr) : json(result.error);
   return object;
+}
+
+std::string to_json_text(RunResult result) {
+  std::string stdout_bytes = std::move(result.stdout_data);
+  std::string stderr_bytes = std::move(result.stderr_data);
+  json rest = to_json(std::move(result));
+  for (const char* field : {"stdout", "stdout_encoding", "stderr", "stderr_encoding"}) rest.erase(field);
+  std::string out = rest.dump(-1, ' ', false, json::error_handler_t::replace);
+  out.pop_back();  // the closing brace: the output fields follow
+  // Room for text escaped to twice its size; pages never written are never touched.
+  out.reserve(out.size() + 2 * (stdout_bytes.size() + stderr_bytes.size()) + 128);
+  out += ',';
+  append_output(out, "stdout", std::move(stdout_bytes));
+  out += ',';
+  append_output(out, "stderr", std::move(stderr_bytes));
+  out += '}';
+  return out;
 }
 
 int exit_code_for(const RunResult& result) {

@@ -77,6 +77,10 @@ EncodedOutput encode_output(std::string bytes);
 // The `--json` / API form; output as encode_output says. Takes the result by
 // value: a caller done with it moves it in, and its output is not copied.
 nlohmann::json to_json(RunResult result);
+// to_json() as text, the output encoded straight into it: what a response
+// carries is built with the output in memory twice at most (as kept, and as
+// sent), not three times (kept, a JSON value, its text).
+std::string to_json_text(RunResult result);
 
 // The CLI's exit code for a result: the program's own code; 128+signal when
 // killed by a signal; 124 timeout; 137 oom; 125 output_limit / internal_error.

@@ -35,25 +35,7 @@ std::string dump(const json& document) {
   return document.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// dump() into a string with room for `expected` bytes from the start: a
-// response carrying megabytes of output is not built by doubling a buffer.
-std::string dump_reserved(const json& document, size_t expected) {
-  std::string out;
-  out.reserve(expected);
-  nlohmann::detail::serializer<json> serializer(nlohmann::detail::output_adapter<char>(out), ' ',
-                                                json::error_handler_t::replace);
-  serializer.dump(document, false, false, 0);
-  return out;
-}
-
-// A run result as the API sends it, its output moved, not copied.
-std::string result_body(engine::RunResult result) {
-  json document = engine::to_json(std::move(result));
-  // Text output escapes to at most twice its size (engine::encode_output).
-  const size_t output = document["stdout"].get_ref<const std::string&>().size() +
-                        document["stderr"].get_ref<const std::string&>().size();
-  return dump_reserved(document, 2 * output + 4096);
-}
+std::string result_body(engine::RunResult result) { return engine::to_json_text(std::move(result)); }
 
 void send_error(ResponseWriter& writer, int status, const std::string& code, const std::string& message,
                 bool retryable) {

@@ -16,9 +16,6 @@ namespace airlock::server {
 // How every endpoint answers: JSON without throwing on bad UTF-8, errors
 // mapped from the engine's typed errors in one table.
 std::string dump(const nlohmann::json& document);
-// dump() into a string with room for `expected` bytes from the start: a
-// response carrying megabytes of output is not built by doubling a buffer.
-std::string dump_reserved(const nlohmann::json& document, size_t expected);
 // A run result as the API sends it, its output moved, not copied.
 std::string result_body(engine::RunResult result);
 

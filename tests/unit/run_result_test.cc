@@ -32,6 +32,27 @@ TEST(RunResult, JsonCarriesTextAsTextAndBinaryAsBase64) {
   EXPECT_NO_THROW(json.dump());
 }
 
+// The text a response carries is the same document as to_json(), whichever
+// encoding each stream takes, with or without a trace.
+TEST(RunResult, JsonTextIsTheSameDocument) {
+  RunResult result;
+  result.status = RunStatus::timeout;
+  result.signal = 9;
+  result.error = "ran past \"10 s\"";
+  result.network_denied = {"10.0.0.1:80 (not allowed)"};
+  for (const auto& [out, err] : std::vector<std::pair<std::string, std::string>>{
+           {"h\xc3\xa9llo\n\t\"q\"\\", std::string("\xff\x00", 2)},
+           {std::string(1000, '\x01'), ""},
+           {"", "plain"},
+           {std::string("a\x00b", 3), "\x1b[1m"}}) {
+    result.stdout_data = out;
+    result.stderr_data = err;
+    result.timing.trace =
+        result.timing.trace ? std::nullopt : std::optional<RunTrace>(RunTrace{1, 2, 3, 4, 5, 6});
+    EXPECT_EQ(nlohmann::json::parse(to_json_text(result)), to_json(result)) << to_json_text(result);
+  }
+}
+
 TEST(RunResult, OutputThatEscapingWouldInflateGoesAsBase64) {
   // Any text stays text: newlines, tabs and quotes cost 2 bytes each at most.
   for (const std::string text : {"\n\n\n", "a\tb\n", "\"quoted\"\\", "", "h\xc3\xa9llo"}) {
