@@ -292,6 +292,7 @@ int main(int argc, char** argv) {
   airlock::cli::add_snapshot_verbs(app, sandbox_action);
   airlock::cli::add_pause_verbs(app, sandbox_action);
   airlock::cli::add_code_verbs(app, sandbox_action);
+  airlock::cli::add_image_verbs(app, sandbox_action);
   airlock::cli::add_mcp(app, sandbox_action);
 
   try {

@@ -31,6 +31,8 @@ void add_snapshot_verbs(CLI::App& app, Action& action);
 void add_pause_verbs(CLI::App& app, Action& action);
 // code, contexts (code.cc).
 void add_code_verbs(CLI::App& app, Action& action);
+// image import, image ls, image rm (image.cc): images users bring.
+void add_image_verbs(CLI::App& app, Action& action);
 // mcp: the MCP server for LLM clients (mcp.cc runs src/mcp under node).
 void add_mcp(CLI::App& app, Action& action);
 

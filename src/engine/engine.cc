@@ -301,7 +301,7 @@ Engine::Resolved Engine::resolve(const Profile& profile) {
   require_isolation();
   std::lock_guard lock(state_mutex_);
   const Language& language = find_language(profile.language);
-  const RootfsImage& image = catalog_locked().image(profile.image_name());
+  const RootfsImage image = catalog_locked().image(profile.image_name());
   std::unique_ptr<Language>& in_image = image_languages_[image.name + "|" + language.name];
   if (!in_image) {
     in_image = std::make_unique<Language>(language);
@@ -318,7 +318,10 @@ void Engine::choose_image(RunRequest& request) const {
 }
 
 const ImageCatalog& Engine::catalog_locked() const {
-  if (!catalog_) catalog_ = ImageCatalog::load(find_manifest(options_.manifest_path));
+  if (!catalog_) {
+    catalog_ =
+        ImageCatalog::load(find_manifest(options_.manifest_path), imported_images_dir(options_.cache_dir));
+  }
   return *catalog_;
 }
 

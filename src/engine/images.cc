@@ -8,6 +8,7 @@
 #include "common/io.h"
 #include "engine/languages.h"
 #include "engine/run_request.h"
+#include "image/image_store.h"
 
 namespace airlock::engine {
 
@@ -47,7 +48,7 @@ void require_file(const std::string& path, const std::string& what) {
 
 }  // namespace
 
-ImageCatalog ImageCatalog::load(const std::string& manifest_path) {
+ImageCatalog ImageCatalog::load(const std::string& manifest_path, const std::string& imported_dir) {
   json manifest = json::parse(read_file(manifest_path, 1 << 20), nullptr, false);
   if (manifest.is_discarded() || !manifest.is_object()) {
     throw Error(ErrorCode::invalid_argument, "image manifest " + manifest_path + " is not a JSON object");
@@ -57,6 +58,7 @@ ImageCatalog ImageCatalog::load(const std::string& manifest_path) {
   }
   ImageCatalog catalog;
   catalog.manifest_path_ = manifest_path;
+  catalog.imported_dir_ = imported_dir;
   catalog.default_kernel_ = required_string(manifest, "default_kernel", manifest_path);
   const json kernels = manifest.contains("kernels") ? manifest["kernels"] : json::object();
   const json rootfs = manifest.contains("rootfs") ? manifest["rootfs"] : json::object();
@@ -114,11 +116,20 @@ const vmm::KernelImage& ImageCatalog::kernel(const std::string& name) const {
   return it->second;
 }
 
-const RootfsImage& ImageCatalog::image(const std::string& name) const {
+RootfsImage ImageCatalog::image(const std::string& name) const {
   auto it = images_.find(name);
   if (it == images_.end()) {
+    std::vector<std::string> names = keys_of(images_);
+    if (!imported_dir_.empty()) {
+      image::ImageStore store(imported_dir_);
+      if (auto imported = store.find(name)) {
+        require_file(imported->rootfs, "root filesystem image");
+        return {imported->name, imported->rootfs, imported->languages, imported->env};
+      }
+      for (const auto& other : store.list()) names.push_back(other.name);
+    }
     throw Error(ErrorCode::invalid_argument,
-                "unknown image '" + name + "' (available: " + listed(keys_of(images_)) + ")");
+                "unknown image '" + name + "' (available: " + listed(names) + ")");
   }
   require_file(it->second.path, "root filesystem image");
   return it->second;
@@ -126,7 +137,7 @@ const RootfsImage& ImageCatalog::image(const std::string& name) const {
 
 void choose_image(const ImageCatalog& catalog, RunRequest& request) {
   if (request.image.empty()) request.image = find_language(request.language).name;
-  const RootfsImage& image = catalog.image(request.image);
+  const RootfsImage image = catalog.image(request.image);
   if (request.language.empty()) request.language = image.languages.front();
   const std::string& language = find_language(request.language).name;
   if (std::find(image.languages.begin(), image.languages.end(), language) == image.languages.end()) {

@@ -24,18 +24,21 @@ struct RootfsImage {
 // The guest images that images/build produced, as listed in its manifest.
 class ImageCatalog {
  public:
-  static ImageCatalog load(const std::string& manifest_path);
+  // `imported_dir`: an image::ImageStore's directory whose images are
+  // looked up (on each call: an import is seen at once) after the built ones.
+  static ImageCatalog load(const std::string& manifest_path, const std::string& imported_dir = "");
 
   // `name` empty means the default kernel. Throws Error(not_found) naming the
   // known kernels when there is no such kernel.
   const vmm::KernelImage& kernel(const std::string& name) const;
-  // The image called `name`, its file checked to exist. Throws
-  // Error(invalid_argument) naming the known images when there is none.
-  const RootfsImage& image(const std::string& name) const;
+  // The image called `name`, built or imported, its file checked to exist.
+  // Throws Error(invalid_argument) naming the known images when there is none.
+  RootfsImage image(const std::string& name) const;
   const std::map<std::string, RootfsImage>& images() const { return images_; }
 
  private:
   std::string manifest_path_;
+  std::string imported_dir_;
   std::string default_kernel_;
   std::map<std::string, vmm::KernelImage> kernels_;
   std::map<std::string, RootfsImage> images_;

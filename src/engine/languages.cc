@@ -533,6 +533,12 @@ std::string supported_languages() {
   return names;
 }
 
+std::vector<std::pair<std::string, std::string>> language_programs() {
+  std::vector<std::pair<std::string, std::string>> programs;
+  for (const auto& language : languages()) programs.emplace_back(language.name, language.command.front());
+  return programs;
+}
+
 const Language& find_language(const std::string& name) {
   std::string canonical = name;
   for (const auto& [alias, target] : kAliases) {

@@ -48,5 +48,8 @@ struct Language {
 // Throws Error(invalid_argument) listing the supported languages.
 const Language& find_language(const std::string& name);
 std::string supported_languages();
+// Each language and the program in an image that runs its code (what an
+// imported image must have for it), in the table's order.
+std::vector<std::pair<std::string, std::string>> language_programs();
 
 }  // namespace airlock::engine

@@ -27,6 +27,8 @@ std::string default_cache_dir() {
   return "/tmp/airlock-cache-" + std::to_string(::getuid());
 }
 
+std::string imported_images_dir(const std::string& cache_dir) { return cache_dir + "/imported-images"; }
+
 std::string default_runtime_dir() {
   if (auto dir = env_or_empty("AIRLOCK_RUNTIME_DIR"); !dir.empty()) return dir;
   if (auto dir = env_or_empty("XDG_RUNTIME_DIR"); !dir.empty()) return dir + "/airlock";

@@ -7,6 +7,10 @@ namespace airlock::engine {
 // $AIRLOCK_CACHE_DIR, else $XDG_CACHE_HOME/airlock, else ~/.cache/airlock.
 std::string default_cache_dir();
 
+// Where `airlock image import` keeps images (image::ImageStore), under a
+// cache directory.
+std::string imported_images_dir(const std::string& cache_dir);
+
 // Where per-run directories live: $AIRLOCK_RUNTIME_DIR, else
 // $XDG_RUNTIME_DIR/airlock, else /tmp/airlock-<uid> (checked to be ours, 0700).
 std::string default_runtime_dir();

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "engine/languages.h"
+#include "image/image_name.h"
 #include "network/policy.h"
 #include "protocol/guest_path.h"
 
@@ -123,27 +124,13 @@ std::pair<std::string, std::string> parse_env_assignment(const std::string& text
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
-void check_image_name(const std::string& name) {
-  const bool valid = !name.empty() && name.size() <= 64 &&
-                     std::all_of(name.begin(), name.end(),
-                                 [](char c) {
-                                   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                                          c == '_' || c == '.';
-                                 }) &&
-                     name.front() != '-' && name.front() != '.';
-  if (!valid) {
-    reject("image name '" + name +
-           "' is invalid (1-64 of a-z, 0-9, '-', '_', '.', not starting with '-' or '.')");
-  }
-}
-
 void validate(const RunRequest& request) {
   if (!request.language.empty()) {
     find_language(request.language);
   } else if (request.image.empty()) {
     reject("no language given (supported: " + supported_languages() + "), and no image to take it from");
   }
-  if (!request.image.empty()) check_image_name(request.image);
+  if (!request.image.empty()) image::check_image_name(request.image);
   if (request.code.empty()) reject("code is empty");
   if (request.code.size() > Limits::kMaxCodeBytes) {
     reject("code is " + std::to_string(request.code.size()) + " bytes; the limit is " +

@@ -99,8 +99,6 @@ struct RunRequest {
 
 // Throws Error(invalid_argument) naming the first field that is out of bounds.
 void validate(const RunRequest& request);
-// Throws Error(invalid_argument) unless `name` could name an image.
-void check_image_name(const std::string& name);
 
 // "NAME=value" -> {NAME, value}; throws Error(invalid_argument) if malformed.
 std::pair<std::string, std::string> parse_env_assignment(const std::string& text);
