@@ -297,7 +297,9 @@ void RootTree::ensure_directory(const std::string& path, Attributes attributes) 
   attributes_[join(parts)] = attributes;
 }
 
-void RootTree::put_file(const std::string& path, const std::string& contents, Attributes attributes) {
+// `path` (relative) resolved inside the root, its parents made and what was
+// there removed: the host path a new entry goes at.
+std::string RootTree::clear_place(const std::string& path) {
   std::vector<std::string> parts = split(path);
   const std::string base = parts.back();
   parts.pop_back();
@@ -305,20 +307,20 @@ void RootTree::put_file(const std::string& path, const std::string& contents, At
   make_parents(parts, "the image");
   parts.push_back(base);
   remove_entry(parts);
-  write_file(host_path(parts), contents, 0600);
-  attributes_[join(parts)] = attributes;
+  return join(parts);
+}
+
+void RootTree::put_file(const std::string& path, const std::string& contents, Attributes attributes) {
+  const std::string relative = clear_place(path);
+  write_file(host_path({relative}), contents, 0600);
+  attributes_[relative] = attributes;
 }
 
 void RootTree::put_symlink(const std::string& path, const std::string& target) {
-  std::vector<std::string> parts = split(path);
-  const std::string base = parts.back();
-  parts.pop_back();
-  parts = resolve(parts, true);
-  make_parents(parts, "the image");
-  parts.push_back(base);
-  remove_entry(parts);
-  if (::symlink(target.c_str(), host_path(parts).c_str()) < 0) throw_errno("symlink", host_path(parts));
-  attributes_[join(parts)] = Attributes{0, 0, 0777};
+  const std::string relative = clear_place(path);
+  if (::symlink(target.c_str(), host_path({relative}).c_str()) < 0)
+    throw_errno("symlink", host_path({relative}));
+  attributes_[relative] = Attributes{0, 0, 0777};
 }
 
 void RootTree::settle_modes() const {

@@ -81,6 +81,7 @@ class RootTree {
   std::string host_path(const std::vector<std::string>& parts) const;
   void make_parents(const std::vector<std::string>& parts, const std::string& label);
   void remove_entry(const std::vector<std::string>& parts);
+  std::string clear_place(const std::string& path);
   void prune_opaque(const std::vector<std::string>& parts, const std::set<std::string>& written);
 
   std::string directory_;
