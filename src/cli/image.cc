@@ -1,6 +1,6 @@
-// airlock image import | ls | rm: images brought by users (OCI layouts and
-// archives, docker save tars), kept where this user's engine and airlockd
-// find them (docs/images.md).
+// airlock image import | pull | ls | rm: images brought by users (OCI
+// layouts and archives, docker save tars, registries), kept where this
+// user's engine and airlockd find them (images/README.md).
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -8,10 +8,12 @@
 
 #include "cli/verbs.h"
 #include "common/error.h"
+#include "common/temp_dir.h"
 #include "engine/images.h"
 #include "engine/languages.h"
 #include "engine/paths.h"
 #include "image/image_store.h"
+#include "image/registry.h"
 
 namespace airlock::cli {
 
@@ -33,31 +35,23 @@ std::string joined(const std::vector<std::string>& values) {
   return text;
 }
 
-}  // namespace
+// What import and pull share.
+struct Options {
+  std::string source, name, images;
+  bool replace = false, json = false, insecure = false;
+  uint64_t max_size_mb = 8192;
+};
 
-void add_image_verbs(CLI::App& app, Action& action) {
-  CLI::App* verb = app.add_subcommand("image", "Import, list and remove your own images (OCI, docker save)");
-  verb->require_subcommand(1);
+void add_common_options(CLI::App& verb, Options& options) {
+  verb.add_option("--name", options.name, "What runs call it (--image NAME)")->required();
+  verb.add_flag("--replace", options.replace, "Put it in place of an imported image of that name");
+  verb.add_option("--max-size-mb", options.max_size_mb,
+                  "Refuse an image whose files unpack to more (default 8192)");
+  verb.add_option("--images", options.images, "Path of the image manifest (default: beside the binary)");
+  verb.add_flag("--json", options.json, "Print the image and what the import changed as JSON");
+}
 
-  struct ImportOptions {
-    std::string source, name, images;
-    bool replace = false, json = false;
-    uint64_t max_size_mb = 8192;
-  };
-  auto import_options = std::make_shared<ImportOptions>();
-  CLI::App* import = verb->add_subcommand(
-      "import", "Make an image from a docker save tar, an OCI archive or an OCI layout directory");
-  import->add_option("source", import_options->source, "The tar or the layout directory")->required();
-  import->add_option("--name", import_options->name, "What runs call it (--image NAME)")->required();
-  import->add_flag("--replace", import_options->replace, "Put it in place of an imported image of that name");
-  import->add_option("--max-size-mb", import_options->max_size_mb,
-                     "Refuse an image whose files unpack to more (default 8192)");
-  import->add_option("--images", import_options->images,
-                     "Path of the image manifest (default: beside the binary)");
-  import->add_flag("--json", import_options->json, "Print the image and what the import changed as JSON");
-  import->callback([&action, import_options] {
-    action = [import_options] {
-      const auto& o = *import_options;
+image::ImportOptions import_options(const Options& o) {
   // A built image's name stays the built image's.
   auto catalog = engine::ImageCatalog::load(engine::find_manifest(o.images));
   if (catalog.images().count(o.name)) {
@@ -68,8 +62,11 @@ void add_image_verbs(CLI::App& app, Action& action) {
   options.replace = o.replace;
   options.limits.max_bytes = o.max_size_mb << 20;
   options.interpreters = engine::language_programs();
-  image::ImportResult result = store().import(o.source, options);
-  if (o.json) {
+  return options;
+}
+
+int report(const image::ImportResult& result, bool as_json) {
+  if (as_json) {
     std::cout << nlohmann::json{{"image", image::to_json(result.image)},
                                 {"reused", result.reused},
                                 {"unpacked_bytes", result.report.bytes},
@@ -90,46 +87,87 @@ void add_image_verbs(CLI::App& app, Action& action) {
             << "): languages " << joined(result.image.languages) << ", " << mib(result.image.bytes)
             << (result.reused ? ", the same image as one already imported" : "") << "\n";
   return 0;
+}
+
+int import_image(const Options& o) { return report(store().import(o.source, import_options(o)), o.json); }
+
+int pull_image(const Options& o) {
+  image::ImportOptions options = import_options(o);
+  const image::ImageReference reference = image::parse_image_reference(o.source);
+  image::PullOptions pull;
+  pull.insecure = o.insecure;
+  pull.limits = options.limits;
+  image::ImageStore images = store();
+  make_directories(images.directory(), 0755);
+  // Under the store, named as its imports are: a killed pull is reaped too.
+  TempDir download = TempDir::create(images.directory(), ".import-");
+  image::pull_to_layout(reference, download.file("layout"), pull);
+  options.source_label = reference.text();
+  return report(images.import(download.file("layout"), options), o.json);
+}
+
+int list_images(bool as_json) {
+  const auto images = store().list();
+  if (!as_json) {
+    std::cout << std::left << std::setw(24) << "NAME" << std::setw(22) << "DIGEST" << std::setw(26)
+              << "LANGUAGES" << std::setw(12) << "SIZE"
+              << "SOURCE\n";
+  }
+  for (const auto& image : images) {
+    if (as_json) {
+      std::cout << image::to_json(image).dump() << "\n";
+      continue;
+    }
+    std::cout << std::left << std::setw(24) << image.name << std::setw(22) << image.digest.substr(0, 19)
+              << std::setw(26) << joined(image.languages) << std::setw(12) << mib(image.bytes) << image.source
+              << "\n";
+  }
+  return 0;
+}
+
+int remove_images(const std::vector<std::string>& names) {
+  for (const auto& name : names) {
+    store().remove(name);
+    std::cout << name << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_image_verbs(CLI::App& app, Action& action) {
+  CLI::App* verb =
+      app.add_subcommand("image", "Import, pull, list and remove your own images (OCI, docker save)");
+  verb->require_subcommand(1);
+
+  auto imported = std::make_shared<Options>();
+  CLI::App* import = verb->add_subcommand(
+      "import", "Make an image from a docker save tar, an OCI archive or an OCI layout directory");
+  import->add_option("source", imported->source, "The tar or the layout directory")->required();
+  add_common_options(*import, *imported);
+  import->callback([&action, imported] { action = [imported] { return import_image(*imported);
 };
 }  // namespace airlock::cli
 );
 
+auto pulled = std::make_shared<Options>();
+CLI::App* pull = verb->add_subcommand("pull", "Make an image from a registry's (the OCI distribution API)");
+pull->add_option("reference", pulled->source,
+                 "registry/repository:tag or @sha256:... (Docker Hub if no registry)")
+    ->required();
+pull->add_flag("--insecure", pulled->insecure, "Plain HTTP (loopback registries always are)");
+add_common_options(*pull, *pulled);
+pull->callback([&action, pulled] { action = [pulled] { return pull_image(*pulled); }; });
+
 auto ls_json = std::make_shared<bool>(false);
 CLI::App* ls = verb->add_subcommand("ls", "List imported images");
 ls->add_flag("--json", *ls_json, "One JSON object per line");
-ls->callback([&action, ls_json] {
-  action = [ls_json] {
-    const auto images = store().list();
-    if (!*ls_json) {
-      std::cout << std::left << std::setw(24) << "NAME" << std::setw(22) << "DIGEST" << std::setw(26)
-                << "LANGUAGES" << std::setw(12) << "SIZE"
-                << "SOURCE\n";
-    }
-    for (const auto& image : images) {
-      if (*ls_json) {
-        std::cout << image::to_json(image).dump() << "\n";
-        continue;
-      }
-      std::cout << std::left << std::setw(24) << image.name << std::setw(22) << image.digest.substr(0, 19)
-                << std::setw(26) << joined(image.languages) << std::setw(12) << mib(image.bytes)
-                << image.source << "\n";
-    }
-    return 0;
-  };
-});
+ls->callback([&action, ls_json] { action = [ls_json] { return list_images(*ls_json); }; });
 
-auto rm_names = std::make_shared<std::vector<std::string>>();
+auto names = std::make_shared<std::vector<std::string>>();
 CLI::App* rm = verb->add_subcommand("rm", "Remove imported images (running sandboxes keep theirs)");
-rm->add_option("name", *rm_names, "Image names")->required();
-rm->callback([&action, rm_names] {
-  action = [rm_names] {
-    for (const auto& name : *rm_names) {
-      store().remove(name);
-      std::cout << name << "\n";
-    }
-    return 0;
-  };
-});
+rm->add_option("name", *names, "Image names")->required();
+rm->callback([&action, names] { action = [names] { return remove_images(*names); }; });
 }
 
 }  // namespace airlock::cli

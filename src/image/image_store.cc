@@ -148,12 +148,13 @@ ImportResult ImageStore::import(const std::string& source_path, const ImportOpti
   }
   TempDir work = TempDir::create(directory_, kImportPrefix);
   ImageSource source = read_image_source(source_path, work.path(), options.limits);
+  if (!options.source_label.empty() && source.format == "oci-layout") source.format = "registry";
 
   ImportResult result;
   StoredImage& image = result.image;
   image.name = options.name;
   image.digest = source.digest;
-  image.source = fs::absolute(source_path, ec).string();
+  image.source = options.source_label.empty() ? fs::absolute(source_path, ec).string() : options.source_label;
   image.format = source.format;
   image.env = config_env(source.config);
   image.created =

@@ -18,7 +18,7 @@ struct StoredImage {
   std::string digest;                  // "sha256:<hex>" of its config
   std::string rootfs;                  // the ext4 image guests boot from
   std::string source;                  // what it was imported from
-  std::string format;                  // oci-layout, oci-archive, docker-archive
+  std::string format;                  // oci-layout, oci-archive, docker-archive, registry
   std::vector<std::string> languages;  // first: what a run of it gets when it names none
   std::vector<std::string> env;        // NAME=VALUE from its config, for every program
   uint64_t bytes = 0;                  // the ext4 image's size on disk
@@ -30,7 +30,8 @@ nlohmann::json to_json(const StoredImage& image);
 
 struct ImportOptions {
   std::string name;
-  bool replace = false;  // put it in place of an image of that name
+  bool replace = false;      // put it in place of an image of that name
+  std::string source_label;  // what image.json says it came from; empty: the source's absolute path
   UnpackLimits limits;
   // Each language airlock runs and its program's path in an image, in order
   // of preference for the image's default (the engine's table).

@@ -189,17 +189,17 @@ ImageSource read_docker(const Layout& layout) {
 
 }  // namespace
 
-std::string sha256_of_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throw_errno("open", path);
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+namespace {
+
+using DigestContext = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+
+DigestContext sha256_context() {
+  DigestContext context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr);
-  std::vector<char> buffer(1 << 20);
-  for (;;) {
-    auto n = read_some(fd.get(), buffer.data(), buffer.size());
-    if (!n || *n == 0) break;
-    EVP_DigestUpdate(context.get(), buffer.data(), *n);
-  }
+  return context;
+}
+
+std::string finish(const DigestContext& context) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(context.get(), digest, &length);
@@ -207,6 +207,27 @@ std::string sha256_of_file(const std::string& path) {
   std::string text = "sha256:";
   for (unsigned int i = 0; i < length; ++i) text += {kDigits[digest[i] >> 4], kDigits[digest[i] & 15]};
   return text;
+}
+
+}  // namespace
+
+std::string sha256_of_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw_errno("open", path);
+  DigestContext context = sha256_context();
+  std::vector<char> buffer(1 << 20);
+  for (;;) {
+    auto n = read_some(fd.get(), buffer.data(), buffer.size());
+    if (!n || *n == 0) break;
+    EVP_DigestUpdate(context.get(), buffer.data(), *n);
+  }
+  return finish(context);
+}
+
+std::string sha256_of(std::string_view bytes) {
+  DigestContext context = sha256_context();
+  EVP_DigestUpdate(context.get(), bytes.data(), bytes.size());
+  return finish(context);
 }
 
 ImageSource read_image_source(const std::string& path, const std::string& work, const UnpackLimits& limits) {

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "image/root_tree.h"
@@ -24,7 +25,8 @@ struct ImageSource {
 // another platform.
 ImageSource read_image_source(const std::string& path, const std::string& work, const UnpackLimits& limits);
 
-// "sha256:<hex>" of a file's contents.
+// "sha256:<hex>" of a file's contents, of bytes.
 std::string sha256_of_file(const std::string& path);
+std::string sha256_of(std::string_view bytes);
 
 }  // namespace airlock::image
