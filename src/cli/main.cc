@@ -21,6 +21,7 @@
 #include "common/io.h"
 #include "common/unique_fd.h"
 #include "engine/engine.h"
+#include "engine/languages.h"
 #include "engine/paths.h"
 
 namespace {
@@ -209,6 +210,77 @@ int run_command(const RunOptions& options) {
   return engine::exit_code_for(result);
 }
 
+// airlock repo: a git repository cloned into a fresh sandbox whose network
+// reaches only the repository's host, then a command run in its checkout.
+// Under bash (every image has it) on the image the language or --image
+// names; the URL, ref and command reach the script as environment, never
+// as text spliced into it.
+constexpr const char* kRepoScript = R"SH(set -u
+__url=$AIRLOCK_REPO_URL __ref=$AIRLOCK_REPO_REF __command=$AIRLOCK_REPO_COMMAND
+unset AIRLOCK_REPO_URL AIRLOCK_REPO_REF AIRLOCK_REPO_COMMAND
+export GIT_TERMINAL_PROMPT=0
+__log=$(mktemp)
+__clone() {
+  if [[ -z $__ref ]]; then
+    git clone --quiet --depth 1 -- "$__url" /home/sandbox/repo
+  elif [[ $__ref =~ ^[0-9a-f]{7,40}$ ]]; then
+    git clone --quiet --no-checkout -- "$__url" /home/sandbox/repo && git -C /home/sandbox/repo checkout --quiet --detach "$__ref"
+  else
+    git clone --quiet --depth 1 --branch "$__ref" -- "$__url" /home/sandbox/repo
+  fi
+}
+if ! __clone 2>"$__log"; then
+  echo "airlock: git clone of $__url${__ref:+ at $__ref} failed:" >&2
+  cat "$__log" >&2
+  exit 128
+fi
+rm -f "$__log"
+echo "airlock: cloned $__url at $(git -C /home/sandbox/repo rev-parse -q --verify HEAD || echo '(an empty repository)')" >&2
+cd /home/sandbox/repo && exec bash -c "$__command"
+)SH";
+
+struct RepoOptions {
+  std::string url;
+  std::string ref;
+  std::string command;
+};
+
+// The host a repository URL names; only http(s): the network filter passes
+// HTTP and TLS to allowed names and nothing else.
+std::string repository_host(const std::string& url) {
+  std::string rest;
+  for (const char* scheme : {"https://", "http://"}) {
+    if (url.rfind(scheme, 0) == 0) rest = url.substr(std::string(scheme).size());
+  }
+  if (rest.empty()) {
+    throw Error(ErrorCode::invalid_argument,
+                "repository URL '" + url +
+                    "' is not http(s)://...: a sandbox's network carries HTTP and "
+                    "HTTPS only (no ssh or git://)");
+  }
+  std::string authority = rest.substr(0, rest.find('/'));
+  authority = authority.substr(authority.rfind('@') + 1);  // user:token@ is git's business
+  std::string host = authority.front() == '[' ? authority.substr(0, authority.find(']') + 1)
+                                              : authority.substr(0, authority.find(':'));
+  if (host.empty()) throw Error(ErrorCode::invalid_argument, "repository URL '" + url + "' names no host");
+  return host;
+}
+
+int repo_command(RunOptions options, const RepoOptions& repo) {
+  const std::string host = repository_host(repo.url);
+  if (repo.command.empty()) throw Error(ErrorCode::invalid_argument, "no command given (--command)");
+  if (options.image.empty()) {
+    options.image = engine::find_language(options.language.empty() ? "shell" : options.language).name;
+  }
+  options.language = "shell";
+  options.code = kRepoScript;
+  options.network = "allow:" + host;
+  options.env.push_back("AIRLOCK_REPO_URL=" + repo.url);
+  options.env.push_back("AIRLOCK_REPO_REF=" + repo.ref);
+  options.env.push_back("AIRLOCK_REPO_COMMAND=" + repo.command);
+  return run_command(options);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -278,6 +350,39 @@ int main(int argc, char** argv) {
                   "airlockd socket to use (default $AIRLOCK_SOCKET, else <runtime dir>/airlockd.sock)");
   run->add_option("--images", options.images, "Path of the image manifest (default: beside the binary)");
 
+  RunOptions repo_run;
+  repo_run.timeout_s = engine::Limits::kMaxTimeoutS;
+  RepoOptions repo;
+  CLI::App* repo_verb = app.add_subcommand(
+      "repo",
+      "Clone a git repository into a fresh sandbox (network only to its host) and run a command in it");
+  repo_verb->add_option("url", repo.url, "http(s):// URL of the repository")->required();
+  repo_verb->add_option("--ref", repo.ref,
+                        "Branch, tag or commit to check out (default: the default branch)");
+  repo_verb->add_option("-c,--command", repo.command, "What to run in the checkout (bash -c)")->required();
+  repo_verb->add_option("-l,--lang,--language", repo_run.language,
+                        "Picks the image by its language: python, javascript, shell, go (default shell)");
+  repo_verb->add_option("--image", repo_run.image, "The image to run in (default: the language's own)");
+  repo_verb->add_option("-e,--env", repo_run.env, "Environment variable NAME=value (repeatable)")
+      ->allow_extra_args(false);
+  repo_verb
+      ->add_option("-t,--timeout", repo_run.timeout_s, "Time limit for clone and command, seconds (1-300)")
+      ->capture_default_str();
+  repo_verb->add_option("-m,--memory", repo_run.memory_mb, "Guest memory in MiB (128-2048)")
+      ->capture_default_str();
+  repo_verb->add_option("--cpus", repo_run.cpus, "Guest vCPUs (1-8)")->capture_default_str();
+  repo_verb->add_option("--disk", repo_run.disk_mb, "MiB clone and command may write (1-4096)")
+      ->capture_default_str();
+  repo_verb->add_flag("--json", repo_run.json, "Print one JSON result object instead of streaming output");
+  repo_verb
+      ->add_option("--test-resolve", repo_run.test_resolve,
+                   "Testing only: NAME=ADDRESS[:PORT], as for run (runs in-process)")
+      ->allow_extra_args(false);
+  repo_verb->add_flag("--no-daemon", repo_run.no_daemon, "Run in this process even if airlockd is serving");
+  repo_verb->add_option("--socket", repo_run.socket, "airlockd socket to use");
+  repo_verb->add_option("--images", repo_run.images,
+                        "Path of the image manifest (default: beside the binary)");
+
   airlock::cli::Action sandbox_action;
   airlock::cli::add_cp(app, sandbox_action);
   airlock::cli::add_create(app, sandbox_action);
@@ -307,12 +412,13 @@ int main(int argc, char** argv) {
   }
   if (verbose) spdlog::set_level(spdlog::level::debug);
 
-  if (!run->parsed() && !sandbox_action) {
+  if (!run->parsed() && !repo_verb->parsed() && !sandbox_action) {
     std::cerr << app.help() << "airlock: error: no command given (try 'airlock run --help')\n";
     return kAirlockErrorExit;
   }
   try {
     if (run->parsed()) return run_command(options);
+    if (repo_verb->parsed()) return repo_command(repo_run, repo);
     return sandbox_action();
   } catch (const Error& e) {
     spdlog::error("error: {}", e.what());
