@@ -317,6 +317,11 @@ void Engine::choose_image(RunRequest& request) const {
   engine::choose_image(catalog_locked(), request);
 }
 
+std::vector<RootfsImage> Engine::images() const {
+  std::lock_guard lock(state_mutex_);
+  return catalog_locked().all_images();
+}
+
 const ImageCatalog& Engine::catalog_locked() const {
   if (!catalog_) {
     catalog_ =

@@ -195,6 +195,8 @@ class Engine {
   // The part of plan that completes a request's image (engine/images.h
   // choose_image): for a request read back from a snapshot's metadata.
   void choose_image(RunRequest& request) const;
+  // Every image a request can name (ImageCatalog::all_images).
+  std::vector<RootfsImage> images() const;
 
   // The accelerator runs with this choice use (probes KVM once if needed).
   vmm::Accel accelerator(vmm::AccelChoice choice);

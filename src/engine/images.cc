@@ -46,6 +46,10 @@ void require_file(const std::string& path, const std::string& what) {
   }
 }
 
+RootfsImage imported_image(const image::StoredImage& stored) {
+  return {stored.name, stored.rootfs, stored.languages, stored.env, stored.digest, stored.source};
+}
+
 }  // namespace
 
 ImageCatalog ImageCatalog::load(const std::string& manifest_path, const std::string& imported_dir) {
@@ -124,7 +128,7 @@ RootfsImage ImageCatalog::image(const std::string& name) const {
       image::ImageStore store(imported_dir_);
       if (auto imported = store.find(name)) {
         require_file(imported->rootfs, "root filesystem image");
-        return {imported->name, imported->rootfs, imported->languages, imported->env};
+        return imported_image(*imported);
       }
       for (const auto& other : store.list()) names.push_back(other.name);
     }
@@ -133,6 +137,17 @@ RootfsImage ImageCatalog::image(const std::string& name) const {
   }
   require_file(it->second.path, "root filesystem image");
   return it->second;
+}
+
+std::vector<RootfsImage> ImageCatalog::all_images() const {
+  std::vector<RootfsImage> all;
+  for (const auto& entry : images_) all.push_back(entry.second);
+  if (!imported_dir_.empty()) {
+    for (const auto& stored : image::ImageStore(imported_dir_).list()) {
+      if (!images_.count(stored.name)) all.push_back(imported_image(stored));
+    }
+  }
+  return all;
 }
 
 void choose_image(const ImageCatalog& catalog, RunRequest& request) {

@@ -19,6 +19,10 @@ struct RootfsImage {
   std::vector<std::string> languages;
   // NAME=VALUE for every program in it, after the language's own defaults.
   std::vector<std::string> env;
+  // Of an imported image (image::ImageStore): its config digest and where
+  // it came from; both empty for a built one.
+  std::string digest = {};
+  std::string source = {};
 };
 
 // The guest images that images/build produced, as listed in its manifest.
@@ -35,6 +39,8 @@ class ImageCatalog {
   // Throws Error(invalid_argument) naming the known images when there is none.
   RootfsImage image(const std::string& name) const;
   const std::map<std::string, RootfsImage>& images() const { return images_; }
+  // The built images, then the imported ones, each by name.
+  std::vector<RootfsImage> all_images() const;
 
  private:
   std::string manifest_path_;

@@ -72,6 +72,18 @@ export function registerTools(server, { daemon, session, cap }) {
     return answer({ sandboxes: sandboxes.map((sandbox) => sandboxSummary(sandbox, session)) });
   }));
 
+  server.registerTool("list_images", {
+    title: "List images",
+    description: "The images run_code and create_sandbox can name (image): the built ones and those imported or pulled on the host, " +
+                 "each with the languages it has (the first is what a request naming none gets).",
+    inputSchema: {},
+    annotations: { readOnlyHint: true, openWorldHint: false },
+  }, guarded(async () => {
+    const { images } = await daemon.json("GET", "/v1/images");
+    const list = images.map(({ name, origin, languages }) => ({ name, origin, languages }));
+    return answer({ images: list }, list.map((image) => `${image.name} (${image.origin}): ${image.languages.join(", ")}`).join("\n"));
+  }));
+
   server.registerTool("destroy_sandbox", {
     title: "Destroy a sandbox",
     description: "Destroys a sandbox: its VM, files and running programs are gone.",

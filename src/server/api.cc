@@ -165,6 +165,7 @@ void Api::handle(const HttpRequest& request, ResponseWriter& writer) {
       return handle_snapshots(request, writer);
     }
     if (request.target == "/v1/pools" && request.method == "GET") return list_pools(writer);
+    if (request.target == "/v1/images" && request.method == "GET") return list_images(writer);
     if (request.target == "/v1/pools" && request.method == "POST") return create_pool(request, writer);
     if (request.target.rfind("/v1/pools/", 0) == 0 && request.method == "PUT") {
       return resize_pool(request.target.substr(std::string("/v1/pools/").size()), request, writer);
@@ -289,6 +290,20 @@ void Api::record(const engine::RunRequest& request, const engine::RunResult& res
       result.error.find("stopped unexpectedly") != std::string::npos) {
     metrics_.record_vm_crash();
   }
+}
+
+void Api::list_images(ResponseWriter& writer) {
+  json images = json::array();
+  for (const auto& image : engine_.images()) {
+    json entry = {{"name", image.name},
+                  {"origin", image.digest.empty() ? "built" : "imported"},
+                  {"languages", image.languages},
+                  {"env", image.env},
+                  {"digest", image.digest.empty() ? json(nullptr) : json(image.digest)}};
+    if (!image.source.empty()) entry["source"] = image.source;
+    images.push_back(std::move(entry));
+  }
+  writer.send(200, "application/json", dump({{"images", images}}));
 }
 
 void Api::list_pools(ResponseWriter& writer) {

@@ -67,6 +67,7 @@ class Api {
                           const ByteBudget& budget, const std::string& field);
   void record(const engine::RunRequest& request, const engine::RunResult& result, SteadyClock::duration took);
   void list_pools(ResponseWriter& writer);
+  void list_images(ResponseWriter& writer);
   void resize_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);
   void create_pool(const HttpRequest& request, ResponseWriter& writer);
   void delete_pool(const std::string& name, const HttpRequest& request, ResponseWriter& writer);

@@ -114,6 +114,11 @@ def main():
 
             status, _, body = call(sock, "GET", "/v1/pools")
             check("GET /v1/pools", "/v1/pools", "get", status, "application/json", json.loads(body))
+            status, _, body = call(sock, "GET", "/v1/images")
+            check("GET /v1/images", "/v1/images", "get", status, "application/json", json.loads(body))
+            images = {image["name"]: image for image in json.loads(body)["images"]}
+            if images.get("python-data", {}).get("languages") != ["python", "shell"]:
+                sys.exit(f"FAIL GET /v1/images: python-data is not listed with python and shell: {images}")
 
             status, _, body = call(sock, "PUT", "/v1/pools/shell-256m", {"target": 1})
             check("PUT /v1/pools/{name}", "/v1/pools/{name}", "put", status, "application/json", json.loads(body))

@@ -122,6 +122,17 @@ TEST_F(ImportedImage, RunsWithItsLayersEnvironmentAndOwnersAndIsRemovedByName) {
     auto reply = daemon->post("/v1/run", R"({"image":")" + name_ + R"(","code":"mt daemon"})");
     EXPECT_EQ(reply.status, 200) << reply.body;
     EXPECT_NE(reply.body.find("mytool as mt daemon"), std::string::npos) << reply.body;
+    auto images = nlohmann::json::parse(daemon->get("/v1/images").body);
+    bool seen = false;
+    for (const auto& entry : images["images"]) {
+      if (entry["name"] != name_) continue;
+      seen = true;
+      EXPECT_EQ(entry["origin"], "imported");
+      EXPECT_EQ(entry["languages"], nlohmann::json::array({"shell"}));
+      EXPECT_EQ(entry["digest"].get<std::string>().substr(0, 7), "sha256:");
+      EXPECT_EQ(entry["env"][1], "GREETING=hello-from-config");
+    }
+    EXPECT_TRUE(seen) << images.dump();
     auto status = daemon->stop();
     EXPECT_TRUE(status && status->exit_code == 0) << "airlockd did not drain and exit cleanly";
     daemon.reset();

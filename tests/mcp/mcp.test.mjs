@@ -10,7 +10,7 @@ import { AIRLOCK, AIRLOCKD, call, Client, daemonGet, freePort, qemuUnder, startD
          StreamableHTTPClientTransport, text } from "./support.mjs";
 
 const TOOLS = ["create_sandbox", "destroy_sandbox", "exec", "exec_poll", "exec_signal", "exec_write_stdin", "fork",
-               "list_files", "list_sandboxes", "read_file", "restore_snapshot", "run_code", "snapshot", "write_file"];
+               "list_files", "list_images", "list_sandboxes", "read_file", "restore_snapshot", "run_code", "snapshot", "write_file"];
 
 let daemon;
 before(async () => {
@@ -85,6 +85,10 @@ describe("over stdio", () => {
     const data = await call(client, "run_code", { language: "python", image: "python-data",
                                                   code: "import pandas as pd\nprint(int(pd.Series([1, 2, 3]).sum()))" });
     assert.equal(data.structuredContent.stdout, "6\n");
+    const images = await call(client, "list_images", {});
+    assert.deepEqual(images.structuredContent.images.find((image) => image.name === "python-data"),
+                     { name: "python-data", origin: "built", languages: ["python", "shell"] });
+    assert.match(text(images), /^go \(built\): go, shell$/m);
     const slow = await call(client, "run_code", { language: "python", code: "while True: pass", timeout_s: 2 });
     assert.equal(slow.structuredContent.status, "timeout");
   });

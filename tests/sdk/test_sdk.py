@@ -27,6 +27,14 @@ def test_run_answers_a_result(client):
     assert run("cat", language="shell", stdin="piped", client=client).stdout == "piped"
 
 
+def test_images_are_listed_with_their_languages(client):
+    images = {image["name"]: image for image in airlock.list_images(client=client)}
+    assert images["python-data"]["languages"] == ["python", "shell"]
+    assert images["python-data"]["origin"] == "built" and images["python-data"]["digest"] is None
+    assert images["go"]["languages"][0] == "go"
+    assert [image["name"] for image in asyncio.run(airlock.alist_images(client=client))] == list(images)
+
+
 def test_errors_are_typed_and_name_what_was_wrong(client):
     with pytest.raises(InvalidArgument) as bad:
         run("1", language="cobol", client=client)

@@ -15,9 +15,9 @@ from ._ops import Execution, ExecutionError, RunResult, SnapshotInfo
 from .decorator import RemoteError, RemoteTraceback, Sandboxed, SpawnHandle, sandboxed
 from .errors import (AuthError, Capacity, Conflict, InvalidArgument, NotFound, OutcomeUnknown, SandboxError, Timeout,
                      Transient)
-from .sandbox import (AsyncCommandHandle, AsyncSandbox, CommandHandle, Sandbox, adelete_snapshot, alist_snapshots,
-                      arun, delete_snapshot, list_snapshots, run)
+from .sandbox import (AsyncCommandHandle, AsyncSandbox, CommandHandle, Sandbox, adelete_snapshot, alist_images,
+                      alist_snapshots, arun, delete_snapshot, list_images, list_snapshots, run)
 
-__all__ = ["run", "arun", "list_snapshots", "delete_snapshot", "alist_snapshots", "adelete_snapshot", "sandboxed", "Sandboxed", "SpawnHandle", "RemoteError", "RemoteTraceback", "Sandbox",
+__all__ = ["run", "arun", "list_images", "alist_images", "list_snapshots", "delete_snapshot", "alist_snapshots", "adelete_snapshot", "sandboxed", "Sandboxed", "SpawnHandle", "RemoteError", "RemoteTraceback", "Sandbox",
            "AsyncSandbox", "CommandHandle", "AsyncCommandHandle", "Client", "RunResult", "Execution", "ExecutionError", "SnapshotInfo", "SandboxError", "InvalidArgument", "NotFound", "Conflict", "Capacity",
            "Transient", "AuthError", "Timeout", "OutcomeUnknown"]

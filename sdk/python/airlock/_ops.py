@@ -253,6 +253,10 @@ def close_port(sandbox_id: str, port: int) -> Op:
     return (yield from call("DELETE", f"{sandbox_path(sandbox_id)}/ports/{int(port)}"))
 
 
+def list_images() -> Op:
+    return (yield from call("GET", "/v1/images"))["images"]
+
+
 def list_snapshots() -> Op:
     return (yield from call("GET", "/v1/snapshots"))["snapshots"]
 

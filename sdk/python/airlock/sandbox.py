@@ -42,6 +42,17 @@ async def arun(code: str, language: str = "python", timeout: Optional[int] = Non
     return RunResult.of(await drive_async(op, client.aio))
 
 
+def list_images(client: Optional[Client] = None) -> List[Dict[str, Any]]:
+    """Every image a run or sandbox can name (built, then imported): name, origin, languages, env, digest."""
+    client = client or default_client()
+    return drive(_ops.list_images(), client.sync)
+
+
+async def alist_images(client: Optional[Client] = None) -> List[Dict[str, Any]]:
+    client = client or default_client()
+    return await drive_async(_ops.list_images(), client.aio)
+
+
 def list_snapshots(client: Optional[Client] = None) -> List[Dict[str, Any]]:
     """Every stored snapshot, oldest first (the API's documents)."""
     client = client or default_client()
