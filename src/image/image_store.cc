@@ -175,13 +175,17 @@ ImportResult ImageStore::import(const std::string& source_path, const ImportOpti
     const std::string root = work.path() + "/root";
     if (::mkdir(root.c_str(), 0700) < 0) throw_errno("mkdir", root);
     RootTree tree(root);
+    // Without root, a directory a layer made read-only would keep its
+    // contents when the work directory goes: opened up again first.
+    struct Reopen {
+      const RootTree& tree;
+      ~Reopen() { tree.open_up(); }
+    } reopen{tree};
     for (size_t i = 0; i < source.layers.size(); ++i) {
       tree.apply_layer(source.layers[i], "layer " + std::to_string(i + 1), options.limits, result.report);
     }
-    tree.settle_modes();  // what is executable shows
     result.report.linked = link_interpreters(tree, options.interpreters, image.env);
     prepare_for_airlock(tree);
-    tree.settle_modes();
     image.languages =
         ordered_by_command(languages_in(tree, options.interpreters), source.config, options.interpreters);
     if (image.languages.empty()) {
@@ -192,6 +196,7 @@ ImportResult ImageStore::import(const std::string& source_path, const ImportOpti
       throw Error(ErrorCode::invalid_argument,
                   "the image has none of the programs airlock runs code with: " + wanted);
     }
+    tree.settle_modes();
     build_ext4(tree, out + "/rootfs.ext4", options.name);
   }
   struct stat st {};

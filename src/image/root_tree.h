@@ -56,6 +56,9 @@ class RootTree {
   // Gives every directory and file the mode its layer gave it (they were
   // made writable while layers went on).
   void settle_modes() const;
+  // Makes every directory its owner's to change again (settle_modes undone
+  // for directories), so the tree can be removed without root. Never throws.
+  void open_up() const noexcept;
 
   // Sets `path` (relative to the root) to be a directory with these
   // attributes, making it if it is missing (the mount points the agent needs).

@@ -137,9 +137,10 @@ std::vector<std::string> languages_in(const RootTree& tree,
   for (const auto& [language, program] : interpreters) {
     const std::string host = tree.find(program.front() == '/' ? program.substr(1) : program);
     struct stat st {};
-    if (!host.empty() && ::stat(host.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111)) {
-      languages.push_back(language);
-    }
+    if (host.empty() || ::stat(host.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    // The mode its layer gave it: the staged file is not executable yet (settle_modes).
+    const auto it = tree.attributes().find(host.substr(tree.directory().size() + 1));
+    if ((it == tree.attributes().end() ? st.st_mode : it->second.mode) & 0111) languages.push_back(language);
   }
   return languages;
 }

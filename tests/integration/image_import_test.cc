@@ -4,6 +4,7 @@
 // imported with `airlock image import`, and booted.
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -154,6 +155,46 @@ TEST_F(ImportedImage, RunsWithItsLayersEnvironmentAndOwnersAndIsRemovedByName) {
   auto gone = airlock({"run", "--image", name_, "echo x"});
   EXPECT_EQ(gone.exit_code, 125);
   EXPECT_NE(gone.err.find("unknown image '" + name_ + "'"), std::string::npos) << gone.err;
+}
+
+// Without root: the import runs as nobody (setpriv), owners still come out
+// as the layers say, and a read-only directory neither stops the build nor
+// stays behind.
+TEST(ImageImportWithoutRoot, OwnersAndModesComeOutAsTheLayersSay) {
+  TempDir work = TempDir::create("/tmp", "airlock-import-nobody-");
+  ::chmod(work.path().c_str(), 0755);
+  TarWriter(work.file("layer.tar"))
+      .file("bin/bash", "#!fake\n", 0755)
+      .file("srv/data", "x\n", 0640, 123, 456)
+      .dir("locked/", 0555)
+      .file("locked/inside", "y\n", 0444)
+      .close();
+  write_oci_layout(work.file("layout"), {{work.file("layer.tar")}, {}, {}, "amd64"});
+  fs::create_directories(work.file("cache"));
+  for (const auto& entry : fs::recursive_directory_iterator(work.path())) {
+    ASSERT_EQ(::lchown(entry.path().c_str(), 65534, 65534), 0) << entry.path();
+  }
+  const std::string manifest = engine::find_manifest("");
+  auto imported =
+      run_command({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", AIRLOCK_BIN,
+                   "image", "import", work.file("layout"), "--name", "nobodys", "--images", manifest},
+                  {"AIRLOCK_CACHE_DIR=" + work.file("cache"), "HOME=" + work.path(), "PATH=/usr/bin:/bin"},
+                  std::chrono::seconds(120));
+  ASSERT_EQ(imported.status.exit_code, 0) << imported.output;
+  const std::string ext4 = work.file("cache") + "/imported-images/nobodys/rootfs.ext4";
+  auto stat = [&](const std::string& path) {
+    return run_command({"/sbin/debugfs", "-R", "stat " + path, ext4}, {}, std::chrono::seconds(30)).output;
+  };
+  EXPECT_NE(stat("/bin/bash").find("User:     0   Group:     0"), std::string::npos) << stat("/bin/bash");
+  EXPECT_NE(stat("/srv/data").find("User:   123   Group:   456"), std::string::npos) << stat("/srv/data");
+  EXPECT_NE(stat("/home/sandbox").find("User:  1000   Group:  1000"), std::string::npos);
+  EXPECT_NE(stat("/locked").find("Mode:  0555"), std::string::npos) << stat("/locked");
+  EXPECT_NE(stat("/bin/bash").find("Mode:  0755"), std::string::npos) << stat("/bin/bash");
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(work.file("cache") + "/imported-images")) {
+    left.push_back(entry.path().filename());
+  }
+  EXPECT_EQ(left, std::vector<std::string>{"nobodys"}) << "the import's work directory stayed";
 }
 
 }  // namespace
