@@ -216,26 +216,30 @@ int run_command(const RunOptions& options) {
 // names; the URL, ref and command reach the script as environment, never
 // as text spliced into it.
 constexpr const char* kRepoScript = R"SH(set -u
-__url=$AIRLOCK_REPO_URL __ref=$AIRLOCK_REPO_REF __command=$AIRLOCK_REPO_COMMAND
-unset AIRLOCK_REPO_URL AIRLOCK_REPO_REF AIRLOCK_REPO_COMMAND
+__url=$AIRLOCK_REPO_URL __ref=$AIRLOCK_REPO_REF __command=$AIRLOCK_REPO_COMMAND __shown=$AIRLOCK_REPO_SHOWN
+unset AIRLOCK_REPO_URL AIRLOCK_REPO_REF AIRLOCK_REPO_COMMAND AIRLOCK_REPO_SHOWN
 export GIT_TERMINAL_PROMPT=0
 __log=$(mktemp)
 __clone() {
   if [[ -z $__ref ]]; then
     git clone --quiet --depth 1 -- "$__url" /home/sandbox/repo
+  elif git clone --quiet --depth 1 --branch "$__ref" -- "$__url" /home/sandbox/repo 2>/dev/null; then
+    :
   elif [[ $__ref =~ ^[0-9a-f]{7,40}$ ]]; then
+    # Not a branch or tag: a commit, for which the whole history comes.
+    rm -rf /home/sandbox/repo
     git clone --quiet --no-checkout -- "$__url" /home/sandbox/repo && git -C /home/sandbox/repo checkout --quiet --detach "$__ref"
   else
     git clone --quiet --depth 1 --branch "$__ref" -- "$__url" /home/sandbox/repo
   fi
 }
 if ! __clone 2>"$__log"; then
-  echo "airlock: git clone of $__url${__ref:+ at $__ref} failed:" >&2
+  echo "airlock: git clone of $__shown${__ref:+ at $__ref} failed:" >&2
   cat "$__log" >&2
   exit 128
 fi
 rm -f "$__log"
-echo "airlock: cloned $__url at $(git -C /home/sandbox/repo rev-parse -q --verify HEAD || echo '(an empty repository)')" >&2
+echo "airlock: cloned $__shown at $(git -C /home/sandbox/repo rev-parse -q --verify HEAD || echo '(an empty repository)')" >&2
 cd /home/sandbox/repo && exec bash -c "$__command"
 )SH";
 
@@ -260,10 +264,21 @@ std::string repository_host(const std::string& url) {
   }
   std::string authority = rest.substr(0, rest.find('/'));
   authority = authority.substr(authority.rfind('@') + 1);  // user:token@ is git's business
-  std::string host = authority.front() == '[' ? authority.substr(0, authority.find(']') + 1)
-                                              : authority.substr(0, authority.find(':'));
+  std::string host =
+      !authority.empty() && authority.front() == '['
+          ? authority.substr(1, authority.find(']') == std::string::npos ? 0 : authority.find(']') - 1)
+          : authority.substr(0, authority.find(':'));
   if (host.empty()) throw Error(ErrorCode::invalid_argument, "repository URL '" + url + "' names no host");
   return host;
+}
+
+// The URL as messages show it: user:token@ left out.
+std::string without_credentials(const std::string& url) {
+  const size_t scheme_end = url.find("://");
+  const size_t authority_end = url.find('/', scheme_end + 3);
+  const size_t at = url.rfind('@', authority_end);
+  if (scheme_end == std::string::npos || at == std::string::npos || at < scheme_end) return url;
+  return url.substr(0, scheme_end + 3) + url.substr(at + 1);
 }
 
 int repo_command(RunOptions options, const RepoOptions& repo) {
@@ -278,6 +293,7 @@ int repo_command(RunOptions options, const RepoOptions& repo) {
   options.env.push_back("AIRLOCK_REPO_URL=" + repo.url);
   options.env.push_back("AIRLOCK_REPO_REF=" + repo.ref);
   options.env.push_back("AIRLOCK_REPO_COMMAND=" + repo.command);
+  options.env.push_back("AIRLOCK_REPO_SHOWN=" + without_credentials(repo.url));
   return run_command(options);
 }
 

@@ -1,5 +1,7 @@
 #include "image/image_store.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,9 +82,10 @@ std::vector<std::string> ordered_by_command(
 }  // namespace
 
 json to_json(const StoredImage& image) {
-  return {{"name", image.name},     {"digest", image.digest},       {"source", image.source},
-          {"format", image.format}, {"languages", image.languages}, {"env", image.env},
-          {"bytes", image.bytes},   {"created", image.created},     {"rootfs", image.rootfs}};
+  return {{"name", image.name},     {"digest", image.digest}, {"content_digest", image.content_digest},
+          {"source", image.source}, {"format", image.format}, {"languages", image.languages},
+          {"env", image.env},       {"bytes", image.bytes},   {"created", image.created},
+          {"rootfs", image.rootfs}};
 }
 
 ImageStore::ImageStore(std::string directory) : directory_(std::move(directory)) {}
@@ -97,6 +100,7 @@ std::optional<StoredImage> ImageStore::find(const std::string& name) const {
   StoredImage image;
   image.name = name;
   image.digest = document.value("digest", "");
+  image.content_digest = document.value("content_digest", "");
   image.source = document.value("source", "");
   image.format = document.value("format", "");
   image.languages = strings_of(document.value("languages", json::array()));
@@ -154,6 +158,7 @@ ImportResult ImageStore::import(const std::string& source_path, const ImportOpti
   StoredImage& image = result.image;
   image.name = options.name;
   image.digest = source.digest;
+  image.content_digest = source.content_digest;
   image.source = options.source_label.empty() ? fs::absolute(source_path, ec).string() : options.source_label;
   image.format = source.format;
   image.env = config_env(source.config);
@@ -164,7 +169,7 @@ ImportResult ImageStore::import(const std::string& source_path, const ImportOpti
   if (::mkdir(out.c_str(), 0755) < 0) throw_errno("mkdir", out);
 
   for (const auto& other : list()) {
-    if (other.digest != image.digest || other.name == image.name) continue;
+    if (other.content_digest != image.content_digest || other.name == image.name) continue;
     if (::link(other.rootfs.c_str(), (out + "/rootfs.ext4").c_str()) == 0) {
       image.languages = other.languages;
       result.reused = true;
@@ -196,7 +201,7 @@ ImportResult ImageStore::import(const std::string& source_path, const ImportOpti
       throw Error(ErrorCode::invalid_argument,
                   "the image has none of the programs airlock runs code with: " + wanted);
     }
-    tree.settle_modes();
+    tree.settle_modes(/*owner_access=*/::geteuid() != 0);
     build_ext4(tree, out + "/rootfs.ext4", options.name);
   }
   struct stat st {};
@@ -204,13 +209,16 @@ ImportResult ImageStore::import(const std::string& source_path, const ImportOpti
     image.bytes = static_cast<uint64_t>(st.st_blocks) * 512;
   write_file(out + "/image.json", to_json(image).dump(2) + "\n", 0644);
 
-  // Into place; an image it replaces goes out with the work directory.
+  // Into place in one step; an image it replaces takes the work
+  // directory's place and goes with it.
   if (fs::exists(final_dir, ec)) {
-    fs::rename(final_dir, work.path() + "/replaced", ec);
-    if (ec) throw Error(ErrorCode::io, "cannot replace image " + options.name + ": " + ec.message());
+    if (::renameat2(AT_FDCWD, out.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) < 0) {
+      throw_errno("rename", final_dir);
+    }
+  } else {
+    fs::rename(out, final_dir, ec);
+    if (ec) throw Error(ErrorCode::io, "cannot store image " + options.name + ": " + ec.message());
   }
-  fs::rename(out, final_dir, ec);
-  if (ec) throw Error(ErrorCode::io, "cannot store image " + options.name + ": " + ec.message());
   image.rootfs = final_dir + "/rootfs.ext4";
   return result;
 }

@@ -15,10 +15,11 @@ namespace airlock::image {
 // An image a user imported, as the store keeps it.
 struct StoredImage {
   std::string name;
-  std::string digest;                  // "sha256:<hex>" of its config
-  std::string rootfs;                  // the ext4 image guests boot from
-  std::string source;                  // what it was imported from
-  std::string format;                  // oci-layout, oci-archive, docker-archive, registry
+  std::string digest;          // "sha256:<hex>" of its config
+  std::string content_digest;  // of its config and layers (ImageSource): images sharing it share the ext4
+  std::string rootfs;          // the ext4 image guests boot from
+  std::string source;          // what it was imported from
+  std::string format;          // oci-layout, oci-archive, docker-archive, registry
   std::vector<std::string> languages;  // first: what a run of it gets when it names none
   std::vector<std::string> env;        // NAME=VALUE from its config, for every program
   uint64_t bytes = 0;                  // the ext4 image's size on disk

@@ -251,7 +251,16 @@ ImageSource read_image_source(const std::string& path, const std::string& work, 
         ErrorCode::invalid_argument,
         path + " is neither an OCI image (no index.json) nor a docker save " + "archive (no manifest.json)");
   }
-  ImageSource source = oci ? read_oci(layout, format) : read_docker(layout);
+  ImageSource source;
+  try {
+    source = oci ? read_oci(layout, format) : read_docker(layout);
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::invalid_argument,
+                path + " has a malformed manifest, index or config: " + e.what());
+  }
+  std::string listing = source.digest + "\n";
+  for (const auto& layer : source.layers) listing += sha256_of_file(layer) + "\n";
+  source.content_digest = sha256_of(listing);
   if (!oci && format == "oci-layout") source.format = "docker-directory";
   check_platform(source.config);
   return source;

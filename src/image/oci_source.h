@@ -14,7 +14,11 @@ struct ImageSource {
   std::string format;               // "oci-layout", "oci-archive" or "docker-archive"
   std::string digest;               // "sha256:<hex>" of its config: the image's identity
   std::vector<std::string> layers;  // host paths of the layer tars, lowest first
-  nlohmann::json config;            // the image config (its "config" holds Env, Cmd, ...)
+  // sha256 of the config and of every layer as stored, checked: what two
+  // imports must share to share a root filesystem (the config's digest
+  // alone vouches for layers nobody checked against its diff_ids).
+  std::string content_digest;
+  nlohmann::json config;  // the image config (its "config" holds Env, Cmd, ...)
 };
 
 // Reads an OCI image layout directory, or a tar holding one (an OCI

@@ -29,6 +29,7 @@ namespace {
 
 constexpr uint64_t kMaxDocumentBytes = 4 << 20;
 constexpr int kMaxRedirects = 5;
+constexpr std::chrono::seconds kDocumentDeadline{60};  // a manifest, an index, a token
 constexpr const char* kManifestTypes =
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
     "application/vnd.docker.distribution.manifest.list.v2+json, "
@@ -75,7 +76,10 @@ Url parse_url(const std::string& text) {
 }
 
 bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  if (host == "localhost") return true;
+  boost::system::error_code error;
+  const auto address = net::ip::make_address(host, error);
+  return !error && address.is_loopback();
 }
 
 // `key="value"` parameters of a WWW-Authenticate challenge.
@@ -107,16 +111,28 @@ struct Reply {
   std::string body;  // unless it went to a file
 };
 
-// One GET, its body into `file` (when given) or the reply, at most `limit` bytes.
+// Runs one asynchronous operation to its end: synchronous Beast calls
+// would block past the stream's deadline, which only asynchronous ones obey.
+template <typename Start>
+void await(net::io_context& io, Start start) {
+  beast::error_code error;
+  start([&error](beast::error_code e, auto&&...) { error = e; });
+  io.restart();
+  io.run();
+  if (error) throw boost::system::system_error(error);
+}
+
+// One GET, its body into `file` (when given) or the reply, at most `limit`
+// bytes; the stream's deadline is already set.
 template <typename Stream>
-Reply exchange(Stream& stream, const Url& url, const std::string& accept, const std::string& authorization,
-               const std::string& file, uint64_t limit) {
+Reply exchange(net::io_context& io, Stream& stream, const Url& url, const std::string& accept,
+               const std::string& authorization, const std::string& file, uint64_t limit) {
   http::request<http::empty_body> request{http::verb::get, url.target, 11};
   request.set(http::field::host, url.authority());
   request.set(http::field::user_agent, "airlock");
   if (!accept.empty()) request.set(http::field::accept, accept);
   if (!authorization.empty()) request.set(http::field::authorization, authorization);
-  http::write(stream, request);
+  await(io, [&](auto done) { http::async_write(stream, request, done); });
   beast::flat_buffer buffer;
   Reply reply;
   auto fill = [&](auto& response) {
@@ -127,19 +143,18 @@ Reply exchange(Stream& stream, const Url& url, const std::string& accept, const 
   };
   http::response_parser<http::empty_body> head;
   head.body_limit(limit);
-  http::read_header(stream, buffer, head);
-  const bool to_file = !file.empty() && head.get().result_int() == 200;
-  if (to_file) {
+  await(io, [&](auto done) { http::async_read_header(stream, buffer, head, done); });
+  if (!file.empty() && head.get().result_int() == 200) {
     http::response_parser<http::file_body> parser(std::move(head));
     beast::error_code ec;
     parser.get().body().open(file.c_str(), beast::file_mode::write, ec);
     if (ec) throw Error(ErrorCode::io, "cannot write " + file + ": " + ec.message());
-    http::read(stream, buffer, parser);
+    await(io, [&](auto done) { http::async_read(stream, buffer, parser, done); });
     fill(parser.get());
   } else {
     http::response_parser<http::string_body> parser(std::move(head));
     parser.body_limit(std::min<uint64_t>(limit, kMaxDocumentBytes));
-    http::read(stream, buffer, parser);
+    await(io, [&](auto done) { http::async_read(stream, buffer, parser, done); });
     fill(parser.get());
     reply.body = std::move(parser.get().body());
   }
@@ -160,24 +175,39 @@ class Registry {
     return (tls_ ? "https://" : "http://") + reference_.registry + "/v2/" + reference_.repository + path;
   }
 
-  // GET with the registry's token, following its redirects (a blob store's
-  // URL gets no token).
-  Reply get(const std::string& start, const std::string& accept, const std::string& file, uint64_t limit) {
+  // GET with the registry's token, following its redirects: the token only
+  // to the registry's own origin (a blob store's URL gets none), never from
+  // HTTPS down to plain HTTP unless the pull is --insecure.
+  Reply get(const std::string& start, const std::string& accept, const std::string& file, uint64_t limit,
+            std::chrono::seconds deadline) {
     std::string current = start;
-    const std::string registry_host = parse_url(start).host;
+    const Url origin = parse_url(start);
+    auto same_origin = [&](const Url& url) {
+      return url.tls == origin.tls && url.host == origin.host && url.port == origin.port;
+    };
     for (int hop = 0; hop <= kMaxRedirects; ++hop) {
       const Url url = parse_url(current);
-      const std::string authorization =
-          url.host == registry_host && !token_.empty() ? "Bearer " + token_ : "";
-      Reply reply = fetch(url, accept, authorization, file, limit);
-      if (reply.status == 401 && token_.empty() && url.host == registry_host && hop == 0) {
+      if (origin.tls && !url.tls && !options_.insecure) {
+        throw Error(ErrorCode::unavailable, "registry " + reference_.registry + " redirected " + start +
+                                                " to plain HTTP (" + current +
+                                                "); refused without --insecure");
+      }
+      const std::string authorization = same_origin(url) && !token_.empty() ? "Bearer " + token_ : "";
+      Reply reply = fetch(url, accept, authorization, file, limit, deadline);
+      if (reply.status == 401 && token_.empty() && same_origin(url) && hop == 0) {
         authenticate(reply.challenge);
-        reply = fetch(url, accept, "Bearer " + token_, file, limit);
+        reply = fetch(url, accept, "Bearer " + token_, file, limit, deadline);
       }
       if (reply.status >= 300 && reply.status < 400 && !reply.location.empty()) {
-        current = reply.location.front() == '/'
-                      ? (url.tls ? "https://" : "http://") + url.authority() + reply.location
-                      : reply.location;
+        if (reply.location.front() == '/') {
+          current = (url.tls ? "https://" : "http://") + url.authority() + reply.location;
+        } else if (reply.location.rfind("http://", 0) == 0 || reply.location.rfind("https://", 0) == 0) {
+          current = reply.location;
+        } else {
+          throw Error(ErrorCode::unavailable, "registry " + reference_.registry + " redirected " + start +
+                                                  " to '" + reply.location +
+                                                  "', which airlock does not follow");
+        }
         continue;
       }
       return reply;
@@ -197,28 +227,31 @@ class Registry {
 
  private:
   Reply fetch(const Url& url, const std::string& accept, const std::string& authorization,
-              const std::string& file, uint64_t limit) {
+              const std::string& file, uint64_t limit, std::chrono::seconds deadline) {
     try {
       net::ip::tcp::resolver resolver(io_);
       const auto endpoints = resolver.resolve(url.host, url.port);
       if (!url.tls) {
         beast::tcp_stream stream(io_);
-        stream.expires_after(options_.timeout);
-        stream.connect(endpoints);
-        return exchange(stream, url, accept, authorization, file, limit);
+        stream.expires_after(deadline);
+        await(io_, [&](auto done) { stream.async_connect(endpoints, done); });
+        return exchange(io_, stream, url, accept, authorization, file, limit);
       }
       beast::ssl_stream<beast::tcp_stream> stream(io_, tls_context_);
-      beast::get_lowest_layer(stream).expires_after(options_.timeout);
+      beast::get_lowest_layer(stream).expires_after(deadline);
       if (!SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str())) {
         throw Error(ErrorCode::unavailable, "cannot name " + url.host + " in the TLS handshake");
       }
       stream.set_verify_callback(ssl::host_name_verification(url.host));
-      beast::get_lowest_layer(stream).connect(endpoints);
-      stream.handshake(ssl::stream_base::client);
-      return exchange(stream, url, accept, authorization, file, limit);
+      await(io_, [&](auto done) { beast::get_lowest_layer(stream).async_connect(endpoints, done); });
+      await(io_, [&](auto done) { stream.async_handshake(ssl::stream_base::client, done); });
+      return exchange(io_, stream, url, accept, authorization, file, limit);
     } catch (const boost::system::system_error& e) {
-      throw Error(ErrorCode::unavailable, "cannot fetch " + url.authority() + url.target + " from registry " +
-                                              reference_.registry + ": " + e.code().message());
+      const bool late = e.code() == beast::error::timeout;
+      throw Error(
+          ErrorCode::unavailable,
+          "cannot fetch " + url.authority() + url.target + " from registry " + reference_.registry + ": " +
+              (late ? "no answer within " + std::to_string(deadline.count()) + " s" : e.code().message()));
     }
   }
 
@@ -233,7 +266,7 @@ class Registry {
       url += "service=" + url_encoded(*service) + "&";
     url += "scope=" + url_encoded(challenge_parameter(challenge, "scope")
                                       .value_or("repository:" + reference_.repository + ":pull"));
-    Reply reply = fetch(parse_url(url), "application/json", "", "", kMaxDocumentBytes);
+    Reply reply = fetch(parse_url(url), "application/json", "", "", kMaxDocumentBytes, kDocumentDeadline);
     json answer = json::parse(reply.body, nullptr, false);
     if (reply.status != 200 || !answer.is_object()) {
       throw Error(
@@ -267,9 +300,20 @@ struct Document {
   size_t size = 0;
 };
 
+// `digest` when it is sha256:<64 hex digits>: a digest names a file here.
+std::string checked_digest(const std::string& digest, const std::string& what) {
+  if (digest.size() != 71 || digest.rfind("sha256:", 0) != 0 ||
+      digest.find_first_not_of("0123456789abcdef", 7) != std::string::npos) {
+    throw Error(ErrorCode::invalid_argument,
+                what + " has digest '" + digest + "', not sha256:<64 hex digits>");
+  }
+  return digest;
+}
+
 Document fetch_document(Registry& registry, const std::string& directory, const std::string& reference,
                         const std::string& what) {
-  Reply reply = registry.get(registry.api("/manifests/" + reference), kManifestTypes, "", kMaxDocumentBytes);
+  Reply reply = registry.get(registry.api("/manifests/" + reference), kManifestTypes, "", kMaxDocumentBytes,
+                             kDocumentDeadline);
   if (reply.status != 200) registry.fail(reply, what);
   Document document;
   document.digest = sha256_of(reply.body);
@@ -285,24 +329,25 @@ Document fetch_document(Registry& registry, const std::string& directory, const 
   return document;
 }
 
-void fetch_blob(Registry& registry, const std::string& directory, const json& descriptor,
-                const UnpackLimits& limits, const std::string& what) {
+void fetch_blob(Registry& registry, const std::string& directory, const json& descriptor, uint64_t limit,
+                std::chrono::seconds timeout, const std::string& what) {
   if (!descriptor.is_object() || !descriptor.contains("digest") || !descriptor["digest"].is_string()) {
     throw Error(ErrorCode::invalid_argument, "the manifest has a " + what + " without a digest");
   }
-  const std::string digest = descriptor["digest"].get<std::string>();
-  if (digest.size() != 71 || digest.rfind("sha256:", 0) != 0 ||
-      digest.find_first_not_of("0123456789abcdef", 7) != std::string::npos) {
-    throw Error(ErrorCode::invalid_argument, "the manifest's " + what + " has digest '" + digest + "'");
+  const std::string digest =
+      checked_digest(descriptor["digest"].get<std::string>(), "the manifest's " + what);
+  if (!descriptor.contains("size") || !descriptor["size"].is_number_unsigned()) {
+    throw Error(ErrorCode::invalid_argument, "the manifest's " + what + " " + digest + " has no size");
   }
-  const uint64_t size = descriptor.value("size", uint64_t{0});
-  if (size > limits.max_bytes) {
+  const uint64_t size = descriptor["size"].get<uint64_t>();
+  if (size > limit) {
     throw Error(ErrorCode::too_large, what + " " + digest + " is " + std::to_string(size >> 20) +
-                                          " MiB, past the limit of " +
-                                          std::to_string(limits.max_bytes >> 20) + " MiB");
+                                          " MiB, past the limit of " + std::to_string(limit >> 20) + " MiB");
   }
   const std::string path = directory + "/blobs/sha256/" + digest.substr(7);
-  Reply reply = registry.get(registry.api("/blobs/" + digest), "", path + ".partial", limits.max_bytes);
+  // No more than it says it is, in a time its size allows (1 MiB/s at least).
+  const std::chrono::seconds deadline = timeout + std::chrono::seconds(size >> 20);
+  Reply reply = registry.get(registry.api("/blobs/" + digest), "", path + ".partial", size, deadline);
   if (reply.status != 200) registry.fail(reply, what + " " + digest);
   const std::string actual = sha256_of_file(path + ".partial");
   if (actual != digest) {
@@ -364,8 +409,9 @@ ImageReference parse_image_reference(const std::string& text) {
   return reference;
 }
 
-void pull_to_layout(const ImageReference& reference, const std::string& directory,
-                    const PullOptions& options) {
+namespace {
+
+void pull_into(const ImageReference& reference, const std::string& directory, const PullOptions& options) {
   fs::create_directories(directory + "/blobs/sha256");
   write_file(directory + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
   Registry registry(reference, options);
@@ -377,10 +423,13 @@ void pull_to_layout(const ImageReference& reference, const std::string& director
     // An index: the linux/amd64 manifest, the same choice an import makes.
     bool found = false;
     for (const json& entry : top.content["manifests"]) {
-      if (!entry.is_object() || !entry.contains("platform")) continue;
-      const json& p = entry["platform"];
-      if (p.value("os", "") != "linux" || p.value("architecture", "") != "amd64") continue;
-      const std::string digest = entry.value("digest", "");
+      if (!entry.is_object()) continue;
+      // No platform: for any (as an import reads an index).
+      const json p = entry.contains("platform") && entry["platform"].is_object() ? entry["platform"] : json();
+      if (!p.is_null() && (p.value("os", "") != "linux" || p.value("architecture", "") != "amd64")) continue;
+      const std::string digest = checked_digest(
+          entry.contains("digest") && entry["digest"].is_string() ? entry["digest"].get<std::string>() : "",
+          "an entry of the index");
       manifest = fetch_document(registry, directory, digest, "manifest " + digest);
       platform = p;
       found = true;
@@ -391,20 +440,30 @@ void pull_to_layout(const ImageReference& reference, const std::string& director
   if (!manifest.content.contains("layers") || !manifest.content["layers"].is_array()) {
     throw Error(ErrorCode::invalid_argument, reference.text() + " is not an image manifest (no layers)");
   }
-  fetch_blob(registry, directory, manifest.content.value("config", json()), options.limits, "config");
-  uint64_t total = 0;
+  fetch_blob(registry, directory, manifest.content.value("config", json()), kMaxDocumentBytes,
+             options.timeout, "config");
+  uint64_t left = options.limits.max_bytes;  // for all layers together
   for (const json& layer : manifest.content["layers"]) {
-    total += layer.is_object() ? layer.value("size", uint64_t{0}) : 0;
-    if (total > options.limits.max_bytes) {
-      throw Error(ErrorCode::too_large, reference.text() + "'s layers are past the limit of " +
-                                            std::to_string(options.limits.max_bytes >> 20) + " MiB");
-    }
-    fetch_blob(registry, directory, layer, options.limits, "layer");
+    fetch_blob(registry, directory, layer, left, options.timeout, "layer");
+    left -= layer["size"].get<uint64_t>();
   }
   json descriptor = {
       {"mediaType", manifest.media_type}, {"digest", manifest.digest}, {"size", manifest.size}};
   if (!platform.is_null()) descriptor["platform"] = platform;
   write_file(directory + "/index.json", json{{"schemaVersion", 2}, {"manifests", {descriptor}}}.dump());
+}
+
+}  // namespace
+
+void pull_to_layout(const ImageReference& reference, const std::string& directory,
+                    const PullOptions& options) {
+  try {
+    pull_into(reference, directory, options);
+  } catch (const json::exception& e) {
+    // A field of the wrong type in what the registry served.
+    throw Error(ErrorCode::invalid_argument,
+                reference.text() + " has a malformed manifest or index: " + e.what());
+  }
 }
 
 }  // namespace airlock::image

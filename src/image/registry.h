@@ -23,8 +23,9 @@ ImageReference parse_image_reference(const std::string& text);
 struct PullOptions {
   // Plain HTTP. Loopback registries (localhost, 127.*, [::1]) always are.
   bool insecure = false;
-  std::chrono::seconds timeout{300};  // for each request
-  UnpackLimits limits;                // a layer larger than max_bytes is refused before it is fetched
+  // For each request: a blob gets a second more for each MiB it has.
+  std::chrono::seconds timeout{300};
+  UnpackLimits limits;  // a layer larger than max_bytes is refused before it is fetched
 };
 
 // Fetches the image `reference` names from its registry (the OCI

@@ -22,7 +22,9 @@ namespace {
 
 using Archive = std::unique_ptr<archive, decltype(&archive_read_free)>;
 
-constexpr int kMaxLinks = 40;  // as the kernel's path walk
+constexpr int kMaxLinks = 40;           // as the kernel's path walk
+constexpr size_t kMaxNameBytes = 4096;  // PATH_MAX: a longer name or link target is refused
+constexpr int kMaxResolveSteps = 4096;  // components one name may take to resolve, links included
 
 std::string join(const std::vector<std::string>& parts) {
   std::string path;
@@ -44,6 +46,13 @@ std::vector<std::string> split(const std::string& path) {
 // A layer entry's name as components: "./usr/bin/x" -> usr, bin, x.
 // Absolute names and ".." refuse the layer.
 std::vector<std::string> entry_parts(const std::string& name, const std::string& label) {
+  if (name.size() > kMaxNameBytes) {
+    throw Error(ErrorCode::invalid_argument,
+                label + " has a name longer than " + std::to_string(kMaxNameBytes) + " bytes (refused)");
+  }
+  if (name.find('\r') != std::string::npos) {
+    throw Error(ErrorCode::invalid_argument, label + " has a name with a carriage return (refused)");
+  }
   if (!name.empty() && name.front() == '/') {
     throw Error(ErrorCode::invalid_argument, label + " has an absolute name '" + name + "' (refused)");
   }
@@ -76,7 +85,11 @@ std::vector<std::string> RootTree::resolve(std::vector<std::string> parts, bool 
   std::vector<std::string> resolved;
   std::deque<std::string> todo(parts.begin(), parts.end());
   int links = 0;
+  int steps = 0;
   while (!todo.empty()) {
+    if (++steps > kMaxResolveSteps) {
+      throw Error(ErrorCode::invalid_argument, "'" + join(parts) + "' takes too many steps to resolve");
+    }
     std::string part = std::move(todo.front());
     todo.pop_front();
     if (part.empty() || part == ".") continue;
@@ -127,17 +140,43 @@ void RootTree::make_parents(const std::vector<std::string>& parts, const std::st
   }
 }
 
+bool RootTree::under_real_directories(const std::vector<std::string>& parts) const {
+  std::vector<std::string> prefix;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    prefix.push_back(parts[i]);
+    struct stat st {};
+    if (!lstat_of(host_path(prefix), st) || !S_ISDIR(st.st_mode)) return false;
+  }
+  return true;
+}
+
 void RootTree::remove_entry(const std::vector<std::string>& parts) {
   if (parts.empty()) return;
+  // Resolved when the entry was read; a later entry may have made one of its
+  // directories a link since, which the host would follow.
+  if (!under_real_directories(parts)) return;
   const std::string host = host_path(parts);
   std::error_code ec;
   fs::remove_all(host, ec);
   if (ec) throw Error(ErrorCode::io, "cannot remove " + host + ": " + ec.message());
+  const std::string relative = join(parts);
+  attributes_.erase(relative);
+  for (auto it = attributes_.lower_bound(relative + "/");
+       it != attributes_.end() && it->first.compare(0, relative.size() + 1, relative + "/") == 0;) {
+    it = attributes_.erase(it);
+  }
 }
 
 // An opaque directory hides what lower layers put in it: all that this
 // layer did not write goes, recursively.
 void RootTree::prune_opaque(const std::vector<std::string>& parts, const std::set<std::string>& written) {
+  // The directory as it is now: one that a later entry of the layer replaced
+  // (by a link, say) is not the opaque directory any more.
+  std::vector<std::string> self = parts;
+  self.push_back(".");
+  if (!under_real_directories(self)) return;
+  struct stat st_self {};
+  if (!parts.empty() && (!lstat_of(host_path(parts), st_self) || !S_ISDIR(st_self.st_mode))) return;
   std::error_code ec;
   std::vector<std::string> children;
   for (const auto& child : fs::directory_iterator(host_path(parts), ec)) {
@@ -256,6 +295,14 @@ void RootTree::apply_layer(const std::string& layer_path, const std::string& lab
         if (::mkfifo(host.c_str(), 0600) < 0) throw_errno("mkfifo", host);
         break;
       case AE_IFREG: {
+        // Counted as declared: a sparse entry writes few blocks of a huge file.
+        const auto declared = static_cast<uint64_t>(std::max<la_int64_t>(archive_entry_size(entry), 0));
+        if (report.bytes + declared > limits.max_bytes) {
+          throw Error(ErrorCode::too_large, label + " unpacks past the limit of " +
+                                                std::to_string(limits.max_bytes >> 20) + " MiB (at " +
+                                                relative + ")");
+        }
+        uint64_t written_bytes = 0;
         UniqueFd out(::open(host.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
         if (!out) throw_errno("open", host);
         for (;;) {
@@ -265,11 +312,9 @@ void RootTree::apply_layer(const std::string& layer_path, const std::string& lab
           const int read = archive_read_data_block(reader.get(), &block, &size, &offset);
           if (read == ARCHIVE_EOF) break;
           if (read < ARCHIVE_WARN) throw Error(ErrorCode::invalid_argument, label + ": " + why(reader.get()));
-          report.bytes += size;
-          if (report.bytes > limits.max_bytes) {
-            throw Error(ErrorCode::too_large, label + " unpacks past the limit of " +
-                                                  std::to_string(limits.max_bytes >> 20) + " MiB (at " +
-                                                  relative + ")");
+          written_bytes += size;
+          if (written_bytes > declared || static_cast<uint64_t>(offset) + size > declared) {
+            throw Error(ErrorCode::invalid_argument, label + ": " + relative + " holds more than its size");
           }
           const char* data = static_cast<const char*>(block);
           while (size > 0) {
@@ -278,7 +323,8 @@ void RootTree::apply_layer(const std::string& layer_path, const std::string& lab
             data += n, size -= static_cast<size_t>(n), offset += n;
           }
         }
-        if (::ftruncate(out.get(), archive_entry_size(entry)) < 0) throw_errno("ftruncate", host);
+        report.bytes += declared;
+        if (::ftruncate(out.get(), static_cast<off_t>(declared)) < 0) throw_errno("ftruncate", host);
         break;
       }
       default:
@@ -333,15 +379,17 @@ void RootTree::open_up() const noexcept {
   }
 }
 
-void RootTree::settle_modes() const {
+void RootTree::settle_modes(bool owner_access) const {
   if (::chmod(directory_.c_str(), 0755) < 0) throw_errno("chmod", directory_);
   // Deepest first, so a directory made read-only stays walkable until its
   // contents are done.
   for (auto it = attributes_.rbegin(); it != attributes_.rend(); ++it) {
+    if (!under_real_directories(split(it->first))) continue;
     const std::string host = directory_ + "/" + it->first;
     struct stat st {};
     if (!lstat_of(host, st) || S_ISLNK(st.st_mode)) continue;
-    if (::chmod(host.c_str(), it->second.mode) < 0) throw_errno("chmod", host);
+    const mode_t access = owner_access ? (S_ISDIR(st.st_mode) ? 0700 : 0400) : 0;
+    if (::chmod(host.c_str(), it->second.mode | access) < 0) throw_errno("chmod", host);
   }
 }
 

@@ -54,8 +54,10 @@ class RootTree {
                    UnpackReport& report);
 
   // Gives every directory and file the mode its layer gave it (they were
-  // made writable while layers went on).
-  void settle_modes() const;
+  // made writable while layers went on); with `owner_access`, plus what its
+  // owner needs to read it (a builder without root could not copy a 0000
+  // file into the ext4: the image's mode is then set there, build_ext4).
+  void settle_modes(bool owner_access) const;
   // Makes every directory its owner's to change again (settle_modes undone
   // for directories), so the tree can be removed without root. Never throws.
   void open_up() const noexcept;
@@ -83,6 +85,8 @@ class RootTree {
   std::vector<std::string> resolve(std::vector<std::string> parts, bool follow_last) const;
   std::string host_path(const std::vector<std::string>& parts) const;
   void make_parents(const std::vector<std::string>& parts, const std::string& label);
+  // True when every directory above `parts` is a directory, not a link.
+  bool under_real_directories(const std::vector<std::string>& parts) const;
   void remove_entry(const std::vector<std::string>& parts);
   std::string clear_place(const std::string& path);
   void prune_opaque(const std::vector<std::string>& parts, const std::set<std::string>& written);

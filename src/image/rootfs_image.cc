@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include "common/child_process.h"
@@ -185,28 +186,27 @@ void build_ext4(const RootTree& tree, const std::string& image_path, const std::
             image_path},
            "mke2fs");
 
-  // mke2fs copied the builder's owners: give each file its layer's.
+  // mke2fs copied the builder's owners, and modes made readable for it
+  // (settle_modes): give each file its layer's. Every path the tree has
+  // is in its attributes (settle_modes skipped none that resolve).
   std::string script;
   const uint32_t builder_uid = ::geteuid(), builder_gid = ::getegid();
   for (const auto& [path, attributes] : tree.attributes()) {
     struct stat st {};
     if (::lstat((tree.directory() + "/" + path).c_str(), &st) < 0) continue;  // a later layer removed it
-    if (path.find_first_of("\"\n") != std::string::npos) {
+    if (path.find_first_of("\"\n\r") != std::string::npos) {
       throw Error(ErrorCode::invalid_argument,
                   "the image has a file name debugfs cannot take: '" + path + "'");
     }
+    const std::string quoted = "\"/" + path + "\"";
     if (attributes.uid != builder_uid)
-      script += "sif \"/" + path + "\" uid " + std::to_string(attributes.uid) + "\n";
+      script += "sif " + quoted + " uid " + std::to_string(attributes.uid) + "\n";
     if (attributes.gid != builder_gid)
-      script += "sif \"/" + path + "\" gid " + std::to_string(attributes.gid) + "\n";
-  }
-  if (builder_uid != 0 || builder_gid != 0) {
-    // What no layer named (the tree's own directories) is root's.
-    for (auto it = fs::recursive_directory_iterator(tree.directory(), ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      const std::string path = fs::relative(it->path(), tree.directory()).string();
-      if (tree.attributes().count(path)) continue;
-      script += "sif \"/" + path + "\" uid 0\nsif \"/" + path + "\" gid 0\n";
+      script += "sif " + quoted + " gid " + std::to_string(attributes.gid) + "\n";
+    if (!S_ISLNK(st.st_mode) && (st.st_mode & 07777) != attributes.mode) {
+      char mode[16];
+      std::snprintf(mode, sizeof mode, "0%o", static_cast<unsigned>((st.st_mode & S_IFMT) | attributes.mode));
+      script += "sif " + quoted + " mode " + mode + "\n";
     }
   }
   if (!script.empty()) {

@@ -168,6 +168,7 @@ TEST(ImageImportWithoutRoot, OwnersAndModesComeOutAsTheLayersSay) {
       .file("srv/data", "x\n", 0640, 123, 456)
       .dir("locked/", 0555)
       .file("locked/inside", "y\n", 0444)
+      .file("etc/shadow", "root:*:1::::::\n", 0000)
       .close();
   write_oci_layout(work.file("layout"), {{work.file("layer.tar")}, {}, {}, "amd64"});
   fs::create_directories(work.file("cache"));
@@ -190,6 +191,7 @@ TEST(ImageImportWithoutRoot, OwnersAndModesComeOutAsTheLayersSay) {
   EXPECT_NE(stat("/home/sandbox").find("User:  1000   Group:  1000"), std::string::npos);
   EXPECT_NE(stat("/locked").find("Mode:  0555"), std::string::npos) << stat("/locked");
   EXPECT_NE(stat("/bin/bash").find("Mode:  0755"), std::string::npos) << stat("/bin/bash");
+  EXPECT_NE(stat("/etc/shadow").find("Mode:  0000"), std::string::npos) << stat("/etc/shadow");
   std::vector<std::string> left;
   for (const auto& entry : fs::directory_iterator(work.file("cache") + "/imported-images")) {
     left.push_back(entry.path().filename());

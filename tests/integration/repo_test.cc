@@ -143,6 +143,14 @@ TEST_F(Repo, ClonesARepositoryAndRunsACommandInItsCheckout) {
   EXPECT_NE(elsewhere.out.find("curl="), std::string::npos) << elsewhere.err;
   EXPECT_EQ(elsewhere.out.find("curl=0"), std::string::npos) << elsewhere.out;
 
+  // Credentials in the URL go to git, never into what airlock prints.
+  auto with_token =
+      airlock({"repo", "http://user:s3cret@git.test/cgi-bin/git-http-backend/proj.git", "--test-resolve",
+               "git.test=127.0.0.1:" + std::to_string(port_), "--command", "cat VERSION"});
+  EXPECT_EQ(with_token.out, "2\n") << with_token.err;
+  EXPECT_NE(with_token.err.find("airlock: cloned http://git.test/"), std::string::npos) << with_token.err;
+  EXPECT_EQ(with_token.err.find("s3cret"), std::string::npos) << with_token.err;
+
   auto missing = repo({"--command", "true"}, "nope.git");
   EXPECT_EQ(missing.exit_code, 128) << missing.err;
   EXPECT_NE(

@@ -97,6 +97,14 @@ TarWriter& TarWriter::zeros(const std::string& name, uint64_t size) {
   return *this;
 }
 
+TarWriter& TarWriter::sparse(const std::string& name, uint64_t size) {
+  auto entry = entry_of(name, AE_IFREG, 0644, 0, 0, static_cast<int64_t>(size));
+  archive_entry_sparse_add_entry(entry.get(), static_cast<int64_t>(size) - 1, 1);
+  check(archive_.get(), archive_write_header(archive_.get(), entry.get()));
+  if (archive_write_data(archive_.get(), "x", 1) < 0) check(archive_.get(), ARCHIVE_FATAL);
+  return *this;
+}
+
 TarWriter& TarWriter::symlink(const std::string& name, const std::string& target) {
   auto entry = entry_of(name, AE_IFLNK, 0777, 0, 0, 0);
   archive_entry_set_symlink(entry.get(), target.c_str());

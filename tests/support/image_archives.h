@@ -23,6 +23,8 @@ class TarWriter {
                   int gid = 0);
   // A file of `size` zero bytes, written in pieces (a decompression bomb).
   TarWriter& zeros(const std::string& name, uint64_t size);
+  // A sparse file of `size` bytes holding one byte of data (pax sparse map).
+  TarWriter& sparse(const std::string& name, uint64_t size);
   TarWriter& symlink(const std::string& name, const std::string& target);
   TarWriter& hardlink(const std::string& name, const std::string& target);
   TarWriter& device(const std::string& name);

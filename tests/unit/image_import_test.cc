@@ -95,7 +95,7 @@ TEST_F(ImageImport, LayersApplyWithWhiteoutsOpaqueDirectoriesAndLinks) {
   EXPECT_EQ(tree.attributes().at("bin/su").mode, 0755);
   EXPECT_EQ(tree.attributes().at("home/owned").uid, 123u);
   EXPECT_EQ(tree.attributes().at("home/owned").gid, 456u);
-  tree.settle_modes();
+  tree.settle_modes(false);
   struct stat su {};
   ASSERT_EQ(::stat(at("bin/su").c_str(), &su), 0);
   EXPECT_EQ(su.st_mode & 07777, 0755);
@@ -132,6 +132,30 @@ TEST_F(ImageImport, NamesThatLeaveTheRootAreRefusedAndLinksStayInside) {
   EXPECT_NE(apply(tree, layer("loopy")).find("too many levels of symbolic links"), std::string::npos);
 }
 
+// Paths resolved when an entry is read and used later (an opaque
+// directory's pruning, the modes set at the end) must not follow a link a
+// later entry put in their way: the host's files stay as they were.
+TEST_F(ImageImport, ALinkPutInPlaceOfADirectoryLaterNeverLeadsOut) {
+  const std::string victim = dir_.file("victim");
+  fs::create_directories(victim + "/sub");
+  write_file(victim + "/keep", "host file", 0600);
+  TarWriter(layer("lower")).dir("d/").file("d/x", "x", 0777).dir("e/").file("e/y", "y", 0600).close();
+  TarWriter(layer("opaque-then-link")).file("d/.wh..wh..opq", "").symlink("d", victim).close();
+  TarWriter(layer("relink")).symlink("e", "d").close();
+  RootTree tree(root_);
+  ASSERT_EQ(apply(tree, layer("lower")), "");
+  ASSERT_EQ(apply(tree, layer("opaque-then-link")), "");
+  EXPECT_TRUE(fs::exists(victim + "/keep")) << "pruning followed the link out of the root";
+  EXPECT_TRUE(fs::exists(victim + "/sub"));
+  ASSERT_EQ(apply(tree, layer("relink")), "");
+  tree.settle_modes(false);
+  struct stat st {};
+  ASSERT_EQ(::stat((victim + "/keep").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600) << "a mode meant for the image's d/x reached the host";
+  EXPECT_EQ(tree.attributes().count("d/x"), 0u) << "what a later layer removed keeps no attributes";
+  EXPECT_EQ(tree.attributes().count("e/y"), 0u);
+}
+
 TEST_F(ImageImport, ALayerThatUnpacksPastTheLimitIsRefused) {
   TarWriter(layer("bomb"), /*gzip=*/true).zeros("zeros", 64 << 20).close();
   EXPECT_LT(fs::file_size(layer("bomb")), 1u << 20) << "the bomb is small packed";
@@ -139,6 +163,10 @@ TEST_F(ImageImport, ALayerThatUnpacksPastTheLimitIsRefused) {
   RootTree tree(root_);
   const std::string error = apply(tree, layer("bomb"));
   EXPECT_NE(error.find("unpacks past the limit of 16 MiB"), std::string::npos) << error;
+  // A sparse file counts at its size, not at the few blocks it writes.
+  TarWriter(layer("sparse")).sparse("huge", 1ull << 40).close();
+  EXPECT_NE(apply(tree, layer("sparse")).find("unpacks past the limit"), std::string::npos)
+      << apply(tree, layer("sparse"));
   limits_ = {};
   limits_.max_entries = 3;
   TarWriter many(layer("many"));
@@ -200,12 +228,23 @@ TEST_F(ImageStoreTest, AnOciLayoutBecomesABootableExt4WithItsOwnersAndTheSandbox
   EXPECT_TRUE(again.reused);
   EXPECT_EQ(fs::hard_link_count(ext4), 2u);
   EXPECT_EQ(store.list().size(), 2u);
+  // The same config over other layers is another image, whatever its config digest says.
+  TarWriter(layer("other")).file("bin/bash", "#!other\n", 0755).close();
+  const std::string same_config =
+      testing::write_oci_layout(dir_.file("layout-other"), {{layer("other")}, spec.env, {}, "amd64"});
+  EXPECT_EQ(same_config, digest);
+  ImportResult other = store.import(dir_.file("layout-other"), options("other"));
+  EXPECT_FALSE(other.reused) << "layers nobody checked against the config were trusted by its digest";
+  store.remove("other");
   try {
     store.import(dir_.file("layout"), options("tools"));
     ADD_FAILURE() << "a taken name was imported over";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::conflict);
   }
+  ImportOptions replacing = options("tools2");
+  replacing.replace = true;
+  EXPECT_TRUE(store.import(dir_.file("layout"), replacing).reused) << "--replace puts the image in place";
   store.remove("tools2");
   EXPECT_FALSE(store.find("tools2"));
   EXPECT_EQ(fs::hard_link_count(ext4), 1u);
