@@ -152,8 +152,16 @@ Reply exchange(net::io_context& io, Stream& stream, const Url& url, const std::s
     await(io, [&](auto done) { http::async_read(stream, buffer, parser, done); });
     fill(parser.get());
   } else {
+    // A refusal or a document: a few MiB at most. The header's limit was the
+    // blob's, and Beast checks a Content-Length only against that one.
+    const uint64_t cap = std::min<uint64_t>(limit, kMaxDocumentBytes);
+    if (head.content_length() && *head.content_length() > cap) {
+      throw Error(ErrorCode::unavailable, "registry answered " + std::to_string(head.get().result_int()) +
+                                              " for " + url.authority() + url.target + " with " +
+                                              std::to_string(*head.content_length()) + " bytes; refused");
+    }
     http::response_parser<http::string_body> parser(std::move(head));
-    parser.body_limit(std::min<uint64_t>(limit, kMaxDocumentBytes));
+    parser.body_limit(cap);
     await(io, [&](auto done) { http::async_read(stream, buffer, parser, done); });
     fill(parser.get());
     reply.body = std::move(parser.get().body());
@@ -260,6 +268,11 @@ class Registry {
     if (challenge.rfind("Bearer ", 0) != 0 || !realm) {
       throw Error(ErrorCode::permission_denied,
                   "registry " + reference_.registry + " wants credentials; airlock pulls public images only");
+    }
+    if (tls_ && realm->rfind("http://", 0) == 0 && !options_.insecure) {
+      throw Error(ErrorCode::unavailable, "registry " + reference_.registry +
+                                              " sends for its token to plain HTTP (" + *realm +
+                                              "); refused without --insecure");
     }
     std::string url = *realm + (realm->find('?') == std::string::npos ? "?" : "&");
     if (auto service = challenge_parameter(challenge, "service"))
