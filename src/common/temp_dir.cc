@@ -56,10 +56,26 @@ TempDir& TempDir::operator=(TempDir&& other) noexcept {
 
 TempDir::~TempDir() { remove(); }
 
+void remove_tree(const std::string& path, std::error_code& ec) {
+  fs::remove_all(path, ec);
+  if (!ec) return;
+  // Without root, a directory without its owner's write bit (a layer's
+  // read-only directory, say) keeps what is in it: open them up, retry.
+  ec.clear();
+  ::chmod(path.c_str(), 0700);
+  for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::error_code type_error;
+    if (it->is_directory(type_error) && !it->is_symlink(type_error)) ::chmod(it->path().c_str(), 0700);
+  }
+  ec.clear();
+  fs::remove_all(path, ec);
+}
+
 void TempDir::remove() {
   if (path_.empty()) return;
   std::error_code ignored;
-  fs::remove_all(path_, ignored);
+  remove_tree(path_, ignored);
   path_.clear();
   lock_.reset();
 }
@@ -80,7 +96,7 @@ int reap_stale_dirs(const std::string& parent, const std::string& prefix) {
     } else if (::flock(lock.get(), LOCK_EX | LOCK_NB) < 0) {
       continue;  // its owner is alive
     }
-    fs::remove_all(entry.path(), ec);
+    remove_tree(entry.path().string(), ec);
     if (!ec) ++removed;
   }
   return removed;

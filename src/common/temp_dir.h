@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <system_error>
 
 #include "common/unique_fd.h"
 
@@ -35,6 +36,10 @@ class TempDir {
 // live process. Returns how many were removed. Never throws for a directory
 // that vanishes concurrently.
 int reap_stale_dirs(const std::string& parent, const std::string& prefix);
+
+// fs::remove_all, and where that fails for want of a directory's write bit
+// (never for root), the tree's directories made their owner's again first.
+void remove_tree(const std::string& path, std::error_code& ec);
 
 void make_directories(const std::string& path, int mode = 0700);
 

@@ -180,12 +180,6 @@ ImportResult ImageStore::import(const std::string& source_path, const ImportOpti
     const std::string root = work.path() + "/root";
     if (::mkdir(root.c_str(), 0700) < 0) throw_errno("mkdir", root);
     RootTree tree(root);
-    // Without root, a directory a layer made read-only would keep its
-    // contents when the work directory goes: opened up again first.
-    struct Reopen {
-      const RootTree& tree;
-      ~Reopen() { tree.open_up(); }
-    } reopen{tree};
     for (size_t i = 0; i < source.layers.size(); ++i) {
       tree.apply_layer(source.layers[i], "layer " + std::to_string(i + 1), options.limits, result.report);
     }

@@ -369,16 +369,6 @@ void RootTree::put_symlink(const std::string& path, const std::string& target) {
   attributes_[relative] = Attributes{0, 0, 0777};
 }
 
-void RootTree::open_up() const noexcept {
-  std::error_code ec;
-  ::chmod(directory_.c_str(), 0700);
-  for (auto it = fs::recursive_directory_iterator(directory_, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    std::error_code type_error;
-    if (it->is_directory(type_error) && !it->is_symlink(type_error)) ::chmod(it->path().c_str(), 0700);
-  }
-}
-
 void RootTree::settle_modes(bool owner_access) const {
   if (::chmod(directory_.c_str(), 0755) < 0) throw_errno("chmod", directory_);
   // Deepest first, so a directory made read-only stays walkable until its

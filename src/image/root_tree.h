@@ -58,9 +58,6 @@ class RootTree {
   // owner needs to read it (a builder without root could not copy a 0000
   // file into the ext4: the image's mode is then set there, build_ext4).
   void settle_modes(bool owner_access) const;
-  // Makes every directory its owner's to change again (settle_modes undone
-  // for directories), so the tree can be removed without root. Never throws.
-  void open_up() const noexcept;
 
   // Sets `path` (relative to the root) to be a directory with these
   // attributes, making it if it is missing (the mount points the agent needs).
